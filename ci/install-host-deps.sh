@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the host packages the experiments need. Idempotent: packages already
+# present are skipped, so a second run costs one dpkg query.
+# Usage: ci/install-host-deps.sh [--docker] [--qemu]
+set -euo pipefail
+
+want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
+      libseccomp-dev gcc pkg-config busybox-static python3)
+for arg in "$@"; do
+  case "$arg" in
+    --docker) want+=(docker.io) ;;
+    --qemu) want+=(qemu-system-x86) ;;
+    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    *) echo "install-host-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install-host-deps: needs root to install packages; rerun with sudo" >&2
+  exit 2
+fi
+if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
+  echo "install-host-deps: not a Debian/Ubuntu host; install by hand: ${want[*]}" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-host-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+# qemu-system-x86 on Debian 12 comes from backports (the bookworm one conflicts
+# with the machine's qemu-utils from backports).
+extra=()
+if printf '%s\n' "${missing[@]}" | grep -qx qemu-system-x86 && grep -qs bookworm /etc/os-release; then
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/isocheck-backports.list
+    apt-get update -qq >/dev/null
+  fi
+  extra=(-t bookworm-backports)
+fi
+apt-get install -y -qq --no-install-recommends "${extra[@]}" "${missing[@]}" >/dev/null

@@ -1,0 +1,440 @@
+//! Run-unique names, the leak check and the sweeper.
+//!
+//! Every host-global resource of the suite carries a tag in its name
+//! (`isoc-<run>-<n>`): network namespaces (`/run/netns/isoc-…`), cgroups
+//! (`<hierarchy>/isocheck/isoc-…`), scratch directories and their mounts
+//! (`/tmp/isocheck/isoc-…`), Docker objects (label `isocheck.tag`), and
+//! processes (environment `ISOCHECK_TAG=isoc-…`, inherited by descendants).
+//! So the same scan serves three purposes:
+//! - the leak check after each experiment (its own tag),
+//! - cleanup on SIGINT/SIGTERM (the whole run),
+//! - removing what a run killed with SIGKILL left (runs whose lock is free).
+//!
+//! A run is alive while it holds `flock` on `/run/isocheck/<run>.lock`; the
+//! kernel drops the lock when the process dies however it dies, so a second
+//! run started at the same moment never sweeps the first one's resources.
+
+use std::fmt;
+use std::fs::File;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+pub const ENV_TAG: &str = "ISOCHECK_TAG";
+const PREFIX: &str = "isoc-";
+const LOCK_DIR: &str = "/run/isocheck";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag(String);
+
+impl Tag {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a resource name belongs to this tag (or, for a run prefix,
+    /// to this run): `isoc-ab-1` owns `isoc-ab-1` and `isoc-ab-1-h1`, never
+    /// `isoc-ab-10`.
+    pub fn owns(&self, name: &str) -> bool {
+        name == self.0
+            || name
+                .strip_prefix(self.0.as_str())
+                .is_some_and(|rest| rest.starts_with('-') || self.0.ends_with('-'))
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+struct Run {
+    id: String,
+    _lock: Option<File>,
+}
+
+static RUN: OnceLock<Run> = OnceLock::new();
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+fn run() -> &'static Run {
+    RUN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let id = format!("{:x}{:02x}", std::process::id(), nanos & 0xff);
+        let lock = take_lock(&id);
+        Run { id, _lock: lock }
+    })
+}
+
+fn take_lock(id: &str) -> Option<File> {
+    std::fs::create_dir_all(LOCK_DIR).ok()?;
+    let f = File::create(Path::new(LOCK_DIR).join(format!("{id}.lock"))).ok()?;
+    flock(&f, libc::LOCK_EX | libc::LOCK_NB).then_some(f)
+}
+
+/// This process's run id.
+pub fn run_id() -> &'static str {
+    &run().id
+}
+
+/// The prefix every resource of this run carries.
+pub fn run_tag() -> Tag {
+    Tag(format!("{PREFIX}{}-", run_id()))
+}
+
+/// A fresh tag for one experiment run.
+pub fn new_tag() -> Tag {
+    Tag(format!(
+        "{PREFIX}{}-{}",
+        run_id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// `flock(2)`; true when the lock was taken.
+pub fn flock(f: &File, op: i32) -> bool {
+    // SAFETY: a plain syscall on a descriptor the File keeps open.
+    unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
+}
+
+fn run_is_alive(id: &str) -> bool {
+    if id == run_id() {
+        return true;
+    }
+    let Ok(f) = File::open(Path::new(LOCK_DIR).join(format!("{id}.lock"))) else {
+        return false;
+    };
+    !flock(&f, libc::LOCK_SH | libc::LOCK_NB)
+}
+
+/// The run id inside a resource name, if it is one of the suite's.
+pub fn run_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (id, _) = rest.split_once('-')?;
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+}
+
+pub fn scratch_root() -> PathBuf {
+    std::env::temp_dir().join("isocheck")
+}
+
+pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
+    // A mount left on a scratch directory must never let remove_dir_all walk
+    // into the mounted tree (a bind of /usr/bin, say).
+    if mount_points().iter().any(|m| m.starts_with(p)) {
+        return Err(std::io::Error::other("mounted"));
+    }
+    std::fs::remove_dir_all(p)
+}
+
+/// A command that carries `tag` in its environment and is killed when the
+/// thread that spawned it goes away.
+pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Command {
+    let mut c = Command::new(program);
+    c.env(ENV_TAG, tag.as_str());
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
+/// One thing the suite made on the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leftover {
+    Process { pid: i32, comm: String, tag: String },
+    Mount(PathBuf),
+    Netns(String),
+    Cgroup(PathBuf),
+    Scratch(PathBuf),
+    Container(String),
+}
+
+impl fmt::Display for Leftover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Leftover::Process { pid, comm, .. } => write!(f, "process {pid} ({comm})"),
+            Leftover::Mount(p) => write!(f, "mount {}", p.display()),
+            Leftover::Netns(n) => write!(f, "netns {n}"),
+            Leftover::Cgroup(p) => write!(f, "cgroup {}", p.display()),
+            Leftover::Scratch(p) => write!(f, "directory {}", p.display()),
+            Leftover::Container(c) => write!(f, "docker container {c}"),
+        }
+    }
+}
+
+fn mount_points() -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(|m| PathBuf::from(crate::host::unescape_mount(m)))
+        .collect()
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The suite's cgroup parents: `<hierarchy>/isocheck` for every hierarchy.
+pub fn cgroup_parents() -> Vec<PathBuf> {
+    let host = crate::host::HostFacts::get();
+    let mut roots: Vec<PathBuf> = host.cgroup.v1_mounts.values().cloned().collect();
+    roots.extend(host.cgroup.v2_mount.clone());
+    roots.sort();
+    roots.dedup();
+    roots.into_iter().map(|r| r.join("isocheck")).collect()
+}
+
+/// Everything on the host whose name the predicate accepts.
+pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+    let mut out = Vec::new();
+    let me = std::process::id() as i32;
+    for pid in dir_names(Path::new("/proc"))
+        .iter()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        if pid == me {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let needle = format!("{ENV_TAG}=");
+        let tag = env
+            .split(|b| *b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok())
+            .find_map(|kv| kv.strip_prefix(needle.as_str()));
+        if let Some(tag) = tag.filter(|t| accept(t)) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            out.push(Leftover::Process {
+                pid,
+                comm: comm.trim().to_string(),
+                tag: tag.to_string(),
+            });
+        }
+    }
+    for m in mount_points() {
+        let ours = m
+            .components()
+            .filter_map(|c| c.as_os_str().to_str())
+            .any(|c| c.starts_with(PREFIX) && accept(c));
+        if ours {
+            out.push(Leftover::Mount(m));
+        }
+    }
+    for n in dir_names(Path::new("/run/netns")) {
+        if accept(&n) {
+            out.push(Leftover::Netns(n));
+        }
+    }
+    for parent in cgroup_parents() {
+        for n in dir_names(&parent) {
+            if accept(&n) && parent.join(&n).is_dir() {
+                out.push(Leftover::Cgroup(parent.join(n)));
+            }
+        }
+    }
+    for n in dir_names(&scratch_root()) {
+        if accept(&n) {
+            out.push(Leftover::Scratch(scratch_root().join(n)));
+        }
+    }
+    out.extend(
+        crate::docker::suite_containers()
+            .into_iter()
+            .filter(|(_, tag)| accept(tag))
+            .map(|(id, _)| Leftover::Container(id)),
+    );
+    out
+}
+
+/// Leftovers of one experiment (after its teardown ran).
+pub fn leaks(tag: &Tag) -> Vec<Leftover> {
+    find(&|n| tag.owns(n))
+}
+
+/// Removes leftovers: processes first (they hold mounts and cgroups), then
+/// containers, mounts (deepest first), namespaces, cgroups, scratch dirs.
+pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let rank = |l: &Leftover| match l {
+        Leftover::Process { .. } => 0,
+        Leftover::Container(_) => 1,
+        Leftover::Mount(_) => 2,
+        Leftover::Netns(_) => 3,
+        Leftover::Cgroup(_) => 4,
+        Leftover::Scratch(_) => 5,
+    };
+    items.sort_by_key(|l| (rank(l), std::cmp::Reverse(format!("{l}").len())));
+    for item in items {
+        let r = match &item {
+            Leftover::Process { pid, .. } => {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL)
+                    .or_else(|e| {
+                        if e == nix::errno::Errno::ESRCH {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| e.to_string())
+            }
+            Leftover::Container(id) => crate::docker::remove_container(id),
+            Leftover::Mount(p) => {
+                nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH).map_err(|e| e.to_string())
+            }
+            Leftover::Netns(n) => {
+                let p = Path::new("/run/netns").join(n);
+                let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+                std::fs::remove_file(&p).map_err(|e| e.to_string())
+            }
+            Leftover::Cgroup(p) => remove_cgroup_tree(p),
+            Leftover::Scratch(p) => remove_scratch(p).map_err(|e| e.to_string()),
+        };
+        if let Err(e) = r {
+            errors.push(format!("{item}: {e}"));
+        }
+    }
+    for parent in cgroup_parents() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    errors
+}
+
+/// Kills a cgroup's tasks and removes it, children before parents.
+pub fn remove_cgroup_tree(p: &Path) -> Result<(), String> {
+    for _ in 0..200 {
+        let mut dirs = vec![p.to_path_buf()];
+        let mut i = 0;
+        while i < dirs.len() {
+            let d = dirs[i].clone();
+            for n in dir_names(&d) {
+                if d.join(&n).is_dir() {
+                    dirs.push(d.join(n));
+                }
+            }
+            i += 1;
+        }
+        for d in &dirs {
+            for pid in std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
+        }
+        let all_gone = dirs
+            .iter()
+            .rev()
+            .all(|d| std::fs::remove_dir(d).is_ok() || !d.exists());
+        if all_gone {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err("cgroup still busy after killing its tasks".into())
+}
+
+/// Removes everything that runs no longer alive left behind (a run killed
+/// with SIGKILL cannot clean up after itself). Returns what was removed.
+pub fn sweep_dead_runs() -> Vec<Leftover> {
+    let found = find(&|n| run_of(n).is_some_and(|id| !run_is_alive(id)));
+    let errors = remove(found.clone());
+    for e in errors {
+        eprintln!("isocheck: could not remove a leftover of an earlier run: {e}");
+    }
+    // Lock files of dead runs.
+    for n in dir_names(Path::new(LOCK_DIR)) {
+        if let Some(id) = n.strip_suffix(".lock") {
+            if !run_is_alive(id) {
+                let _ = std::fs::remove_file(Path::new(LOCK_DIR).join(&n));
+            }
+        }
+    }
+    found
+}
+
+/// Removes everything of this run (on SIGINT/SIGTERM, and at the end).
+pub fn sweep_this_run() -> Vec<String> {
+    let tag = run_tag();
+    let mut errors = Vec::new();
+    // Killing a pid-namespace init takes its namespace with it; loop until quiet.
+    for _ in 0..5 {
+        let found = find(&|n| tag.owns(n));
+        if found.is_empty() {
+            break;
+        }
+        errors = remove(found);
+    }
+    errors
+}
+
+/// Drops the run's lock file at a clean exit.
+pub fn release_run() {
+    let _ = std::fs::remove_file(Path::new(LOCK_DIR).join(format!("{}.lock", run_id())));
+    let _ = std::fs::remove_dir(LOCK_DIR);
+}
+
+/// Installs SIGINT/SIGTERM/SIGHUP handling: sweep this run, then exit with
+/// 128 + signal, as a shell would report it.
+pub fn install_signal_cleanup() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("isocheck: caught signal {sig}, removing this run's namespaces, mounts, cgroups and processes");
+            for e in sweep_this_run() {
+                eprintln!("isocheck: cleanup: {e}");
+            }
+            release_run();
+            std::process::exit(128 + sig);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_ownership_is_exact() {
+        let t = Tag("isoc-ab-1".into());
+        assert!(t.owns("isoc-ab-1"));
+        assert!(t.owns("isoc-ab-1-h1"));
+        assert!(!t.owns("isoc-ab-10"));
+        let run = Tag("isoc-ab-".into());
+        assert!(run.owns("isoc-ab-10-x"));
+        assert!(!run.owns("isoc-abc-1"));
+    }
+
+    #[test]
+    fn run_of_extracts_the_run_id() {
+        assert_eq!(run_of("isoc-1f2e-3-h1"), Some("1f2e"));
+        assert_eq!(run_of("isocheck"), None);
+        assert_eq!(run_of("isoc-zz-1"), None);
+    }
+}

@@ -1,0 +1,324 @@
+//! `isocheck helper …`: the project's own single-threaded child programs.
+//!
+//! Namespace and seccomp work must not happen in the test process: libtest
+//! runs every test on a spawned thread, and in a multithreaded process
+//! `unshare(CLONE_NEWUSER)` fails with EINVAL, `unshare(CLONE_NEWPID)` breaks
+//! every later fork, and a seccomp kill takes the whole test binary down. So
+//! the experiments run this binary as a child: it is single-threaded from
+//! `main`, does the syscalls with nix, and reports what it saw as JSON on
+//! stdout. It is the kernel-layer twin of `unshare(1)`.
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult};
+use serde_json::json;
+use std::ffi::CString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+static HELPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Front ends set this: the `isocheck` binary itself, or under `cargo test`
+/// the path cargo gives in `CARGO_BIN_EXE_isocheck`.
+pub fn set_helper_path(p: impl Into<PathBuf>) {
+    let _ = HELPER.set(p.into());
+}
+
+pub fn helper_path() -> PathBuf {
+    HELPER
+        .get()
+        .cloned()
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_else(|| PathBuf::from("isocheck"))
+}
+
+pub type HelperOp = fn(&[String]) -> i32;
+
+/// Entry point of `isocheck helper OP ARGS…`; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let Some((op, rest)) = args.split_first() else {
+        eprintln!("isocheck helper: missing operation");
+        return 2;
+    };
+    let builtin: &[(&str, HelperOp)] = &[("unshare", op_unshare), ("whoami", op_whoami)];
+    let extra = crate::experiments::helper_ops();
+    let found = builtin
+        .iter()
+        .chain(extra.iter())
+        .find(|(name, _)| name == op);
+    match found {
+        Some((_, f)) => f(rest),
+        None => {
+            eprintln!("isocheck helper: unknown operation {op:?}");
+            2
+        }
+    }
+}
+
+pub fn ns_flag(kind: &str) -> Option<CloneFlags> {
+    Some(match kind {
+        "pid" => CloneFlags::CLONE_NEWPID,
+        "mnt" => CloneFlags::CLONE_NEWNS,
+        "net" => CloneFlags::CLONE_NEWNET,
+        "uts" => CloneFlags::CLONE_NEWUTS,
+        "ipc" => CloneFlags::CLONE_NEWIPC,
+        "user" => CloneFlags::CLONE_NEWUSER,
+        "cgroup" => CloneFlags::CLONE_NEWCGROUP,
+        // nix 0.29 has no constant for CLONE_NEWTIME.
+        "time" => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+        _ => return None,
+    })
+}
+
+fn die(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("isocheck helper: {msg}");
+    125
+}
+
+/// Exits like a shell reports a child: the code, or 128 + signal.
+pub fn status_code(ws: WaitStatus) -> i32 {
+    match ws {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => 125,
+    }
+}
+
+pub fn exec(cmd: &[String]) -> i32 {
+    let Some(first) = cmd.first() else {
+        return die("no command to run");
+    };
+    let c: Vec<CString> = cmd
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).unwrap_or_default())
+        .collect();
+    let e = nix::unistd::execvp(&CString::new(first.as_bytes()).unwrap_or_default(), &c);
+    die(format!("exec {first}: {e:?}"))
+}
+
+fn write_file(path: &str, data: &str) -> Result<(), String> {
+    std::fs::write(path, data).map_err(|e| format!("writing {data:?} to {path}: {e}"))
+}
+
+fn op_unshare(args: &[String]) -> i32 {
+    let mut flags = CloneFlags::empty();
+    let (mut do_fork, mut mount_proc, mut print_pid) = (false, false, false);
+    let mut propagation = "private".to_string();
+    let mut hostname: Option<String> = None;
+    let mut mono_offset: Option<i64> = None;
+    let mut map_root: Option<u32> = None;
+    let mut i = 0;
+    let mut cmd: Vec<String> = Vec::new();
+    while i < args.len() {
+        let a = args[i].as_str();
+        let mut val = || {
+            i += 1;
+            args.get(i).cloned().unwrap_or_default()
+        };
+        match a {
+            "--ns" => {
+                for k in val().split(',').filter(|k| !k.is_empty()) {
+                    match ns_flag(k) {
+                        Some(f) => flags |= f,
+                        None => return die(format!("unknown namespace type {k}")),
+                    }
+                }
+            }
+            "--fork" => do_fork = true,
+            "--mount-proc" => mount_proc = true,
+            "--print-pid" => print_pid = true,
+            "--propagation" => propagation = val(),
+            "--hostname" => hostname = Some(val()),
+            "--monotonic-offset" => mono_offset = val().parse().ok(),
+            "--map-root-to" => map_root = val().parse().ok(),
+            "--" => {
+                cmd = args[i + 1..].to_vec();
+                break;
+            }
+            other => return die(format!("unshare: unknown option {other}")),
+        }
+        i += 1;
+    }
+    if flags.contains(CloneFlags::CLONE_NEWPID) || mount_proc {
+        do_fork = true;
+    }
+
+    if let Some(uid) = map_root {
+        // Only a process outside the new user namespace may map root to an
+        // unprivileged uid: split in two, the parent writes the maps.
+        return user_ns_split(flags, uid, |f| {
+            finish_unshare(
+                f,
+                do_fork,
+                mount_proc,
+                print_pid,
+                &propagation,
+                &hostname,
+                mono_offset,
+                &cmd,
+            )
+        });
+    }
+    if let Err(e) = unshare(flags) {
+        return die(format!("unshare({flags:?}): {e}"));
+    }
+    finish_unshare(
+        flags,
+        do_fork,
+        mount_proc,
+        print_pid,
+        &propagation,
+        &hostname,
+        mono_offset,
+        &cmd,
+    )
+}
+
+fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i32) -> i32 {
+    let (r1, w1) = nix::unistd::pipe().expect("pipe");
+    let (r2, w2) = nix::unistd::pipe().expect("pipe");
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(r1);
+            drop(w2);
+            let user_only = CloneFlags::CLONE_NEWUSER;
+            if let Err(e) = unshare(user_only) {
+                return die(format!("unshare(CLONE_NEWUSER): {e}"));
+            }
+            let _ = nix::unistd::write(&w1, b"u");
+            drop(w1);
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r2), &mut b);
+            let rest = flags - user_only;
+            if let Err(e) = unshare(rest) {
+                return die(format!("unshare({rest:?}) inside the user namespace: {e}"));
+            }
+            then(rest)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(w1);
+            drop(r2);
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r1), &mut b);
+            let p = child.as_raw();
+            let r = write_file(&format!("/proc/{p}/setgroups"), "deny")
+                .and_then(|_| write_file(&format!("/proc/{p}/uid_map"), &format!("0 {uid} 1\n")))
+                .and_then(|_| write_file(&format!("/proc/{p}/gid_map"), &format!("0 {uid} 1\n")));
+            if let Err(e) = r {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                return die(e);
+            }
+            let _ = nix::unistd::write(&w2, b"g");
+            drop(w2);
+            waitpid(child, None).map(status_code).unwrap_or(125)
+        }
+        Err(e) => die(format!("fork: {e}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_unshare(
+    flags: CloneFlags,
+    do_fork: bool,
+    mount_proc: bool,
+    print_pid: bool,
+    propagation: &str,
+    hostname: &Option<String>,
+    mono_offset: Option<i64>,
+    cmd: &[String],
+) -> i32 {
+    if flags.contains(CloneFlags::CLONE_NEWNS) && propagation != "unchanged" {
+        let p = match propagation {
+            "private" => MsFlags::MS_PRIVATE,
+            "shared" => MsFlags::MS_SHARED,
+            "slave" => MsFlags::MS_SLAVE,
+            other => return die(format!("unknown propagation {other}")),
+        };
+        if let Err(e) = mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | p,
+            None::<&str>,
+        ) {
+            return die(format!("making / {propagation}: {e}"));
+        }
+    }
+    if let Some(h) = hostname {
+        if let Err(e) = nix::unistd::sethostname(h) {
+            return die(format!("sethostname: {e}"));
+        }
+    }
+    if let Some(off) = mono_offset {
+        // Offsets can only be written before the first process enters the
+        // new time namespace, i.e. before the fork below.
+        if let Err(e) = write_file("/proc/self/timens_offsets", &format!("monotonic {off} 0\n")) {
+            return die(e);
+        }
+    }
+    if !do_fork {
+        if mount_proc {
+            return die("--mount-proc needs --fork");
+        }
+        return exec(cmd);
+    }
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            if mount_proc {
+                let r = mount(
+                    Some("proc"),
+                    "/proc",
+                    Some("proc"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                    None::<&str>,
+                );
+                if let Err(e) = r {
+                    return die(format!("mounting /proc: {e}"));
+                }
+            }
+            exec(cmd)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            if print_pid {
+                println!("child-pid {}", child.as_raw());
+                let _ = std::io::stdout().flush();
+            }
+            waitpid(child, None).map(status_code).unwrap_or(125)
+        }
+        Err(e) => die(format!("fork: {e}")),
+    }
+}
+
+/// What a process sees of itself: pid, ppid, namespaces, /proc, hostname,
+/// cgroup, ids, clocks. One JSON object on stdout.
+fn op_whoami(_args: &[String]) -> i32 {
+    let proc_pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            let mut v: Vec<i32> = rd
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
+    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+        .unwrap_or(-1.0);
+    let j = json!({
+        "pid": nix::unistd::getpid().as_raw(),
+        "ppid": nix::unistd::getppid().as_raw(),
+        "uid": nix::unistd::getuid().as_raw(),
+        "gid": nix::unistd::getgid().as_raw(),
+        "ns": crate::namespaces::inodes("self"),
+        "proc_pids": proc_pids,
+        "hostname": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+        "cgroup": std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+        "monotonic": mono,
+        "status": std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
+    });
+    println!("{j}");
+    0
+}

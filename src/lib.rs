@@ -1,0 +1,15 @@
+//! isocheck: executable checks of Linux isolation (namespaces, cgroups,
+//! seccomp) and of how Docker uses them. See README.md.
+
+pub mod cleanup;
+pub mod docker;
+pub mod experiment;
+pub mod experiments;
+pub mod helper;
+pub mod host;
+pub mod namespaces;
+pub mod needs;
+pub mod process;
+pub mod report;
+pub mod runner;
+pub mod testmain;

@@ -1,0 +1,334 @@
+//! `isocheck`: run the isolation experiments, list them, check the host, and
+//! compare two reports.
+
+use clap::{Parser, Subcommand};
+use isocheck::experiment::Experiment;
+use isocheck::host::HostFacts;
+use isocheck::needs::{Need, Tool};
+use isocheck::report::{self, HostReport, Report, SCHEMA};
+use isocheck::{cleanup, experiments, runner};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "isocheck",
+    version,
+    about = "Executable checks of Linux isolation: namespaces, cgroups, seccomp, and how Docker uses them",
+    long_about = "Runs the experiments of the 'Docker Deep-dive' workshop as assertions against the \
+running kernel. Each experiment creates its own namespaces, cgroups and mounts with run-unique names \
+and removes them afterwards; network experiments stay inside namespaces the suite creates. Most \
+experiments need root.\n\nExit status: 0 when nothing failed or broke, 1 when something did (or, for \
+`diff`, when a regression is found), 2 on bad usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run experiments, print a table grouped by seed section, write a JSON report
+    Run {
+        /// Only experiments whose id starts with PREFIX (repeatable; e.g. `pid.`, `net.veth`)
+        #[arg(long = "filter", value_name = "PREFIX")]
+        filters: Vec<String>,
+        /// Write the JSON report to FILE
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Experiments run in parallel (default: the number of CPUs)
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
+    },
+    /// List every experiment: id, section, needs, and whether this host meets them
+    List,
+    /// Show what the host offers and, for each missing need, what provides it
+    Doctor,
+    /// Compare two reports: status changes first, then changed observations
+    Diff {
+        #[arg(value_name = "OLD.json")]
+        old: PathBuf,
+        #[arg(value_name = "NEW.json")]
+        new: PathBuf,
+    },
+    /// Single-threaded child operations the experiments run (internal)
+    #[command(hide = true)]
+    Helper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("isocheck: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    // The helper must stay single-threaded: dispatch before anything else.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("helper") {
+        return ExitCode::from(isocheck::helper::main(&argv[2..]) as u8);
+    }
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run {
+            filters,
+            json,
+            jobs,
+        } => cmd_run(&filters, json, jobs),
+        Cmd::List => cmd_list(),
+        Cmd::Doctor => cmd_doctor(),
+        Cmd::Diff { old, new } => cmd_diff(&old, &new),
+        Cmd::Helper { .. } => unreachable!("dispatched above"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn closest(prefix: &str, ids: &[&str]) -> Vec<String> {
+    let mut scored: Vec<(usize, &str)> = ids
+        .iter()
+        .map(|id| {
+            let head: String = id.chars().take(prefix.chars().count()).collect();
+            (distance(prefix, &head).min(distance(prefix, id)), *id)
+        })
+        .collect();
+    scored.sort();
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, id)| id.to_string())
+        .collect()
+}
+
+fn select(filters: &[String]) -> Result<Vec<&'static Experiment>, String> {
+    let all = experiments::all();
+    let ids: Vec<&str> = all.iter().map(|e| e.id).collect();
+    for f in filters {
+        if !ids.iter().any(|id| id.starts_with(f.as_str())) {
+            return Err(format!(
+                "no experiment id starts with {f:?}; closest: {} (see `isocheck list`)",
+                closest(f, &ids).join(", ")
+            ));
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|e| filters.is_empty() || filters.iter().any(|f| e.id.starts_with(f.as_str())))
+        .collect())
+}
+
+fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> ExitCode {
+    let selected = match select(filters) {
+        Ok(s) => s,
+        Err(e) => return usage_error(e),
+    };
+    if let Some(p) = &json {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(d) = dir.filter(|d| !d.is_dir()) {
+            return usage_error(format!(
+                "cannot write the report to {}: directory {} does not exist",
+                p.display(),
+                d.display()
+            ));
+        }
+    }
+    if jobs == Some(0) {
+        return usage_error("--jobs must be at least 1");
+    }
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let host = HostFacts::get();
+    if !host.is_root {
+        let n = selected
+            .iter()
+            .filter(|e| e.needs.contains(&Need::Root))
+            .count();
+        eprintln!(
+            "isocheck: not running as root: {n} of {} experiments need root and will be ignored; \
+             run `sudo isocheck run` (or ci/isocheck run)",
+            selected.len()
+        );
+    }
+    cleanup::install_signal_cleanup();
+    for l in cleanup::sweep_dead_runs() {
+        eprintln!("isocheck: removed a leftover of an earlier, killed run: {l}");
+    }
+    eprintln!(
+        "isocheck: kernel {}, cgroup {}, {} experiments on {jobs} jobs (run {})",
+        host.kernel,
+        host.cgroup.layout,
+        selected.len(),
+        cleanup::run_id()
+    );
+    let start = Instant::now();
+    let total = selected.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |r: &report::ExperimentResult| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        eprintln!("[{n:>3}/{total}] {}", report::line(r).trim_start());
+    };
+    let results = runner::run_all(&selected, jobs, &progress);
+    let wall = start.elapsed();
+    for e in cleanup::sweep_this_run() {
+        eprintln!("isocheck: end-of-run cleanup: {e}");
+    }
+    cleanup::release_run();
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\n{}", report::table(&results));
+    let _ = writeln!(out, "wall time {:.2} s", wall.as_secs_f64());
+    let counts = report::Counts::of(&results);
+    let rep = Report {
+        schema: SCHEMA,
+        host: HostReport::from_host(host),
+        run_id: cleanup::run_id().to_string(),
+        wall_ms: wall.as_millis() as u64,
+        experiments: results,
+    };
+    if let Some(p) = json {
+        let text = serde_json::to_string_pretty(&rep).unwrap_or_default();
+        if let Err(e) = std::fs::write(&p, text) {
+            eprintln!("isocheck: cannot write report {}: {e}", p.display());
+            return ExitCode::from(2);
+        }
+        let _ = writeln!(out, "report written to {}", p.display());
+    }
+    if counts.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn cmd_list() -> ExitCode {
+    let host = HostFacts::get();
+    let mut out = std::io::stdout().lock();
+    for exp in experiments::all() {
+        let needs: Vec<String> = exp.needs.iter().map(|n| n.to_string()).collect();
+        let meets = match exp.unmet(host) {
+            None => "runnable".to_string(),
+            Some(why) => format!("ignored: {why}"),
+        };
+        let _ = writeln!(
+            out,
+            "{:<44} {:<9} needs [{}] {}\n    {}",
+            exp.id,
+            exp.section.key(),
+            needs.join(", "),
+            meets,
+            exp.asserts
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_doctor() -> ExitCode {
+    let host = HostFacts::get();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "kernel        {}", host.kernel);
+    let _ = writeln!(
+        out,
+        "root          {}",
+        if host.is_root {
+            "yes"
+        } else {
+            "no (most experiments need sudo)"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "cgroup        layout {}, v1 {:?}, v2 {:?}",
+        host.cgroup.layout, host.cgroup.v1, host.cgroup.v2
+    );
+    let _ = writeln!(
+        out,
+        "user ns       {}",
+        host.userns_blocked.as_deref().unwrap_or("allowed")
+    );
+    let _ = writeln!(
+        out,
+        "docker        {}",
+        host.docker.as_deref().map_or_else(
+            || host.docker_reason.clone().unwrap_or_default(),
+            |v| format!("engine {v}")
+        )
+    );
+    let _ = writeln!(out, "page size     {}", host.page_size);
+    let _ = writeln!(out, "tools:");
+    let versions = host.tool_versions();
+    for t in Tool::ALL {
+        match versions.get(t.command()) {
+            Some(v) => {
+                let _ = writeln!(out, "  {:<20} {v}", t.command());
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {:<20} missing: apt-get install {}",
+                    t.command(),
+                    t.package()
+                );
+            }
+        }
+    }
+    let mut unmet: Vec<(String, String)> = Vec::new();
+    for exp in experiments::all() {
+        for n in exp.needs {
+            if let Some(why) = n.unmet(host) {
+                if !unmet.iter().any(|(k, _)| *k == n.to_string()) {
+                    unmet.push((n.to_string(), why));
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "unmet needs:");
+    if unmet.is_empty() {
+        let _ = writeln!(out, "  none: every experiment can run here");
+    }
+    for (n, why) in unmet {
+        let _ = writeln!(out, "  {n:<20} {why}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn cmd_diff(old: &PathBuf, new: &PathBuf) -> ExitCode {
+    let (a, b) = match (Report::load(old), Report::load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return usage_error(e),
+    };
+    let d = report::diff(&a, &b);
+    let name = |r: &Report, p: &PathBuf| {
+        if r.host.kernel.is_empty() {
+            p.display().to_string()
+        } else {
+            format!("{} ({})", p.display(), r.host.kernel)
+        }
+    };
+    print!(
+        "{}",
+        report::render_diff(&d, &name(&a, old), &name(&b, new))
+    );
+    if d.regressions() > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

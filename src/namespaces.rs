@@ -1,0 +1,109 @@
+//! Namespace identities and the `lsns` view of them.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Every namespace type `/proc/<pid>/ns` shows and `lsns -t` accepts.
+pub const TYPES: &[&str] = &["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
+
+/// Parses a namespace link target, e.g. `pid:[4026531836]` -> ("pid", 4026531836).
+pub fn parse_ns_link(s: &str) -> Option<(&str, u64)> {
+    let (kind, rest) = s.split_once(":[")?;
+    let ino = rest.strip_suffix(']')?.parse().ok()?;
+    Some((kind, ino))
+}
+
+/// The inode of one namespace of a process. `who` is a pid, `self` or
+/// `thread-self` (the test thread's own namespaces differ from the main
+/// thread's once it unshares: see engineering facts).
+pub fn inode(who: &str, kind: &str) -> std::io::Result<u64> {
+    let link = std::fs::read_link(format!("/proc/{who}/ns/{kind}"))?;
+    let s = link.to_string_lossy();
+    parse_ns_link(&s)
+        .map(|(_, ino)| ino)
+        .ok_or_else(|| std::io::Error::other(format!("unexpected ns link {s}")))
+}
+
+/// All namespace inodes of a process (types the kernel lacks are left out).
+pub fn inodes(who: &str) -> BTreeMap<String, u64> {
+    TYPES
+        .iter()
+        .filter_map(|t| inode(who, t).ok().map(|i| (t.to_string(), i)))
+        .collect()
+}
+
+/// One row of `lsns -J`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LsnsRow {
+    pub ns: u64,
+    pub kind: String,
+    pub nprocs: u64,
+    pub pid: i64,
+}
+
+#[derive(Deserialize)]
+struct LsnsJson {
+    namespaces: Vec<BTreeMap<String, serde_json::Value>>,
+}
+
+fn num(v: Option<&serde_json::Value>) -> Option<i64> {
+    match v? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Parses `lsns -J -o NS,TYPE,NPROCS,PID`. util-linux prints the numbers as
+/// JSON numbers in newer releases and as strings in older ones; both parse.
+pub fn parse_lsns_json(text: &str) -> Result<Vec<LsnsRow>, String> {
+    let j: LsnsJson = serde_json::from_str(text).map_err(|e| format!("lsns -J output: {e}"))?;
+    j.namespaces
+        .iter()
+        .map(|m| {
+            Ok(LsnsRow {
+                ns: num(m.get("ns")).ok_or("lsns row without ns")? as u64,
+                kind: m
+                    .get("type")
+                    .and_then(|v| v.as_str())
+                    .ok_or("lsns row without type")?
+                    .to_string(),
+                nprocs: num(m.get("nprocs")).ok_or("lsns row without nprocs")? as u64,
+                pid: num(m.get("pid")).ok_or("lsns row without pid")?,
+            })
+        })
+        .collect()
+}
+
+/// Runs `lsns -J -t KIND` and parses it.
+pub fn lsns(kind: &str) -> anyhow::Result<Vec<LsnsRow>> {
+    let out = std::process::Command::new("lsns")
+        .args(["-J", "-t", kind, "-o", "NS,TYPE,NPROCS,PID"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "lsns -t {kind} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    parse_lsns_json(&String::from_utf8_lossy(&out.stdout)).map_err(anyhow::Error::msg)
+}
+
+/// Numeric entries of a /proc listing, sorted.
+pub fn pids_in(listing: &[String]) -> Vec<i32> {
+    let mut v: Vec<i32> = listing.iter().filter_map(|n| n.parse().ok()).collect();
+    v.sort();
+    v
+}
+
+/// Reads `NSpid:` from a /proc status text: the pid in each nested namespace,
+/// outermost first.
+pub fn parse_nspid(status: &str) -> Option<Vec<i32>> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|r| {
+            r.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+}

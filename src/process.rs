@@ -1,0 +1,156 @@
+//! Running child commands and reading what they did.
+
+use anyhow::{anyhow, Context};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a finished command did.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    fn from(status: ExitStatus, stdout: Vec<u8>, stderr: Vec<u8>) -> Ran {
+        Ran {
+            code: status.code(),
+            signal: status.signal(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// The status as a shell prints it in `$?`: the code, or 128 + signal.
+    pub fn shell_status(&self) -> i32 {
+        self.code.unwrap_or_else(|| 128 + self.signal.unwrap_or(0))
+    }
+
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs to completion with stdin closed, capturing stdout and stderr.
+pub fn run(cmd: &mut Command) -> anyhow::Result<Ran> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting `{}`", describe(cmd)))?;
+    Ok(Ran::from(out.status, out.stdout, out.stderr))
+}
+
+/// Runs and insists on exit 0; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
+    let r = run(cmd)?;
+    if !r.success() {
+        return Err(anyhow!(
+            "`{}` exited {}: {}",
+            describe(cmd),
+            r.shell_status(),
+            r.stderr.trim()
+        ));
+    }
+    Ok(r.stdout)
+}
+
+/// A long-running child that is killed (SIGKILL) and reaped when dropped,
+/// so a failing assertion never leaves it behind.
+pub struct Spawned {
+    pub child: Child,
+    lines: Option<BufReader<ChildStdout>>,
+}
+
+impl Spawned {
+    pub fn start(cmd: &mut Command) -> anyhow::Result<Spawned> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting `{}`", describe(cmd)))?;
+        let lines = child.stdout.take().map(BufReader::new);
+        Ok(Spawned { child, lines })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The next line the child prints (blocks until it does or exits).
+    pub fn read_line(&mut self) -> anyhow::Result<String> {
+        let mut s = String::new();
+        let r = self.lines.as_mut().ok_or_else(|| anyhow!("no stdout"))?;
+        let n = r.read_line(&mut s)?;
+        if n == 0 {
+            return Err(anyhow!("child exited before printing a line"));
+        }
+        Ok(s.trim_end().to_string())
+    }
+
+    /// Reads the `child-pid N` line of `isocheck helper unshare --print-pid`.
+    pub fn child_pid(&mut self) -> anyhow::Result<i32> {
+        let l = self.read_line()?;
+        l.strip_prefix("child-pid ")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("expected `child-pid N`, got {l:?}"))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` until it holds, for at most `limit`. For states the kernel
+/// reaches asynchronously (a process appearing in /proc, a namespace being
+/// listed), never as a stand-in for proving that something did not happen.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Child pids of a process, from `/proc/<pid>/task/*/children`.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,348 @@
+//! The machine-readable report, the terminal table, and the diff of two reports.
+
+use crate::experiment::Section;
+use crate::host::HostFacts;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Passed,
+    Failed,
+    Ignored,
+    Broken,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Passed => "PASS",
+            Status::Failed => "FAIL",
+            Status::Ignored => "IGNORED",
+            Status::Broken => "BROKEN",
+        }
+    }
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Ignored => "ignored",
+            Status::Broken => "broken",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlOutcome {
+    /// The same steps without the isolation made the assertion fail.
+    FailedAsExpected,
+    /// The assertion held without the isolation too: it proves nothing.
+    PassedUnexpectedly,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExperimentResult {
+    pub id: String,
+    pub section: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub control: Option<ControlOutcome>,
+    #[serde(default)]
+    pub observations: BTreeMap<String, Value>,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct HostReport {
+    pub kernel: String,
+    pub cgroup: Value,
+    #[serde(default)]
+    pub tools: BTreeMap<String, String>,
+    pub docker: Option<String>,
+    #[serde(default)]
+    pub userns: Option<String>,
+    #[serde(default)]
+    pub iptables_flavour: Option<String>,
+    #[serde(default)]
+    pub is_root: bool,
+}
+
+impl HostReport {
+    pub fn from_host(h: &HostFacts) -> HostReport {
+        let tools = h.tool_versions();
+        let iptables_flavour = tools.get("iptables").and_then(|v| {
+            v.rsplit_once('(')
+                .map(|(_, f)| f.trim_end_matches(')').to_string())
+        });
+        HostReport {
+            kernel: h.kernel.clone(),
+            cgroup: serde_json::to_value(&h.cgroup).unwrap_or(Value::Null),
+            tools,
+            docker: h.docker.clone(),
+            userns: Some(match &h.userns_blocked {
+                None => "allowed".to_string(),
+                Some(why) => why.clone(),
+            }),
+            iptables_flavour,
+            is_root: h.is_root,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema: u32,
+    pub host: HostReport,
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub wall_ms: u64,
+    pub experiments: Vec<ExperimentResult>,
+}
+
+impl Report {
+    pub fn load(path: &std::path::Path) -> Result<Report, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
+        let r: Report = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{} is not an isocheck report ({e}); produce one with `isocheck run --json FILE`",
+                path.display()
+            )
+        })?;
+        if r.schema != SCHEMA {
+            return Err(format!(
+                "{} has report schema {}, this isocheck reads schema {SCHEMA}",
+                path.display(),
+                r.schema
+            ));
+        }
+        Ok(r)
+    }
+
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.experiments)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub passed: usize,
+    pub failed: usize,
+    pub ignored: usize,
+    pub broken: usize,
+}
+
+impl Counts {
+    pub fn of(rs: &[ExperimentResult]) -> Counts {
+        let mut c = Counts::default();
+        for r in rs {
+            match r.status {
+                Status::Passed => c.passed += 1,
+                Status::Failed => c.failed += 1,
+                Status::Ignored => c.ignored += 1,
+                Status::Broken => c.broken += 1,
+            }
+        }
+        c
+    }
+    pub fn ok(&self) -> bool {
+        self.failed == 0 && self.broken == 0
+    }
+}
+
+/// One table line for an experiment, as printed while the run goes.
+pub fn line(r: &ExperimentResult) -> String {
+    let control = match r.control {
+        Some(ControlOutcome::FailedAsExpected) => "control ok",
+        Some(ControlOutcome::PassedUnexpectedly) => "CONTROL PASSED",
+        None => "",
+    };
+    let mut s = format!(
+        "  {:<7} {:<44} {:<14} {:>6} ms",
+        r.status.label(),
+        r.id,
+        control,
+        r.duration_ms
+    );
+    if let Some(reason) = &r.reason {
+        let _ = write!(s, "\n          {reason}");
+    }
+    s
+}
+
+/// The table grouped by seed section, then the summary line.
+pub fn table(results: &[ExperimentResult]) -> String {
+    let mut out = String::new();
+    for sec in Section::ALL {
+        let rows: Vec<_> = results.iter().filter(|r| r.section == sec.key()).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "{}", sec.title());
+        for r in rows {
+            let _ = writeln!(out, "{}", line(r));
+        }
+    }
+    let c = Counts::of(results);
+    let _ = writeln!(
+        out,
+        "{} passed, {} failed, {} ignored, {} broken",
+        c.passed, c.failed, c.ignored, c.broken
+    );
+    out
+}
+
+/// Flattens nested observation objects into dotted keys, so that two
+/// kernels can be compared value by value.
+pub fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusChange {
+    pub id: String,
+    pub old: Option<Status>,
+    pub new: Option<Status>,
+    pub regression: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservationChange {
+    pub id: String,
+    pub key: String,
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Diff {
+    pub status: Vec<StatusChange>,
+    pub observations: Vec<ObservationChange>,
+}
+
+impl Diff {
+    pub fn regressions(&self) -> usize {
+        self.status.iter().filter(|s| s.regression).count()
+    }
+}
+
+/// A regression is an experiment that passed before and now fails, breaks,
+/// or is missing. Becoming ignored is listed (coverage was lost) but is a
+/// change of host, not of behaviour.
+fn is_regression(old: Option<Status>, new: Option<Status>) -> bool {
+    old == Some(Status::Passed) && matches!(new, Some(Status::Failed | Status::Broken) | None)
+}
+
+pub fn diff(old: &Report, new: &Report) -> Diff {
+    let index = |r: &Report| -> BTreeMap<String, ExperimentResult> {
+        r.experiments
+            .iter()
+            .map(|e| (e.id.clone(), e.clone()))
+            .collect()
+    };
+    let (o, n) = (index(old), index(new));
+    let mut ids: Vec<&String> = o.keys().chain(n.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut d = Diff::default();
+    for id in ids {
+        let (a, b) = (o.get(id), n.get(id));
+        let (sa, sb) = (a.map(|x| x.status), b.map(|x| x.status));
+        if sa != sb {
+            d.status.push(StatusChange {
+                id: id.clone(),
+                old: sa,
+                new: sb,
+                regression: is_regression(sa, sb),
+            });
+        }
+        let flat = |e: Option<&ExperimentResult>| {
+            let mut m = BTreeMap::new();
+            if let Some(e) = e {
+                for (k, v) in &e.observations {
+                    flatten(k, v, &mut m);
+                }
+            }
+            m
+        };
+        let (fa, fb) = (flat(a), flat(b));
+        let mut keys: Vec<&String> = fa.keys().chain(fb.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (va, vb) = (fa.get(k), fb.get(k));
+            if va != vb {
+                d.observations.push(ObservationChange {
+                    id: id.clone(),
+                    key: k.clone(),
+                    old: va.cloned(),
+                    new: vb.cloned(),
+                });
+            }
+        }
+    }
+    // Regressions first, then other status changes.
+    d.status.sort_by_key(|s| (!s.regression, s.id.clone()));
+    d
+}
+
+pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
+    let word = |s: Option<Status>| s.map(Status::word).unwrap_or("absent");
+    let mut out = String::new();
+    let _ = writeln!(out, "status changes ({old_name} -> {new_name}):");
+    if d.status.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for s in &d.status {
+        let _ = writeln!(
+            out,
+            "  {} {:<44} {} -> {}",
+            if s.regression {
+                "REGRESSION"
+            } else {
+                "changed   "
+            },
+            s.id,
+            word(s.old),
+            word(s.new)
+        );
+    }
+    let _ = writeln!(out, "changed observations:");
+    if d.observations.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    let show = |v: &Option<Value>| v.as_ref().map(|v| v.to_string()).unwrap_or("absent".into());
+    for o in &d.observations {
+        let _ = writeln!(
+            out,
+            "  {:<44} {:<32} {} -> {}",
+            o.id,
+            o.key,
+            show(&o.old),
+            show(&o.new)
+        );
+    }
+    let _ = writeln!(out, "{} regression(s)", d.regressions());
+    out
+}

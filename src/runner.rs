@@ -1,0 +1,158 @@
+//! Runs experiments: needs, the isolated run, the control run, the leak
+//! check, and a pool of workers for `--jobs`.
+
+use crate::cleanup;
+use crate::experiment::{Ctx, Experiment, Problem, Variant};
+use crate::host::HostFacts;
+use crate::report::{ControlOutcome, ExperimentResult, Status};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+fn exclusive_lock(name: &str) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let map = LOCKS.get_or_init(Default::default);
+    let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+    m.entry(name.to_string()).or_default().clone()
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// One pass of the body, with its teardown and leak check.
+fn run_variant(
+    exp: &Experiment,
+    variant: Variant,
+) -> (Result<(), Problem>, BTreeMap<String, Value>) {
+    let tag = cleanup::new_tag();
+    let mut ctx = Ctx::new(tag.clone(), variant);
+    let r = catch_unwind(AssertUnwindSafe(|| (exp.body)(&mut ctx, variant)))
+        .unwrap_or_else(|p| Err(Problem::Broken(format!("panicked: {}", panic_message(p)))));
+    ctx.run_teardown();
+    let obs = ctx.take_observations();
+    drop(ctx);
+    let leaks = cleanup::leaks(&tag);
+    if leaks.is_empty() {
+        return (r, obs);
+    }
+    let list: Vec<String> = leaks.iter().map(|l| l.to_string()).collect();
+    let errors = cleanup::remove(leaks);
+    let mut msg = format!("left behind after teardown: {}", list.join(", "));
+    if !errors.is_empty() {
+        msg.push_str(&format!(" (and could not remove: {})", errors.join("; ")));
+    }
+    // A leak outranks a pass, but never hides the original failure.
+    match r {
+        Ok(()) => (Err(Problem::Fail(msg)), obs),
+        Err(p) => (Err(p), obs),
+    }
+}
+
+pub fn run_one(exp: &Experiment) -> ExperimentResult {
+    let host = HostFacts::get();
+    let start = Instant::now();
+    let mut res = ExperimentResult {
+        id: exp.id.to_string(),
+        section: exp.section.key().to_string(),
+        status: Status::Passed,
+        reason: None,
+        control: None,
+        observations: BTreeMap::new(),
+        duration_ms: 0,
+    };
+    if let Some(reason) = exp.unmet(host) {
+        res.status = Status::Ignored;
+        res.reason = Some(reason);
+        return res;
+    }
+    let lock = exp.exclusive.map(exclusive_lock);
+    let _guard = lock
+        .as_ref()
+        .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
+
+    let (r, obs) = run_variant(exp, Variant::Isolated);
+    res.observations = obs;
+    apply(&mut res, r);
+    if res.status == Status::Passed && exp.control.is_some() {
+        let (r, obs) = run_variant(exp, Variant::Control);
+        res.observations
+            .insert("control".into(), Value::Object(obs.into_iter().collect()));
+        match r {
+            Err(Problem::Fail(why)) => {
+                res.control = Some(ControlOutcome::FailedAsExpected);
+                res.observations
+                    .insert("control_failure".into(), Value::String(why));
+            }
+            Ok(()) => {
+                res.control = Some(ControlOutcome::PassedUnexpectedly);
+                res.status = Status::Failed;
+                res.reason = Some(format!(
+                    "the control ({}) passed too: the assertion proves nothing",
+                    exp.control.unwrap_or("without the isolation")
+                ));
+            }
+            Err(other) => {
+                res.status = match other {
+                    Problem::Unmet(_) => Status::Ignored,
+                    _ => Status::Broken,
+                };
+                res.reason = Some(format!("control run: {other}"));
+            }
+        }
+    }
+    res.duration_ms = start.elapsed().as_millis() as u64;
+    res
+}
+
+fn apply(res: &mut ExperimentResult, r: Result<(), Problem>) {
+    match r {
+        Ok(()) => {}
+        Err(Problem::Fail(m)) => {
+            res.status = Status::Failed;
+            res.reason = Some(m);
+        }
+        Err(Problem::Broken(m)) => {
+            res.status = Status::Broken;
+            res.reason = Some(m);
+        }
+        Err(Problem::Unmet(m)) => {
+            res.status = Status::Ignored;
+            res.reason = Some(m);
+        }
+    }
+}
+
+/// Runs `exps` on `jobs` workers; `progress` sees each result as it lands.
+/// Results come back in the order of `exps`.
+pub fn run_all(
+    exps: &[&'static Experiment],
+    jobs: usize,
+    progress: &(dyn Fn(&ExperimentResult) + Sync),
+) -> Vec<ExperimentResult> {
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<ExperimentResult>>> = Mutex::new(vec![None; exps.len()]);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(exps.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(exp) = exps.get(i) else { break };
+                let r = run_one(exp);
+                progress(&r);
+                slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    slots
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
