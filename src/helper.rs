@@ -266,6 +266,10 @@ fn finish_unshare(
     }
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            // Die with the helper: a killed helper must not leave a
+            // namespace init behind.
+            // SAFETY: plain prctl in the child.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             if mount_proc {
                 let r = mount(
                     Some("proc"),
@@ -304,9 +308,12 @@ fn op_whoami(_args: &[String]) -> i32 {
             v
         })
         .unwrap_or_default();
-    let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
-        .unwrap_or(-1.0);
+    let clock = |id| {
+        nix::time::clock_gettime(id)
+            .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+            .unwrap_or(-1.0)
+    };
+    use nix::time::ClockId;
     let j = json!({
         "pid": nix::unistd::getpid().as_raw(),
         "ppid": nix::unistd::getppid().as_raw(),
@@ -316,7 +323,11 @@ fn op_whoami(_args: &[String]) -> i32 {
         "proc_pids": proc_pids,
         "hostname": nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
         "cgroup": std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
-        "monotonic": mono,
+        "monotonic": clock(ClockId::CLOCK_MONOTONIC),
+        "boottime": clock(ClockId::CLOCK_BOOTTIME),
+        "realtime": clock(ClockId::CLOCK_REALTIME),
+        "root_owner": nix::sys::stat::stat("/").map(|s| s.st_uid as i64).unwrap_or(-1),
+        "mountinfo": std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
         "status": std::fs::read_to_string("/proc/self/status").unwrap_or_default(),
     });
     println!("{j}");

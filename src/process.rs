@@ -108,7 +108,33 @@ impl Spawned {
             .ok_or_else(|| anyhow!("expected `child-pid N`, got {l:?}"))
     }
 
+    /// Kills the child and every descendant, deepest first, each level
+    /// reaped by its still-living parent before the parents go. Orphans
+    /// would be left to the host's pid 1, which on these VMs reaps late (a
+    /// dying namespace init waits for that, ~2 s), and an init forked by
+    /// `unshare --fork` would otherwise outlive its parent.
     pub fn kill(&mut self) {
+        let mut levels = vec![vec![self.pid()]];
+        while let Some(last) = levels.last() {
+            let next: Vec<i32> = last.iter().flat_map(|p| children_of(*p)).collect();
+            if next.is_empty() {
+                break;
+            }
+            levels.push(next);
+        }
+        for level in levels.iter().skip(1).rev() {
+            for p in level {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*p),
+                    nix::sys::signal::SIGKILL,
+                );
+            }
+            wait_until(Duration::from_secs(5), || {
+                level
+                    .iter()
+                    .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            });
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -140,6 +166,29 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Whether a pid names a live (not zombie) process.
+pub fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+                .is_some_and(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Every descendant of a process, from the children lists.
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = children_of(pid);
+    let mut i = 0;
+    while i < out.len() {
+        let more = children_of(out[i]);
+        out.extend(more);
+        i += 1;
+    }
+    out
 }
 
 /// Child pids of a process, from `/proc/<pid>/task/*/children`.

@@ -1,35 +1,137 @@
 //! Catalogue section 1: the PID namespace.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
-use crate::helper::HelperOp;
+use crate::helper::{self, HelperOp};
+use crate::namespaces;
 use crate::needs::{Need, Tool};
-use crate::process::run;
+use crate::process::{run, run_ok, wait_until, Spawned};
 use crate::{check, check_eq};
-use serde_json::Value;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
+use serde_json::{json, Value};
+use std::time::Duration;
 
-pub static EXPERIMENTS: &[Experiment] = &[Experiment {
-    id: "pid.init-is-pid-1",
-    section: Section::Pid,
-    asserts: "the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1",
-    needs: &[Need::Root, Need::Tool(Tool::Unshare)],
-    control: Some("unshare without --pid"),
-    body: init_is_pid_1,
-    exclusive: None,
-}];
+const ROOT_UNSHARE: &[Need] = &[Need::Root, Need::Tool(Tool::Unshare)];
 
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[];
+pub static EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        id: "pid.init-is-pid-1",
+        section: Section::Pid,
+        asserts: "the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1",
+        needs: ROOT_UNSHARE,
+        control: Some("unshare without --pid"),
+        body: init_is_pid_1,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.ps-sees-only-namespace",
+        section: Section::Pid,
+        asserts: "`ps` and /proc inside list exactly the namespace's processes; the host sees many more",
+        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Ps)],
+        control: Some("unshare --pid without --mount-proc"),
+        body: ps_sees_only_namespace,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.ns-link-differs",
+        section: Section::Pid,
+        asserts: "the child's /proc/<pid>/ns/pid inode differs from the host's; every other link equals the host's",
+        needs: &[Need::Root],
+        control: Some("the same child without a new pid ns"),
+        body: ns_link_differs,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.nspid-translation",
+        section: Section::Pid,
+        asserts: "NSpid: in the host's /proc/<hostpid>/status reads `<hostpid> 1`",
+        needs: &[Need::Root],
+        control: None,
+        body: nspid_translation,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.lsns-counts-processes",
+        section: Section::Pid,
+        asserts: "lsns -t pid lists the new ns with NPROCS = its processes; a `sleep 60` entering it raises NPROCS by exactly 1",
+        needs: &[Need::Root, Need::Tool(Tool::Lsns), Need::Tool(Tool::Nsenter)],
+        control: None,
+        body: lsns_counts_processes,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.nsenter-joins",
+        section: Section::Pid,
+        asserts: "nsenter --pid --mount --net gives the target's pid/mnt/net inodes, the namespace's process list and a small pid",
+        needs: &[Need::Root, Need::Tool(Tool::Nsenter)],
+        control: None,
+        body: nsenter_joins,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.init-death-kills-namespace",
+        section: Section::Pid,
+        asserts: "SIGKILL to the ns init kills every process of the ns; a later fork into it fails with ENOMEM",
+        needs: &[Need::Root],
+        control: None,
+        body: init_death_kills_namespace,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.init-ignores-unhandled-signals",
+        section: Section::Pid,
+        asserts: "a handler-less ns init ignores SIGTERM/SIGKILL from inside and SIGTERM from the parent ns; SIGKILL from the parent kills it",
+        needs: &[Need::Root],
+        control: Some("the same signals to a non-init process of the ns"),
+        body: init_ignores_unhandled_signals,
+        exclusive: None,
+    },
+    Experiment {
+        id: "pid.orphans-reparent-to-ns-init",
+        section: Section::Pid,
+        asserts: "an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init",
+        needs: &[Need::Root],
+        control: None,
+        body: orphans_reparent,
+        exclusive: None,
+    },
+];
+
+pub static HELPER_OPS: &[(&str, HelperOp)] = &[
+    ("pidns-init-death", op_init_death),
+    ("pidns-signals", op_signals),
+    ("pidns-orphan", op_orphan),
+];
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.
 pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Value> {
-    let exe = crate::helper::helper_path();
+    let exe = helper::helper_path();
     let mut c = ctx.helper();
     c.arg("unshare")
         .args(unshare_args)
         .arg("--")
         .arg(&exe)
         .args(["helper", "whoami"]);
-    let out = crate::process::run_ok(&mut c)?;
+    let out = run_ok(&mut c)?;
     Ok(serde_json::from_str(out.trim())?)
+}
+
+/// Starts `isocheck helper unshare --fork --print-pid ARGS -- CMD` and
+/// returns it with the host pid of the process inside the namespaces.
+pub fn start_inside(
+    ctx: &Ctx,
+    unshare_args: &[&str],
+    cmd: &[&str],
+) -> anyhow::Result<(Spawned, i32)> {
+    let mut c = ctx.helper();
+    c.args(["unshare", "--fork", "--print-pid"])
+        .args(unshare_args)
+        .arg("--")
+        .args(cmd);
+    let mut s = Spawned::start(&mut c)?;
+    let pid = s.child_pid()?;
+    Ok((s, pid))
 }
 
 fn init_is_pid_1(ctx: &mut Ctx, v: Variant) -> Outcome {
@@ -59,4 +161,526 @@ fn init_is_pid_1(ctx: &mut Ctx, v: Variant) -> Outcome {
     check_eq!(me["pid"].as_i64(), Some(1), "getpid() inside");
     check_eq!(me["ppid"].as_i64(), Some(0), "getppid() inside");
     Ok(())
+}
+
+fn host_pid_count() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn ps_sees_only_namespace(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let mut args = vec!["--fork", "--pid"];
+    if v.isolated() {
+        args.push("--mount-proc");
+    }
+    // `ps` is exec'd as the namespace's first process, so it sees itself only.
+    let out = run_ok(
+        ctx.cmd("unshare")
+            .args(&args)
+            .args(["ps", "-e", "-o", "pid="]),
+    )?;
+    let ps_pids: Vec<i32> = out
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    ctx.observe("ps_pids_inside", &ps_pids);
+
+    let ns: &[&str] = if v.isolated() {
+        &["--ns", "pid,mnt", "--mount-proc"]
+    } else {
+        &["--ns", "pid"]
+    };
+    let me = whoami_in(ctx, ns)?;
+    let proc_pids: Vec<i64> = me["proc_pids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    ctx.observe("proc_pids_inside", &proc_pids);
+    let host = host_pid_count();
+    ctx.observe("host_pid_count", host);
+
+    check!(host > 3, "the host should see many processes, saw {host}");
+    check_eq!(ps_pids, vec![1], "pids `ps -e` lists inside");
+    check_eq!(proc_pids, vec![1], "numeric entries of /proc inside");
+    Ok(())
+}
+
+fn ns_link_differs(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let ns: &[&str] = if v.isolated() { &["--ns", "pid"] } else { &[] };
+    let (_child, pid) = start_inside(ctx, ns, &["sleep", "60"])?;
+    let host = namespaces::inodes("self");
+    let inner = namespaces::inodes(&pid.to_string());
+    ctx.observe("host", &host);
+    ctx.observe("child", &inner);
+
+    // CLI layer: the seed's `ls -l /proc/{pid}/ns`.
+    let listing = run_ok(ctx.cmd("ls").args(["-l", &format!("/proc/{pid}/ns")]))?;
+    let from_ls: Vec<(String, u64)> = listing
+        .lines()
+        .filter_map(|l| l.split(" -> ").nth(1))
+        .filter_map(|t| namespaces::parse_ns_link(t.trim()).map(|(k, i)| (k.to_string(), i)))
+        .collect();
+    check!(
+        from_ls
+            .iter()
+            .any(|(k, i)| k == "pid" && Some(i) == inner.get("pid")),
+        "`ls -l /proc/{pid}/ns` does not show the pid link readlink saw: {listing}"
+    );
+    for (kind, ino) in &host {
+        if kind == "pid" {
+            continue;
+        }
+        check_eq!(
+            inner.get(kind),
+            Some(ino),
+            "{kind} namespace of the child vs the host"
+        );
+    }
+    check!(
+        inner.get("pid") != host.get("pid"),
+        "pid namespace inode of the child equals the host's ({:?})",
+        host.get("pid")
+    );
+    Ok(())
+}
+
+fn nspid_translation(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let (_child, pid) = start_inside(ctx, &["--ns", "pid"], &["sleep", "60"])?;
+    let status = procfs::process::Process::new(pid)?.status()?;
+    let nspid = status.nspid.clone().unwrap_or_default();
+    ctx.observe("host_pid", pid);
+    ctx.observe("nspid", &nspid);
+    check_eq!(
+        nspid,
+        vec![pid, 1],
+        "NSpid of the namespace's first process"
+    );
+    Ok(())
+}
+
+fn lsns_nprocs(ino: u64) -> anyhow::Result<Option<u64>> {
+    Ok(namespaces::lsns("pid")?
+        .into_iter()
+        .find(|r| r.ns == ino)
+        .map(|r| r.nprocs))
+}
+
+/// Processes whose pid namespace is `ino`, counted from /proc (the kernel
+/// layer of what lsns's NPROCS column says).
+fn procs_in_pid_ns(ino: u64) -> u64 {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().map(String::from))
+                .filter(|n| n.parse::<u32>().is_ok())
+                .filter(|n| namespaces::inode(n, "pid").ok() == Some(ino))
+                .count() as u64
+        })
+        .unwrap_or(0)
+}
+
+fn lsns_counts_processes(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let (_init, pid) = start_inside(ctx, &["--ns", "pid"], &["sleep", "60"])?;
+    let ino = namespaces::inode(&pid.to_string(), "pid")?;
+    let before = lsns_nprocs(ino)?;
+    ctx.observe("nprocs_before", before);
+    check_eq!(before, Some(1), "NPROCS of the new pid ns (lsns -t pid)");
+    check_eq!(
+        procs_in_pid_ns(ino),
+        1,
+        "processes in the ns counted from /proc"
+    );
+
+    // The seed's "run `sleep 60` inside": nsenter forks it into the ns.
+    let target = pid.to_string();
+    let _sleeper = Spawned::start(
+        ctx.cmd("nsenter")
+            .args(["-t", &target, "--pid", "--", "sleep", "60"]),
+    )?;
+    wait_until(Duration::from_secs(5), || procs_in_pid_ns(ino) >= 2);
+    let after = lsns_nprocs(ino)?;
+    ctx.observe("nprocs_after", after);
+    ctx.observe("procs_from_proc_after", procs_in_pid_ns(ino));
+    check_eq!(after, Some(2), "NPROCS after one `sleep 60` entered");
+    check_eq!(
+        procs_in_pid_ns(ino),
+        2,
+        "processes in the ns counted from /proc"
+    );
+    Ok(())
+}
+
+fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let (_init, pid) = start_inside(
+        ctx,
+        &["--ns", "pid,mnt,net", "--mount-proc"],
+        &["sleep", "60"],
+    )?;
+    let target = namespaces::inodes(&pid.to_string());
+    let exe = helper::helper_path();
+    let t = pid.to_string();
+    let out = run_ok(
+        ctx.cmd("nsenter")
+            .args(["-t", &t, "--pid", "--mount", "--net", "--"])
+            .arg(&exe)
+            .args(["helper", "whoami"]),
+    )?;
+    let me: Value = serde_json::from_str(out.trim())?;
+    // The seed's own command, through a shell.
+    let sh = run_ok(ctx.cmd("nsenter").args([
+        "-t", &t, "--pid", "--mount", "--net", "/bin/sh", "-c", "echo $$",
+    ]))?;
+    ctx.observe("target_ns", &target);
+    ctx.observe("entered_ns", &me["ns"]);
+    ctx.observe("entered_pid", &me["pid"]);
+    ctx.observe("entered_proc_pids", &me["proc_pids"]);
+    ctx.observe("sh_pid", sh.trim());
+    for kind in ["pid", "mnt", "net"] {
+        check_eq!(
+            me["ns"][kind].as_u64(),
+            target.get(kind).copied(),
+            "{kind} inode after nsenter"
+        );
+    }
+    let own = me["pid"].as_i64().unwrap_or(-1);
+    check!(
+        (2..10).contains(&own),
+        "pid inside should be small (2..10), got {own}"
+    );
+    check_eq!(
+        me["proc_pids"],
+        json!([1, own]),
+        "/proc inside lists the ns init and itself"
+    );
+    let sh_pid: i64 = sh.trim().parse().unwrap_or(-1);
+    check!(
+        (2..10).contains(&sh_pid),
+        "`echo $$` of the entered shell should be small, got {sh_pid}"
+    );
+    Ok(())
+}
+
+/// Runs a pid-namespace helper op and parses its JSON.
+fn helper_json(ctx: &Ctx, op: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let out = run_ok(ctx.helper().arg(op).args(args))?;
+    Ok(serde_json::from_str(out.trim())?)
+}
+
+fn init_death_kills_namespace(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let r = helper_json(ctx, "pidns-init-death", &[])?;
+    ctx.observe("result", &r);
+    check_eq!(
+        r["members_before"].as_u64(),
+        Some(3),
+        "processes in the ns before the kill"
+    );
+    check_eq!(
+        r["init_status"].as_str(),
+        Some("killed by SIGKILL"),
+        "ns init's wait status"
+    );
+    check_eq!(
+        r["members_alive_after"],
+        json!([]),
+        "ns members alive after init died"
+    );
+    check_eq!(
+        r["fork_after"].as_str(),
+        Some("ENOMEM"),
+        "fork into the dead namespace"
+    );
+    Ok(())
+}
+
+fn init_ignores_unhandled_signals(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let target = if v.isolated() { "init" } else { "child" };
+    let r = helper_json(ctx, "pidns-signals", &[target])?;
+    ctx.observe("result", &r);
+    check_eq!(
+        r["survived_term_kill_from_inside"],
+        json!(true),
+        "{target} after SIGTERM+SIGKILL from inside"
+    );
+    check_eq!(
+        r["survived_term_from_parent_ns"],
+        json!(true),
+        "{target} after SIGTERM from the parent ns"
+    );
+    check_eq!(
+        r["sigkill_from_parent_ns"].as_str(),
+        Some("killed by SIGKILL"),
+        "{target} after SIGKILL from the parent ns"
+    );
+    Ok(())
+}
+
+fn orphans_reparent(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let r = helper_json(ctx, "pidns-orphan", &[])?;
+    ctx.observe("result", &r);
+    check_eq!(
+        r["orphan_ppid_inside"].as_i64(),
+        Some(1),
+        "getppid() of the orphan inside"
+    );
+    check!(
+        r["orphan_host_ppid"] == r["init_host_pid"] && r["init_host_pid"].as_i64().unwrap_or(0) > 1,
+        "the orphan's host parent should be the ns init {} (not the host's init), got {}",
+        r["init_host_pid"],
+        r["orphan_host_ppid"]
+    );
+    Ok(())
+}
+
+// ---- helper ops: single-threaded, may fork freely ----
+
+fn describe(ws: nix::Result<WaitStatus>) -> String {
+    match ws {
+        Ok(WaitStatus::Exited(_, c)) => format!("exited {c}"),
+        Ok(WaitStatus::Signaled(_, s, _)) => format!("killed by {s:?}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("wait failed: {e}"),
+    }
+}
+
+fn print_json(v: Value) -> i32 {
+    println!("{v}");
+    0
+}
+
+fn alive(pid: i32) -> bool {
+    crate::process::is_running(pid)
+}
+
+fn unshare_pid() -> Result<(), i32> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).map_err(|e| {
+        eprintln!("isocheck helper: unshare(CLONE_NEWPID): {e}");
+        125
+    })
+}
+
+/// Blocks forever; the process only leaves by a signal.
+fn park() -> ! {
+    loop {
+        nix::unistd::pause();
+    }
+}
+
+fn op_init_death(_args: &[String]) -> i32 {
+    if let Err(c) = unshare_pid() {
+        return c;
+    }
+    let init = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            for _ in 0..2 {
+                if let Ok(ForkResult::Child) = unsafe { fork() } {
+                    park();
+                }
+            }
+            park();
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return helper::status_code(WaitStatus::Exited(Pid::from_raw(0), e as i32)),
+    };
+    let members = || {
+        let mut m = vec![init.as_raw()];
+        m.extend(crate::process::children_of(init.as_raw()));
+        m
+    };
+    wait_until(Duration::from_secs(5), || members().len() >= 3);
+    let before = members();
+    let _ = kill(init, Signal::SIGKILL);
+    let init_status = describe(waitpid(init, None));
+    let gone = wait_until(Duration::from_secs(5), || before.iter().all(|p| !alive(*p)));
+    let still: Vec<i32> = before.iter().copied().filter(|p| alive(*p)).collect();
+    let fork_after = match unsafe { fork() } {
+        Ok(ForkResult::Child) => std::process::exit(0),
+        Ok(ForkResult::Parent { child }) => {
+            let _ = waitpid(child, None);
+            "succeeded".to_string()
+        }
+        Err(e) => format!("{e:?}"),
+    };
+    print_json(json!({
+        "members_before": before.len(),
+        "init_status": init_status,
+        "all_gone": gone,
+        "members_alive_after": still,
+        "fork_after": fork_after,
+    }))
+}
+
+/// Target loop: on each byte from `cmd`, fork a sibling that sends SIGTERM
+/// then SIGKILL to the target (its parent), reap it, and answer on `resp`.
+/// A target that did not survive never answers.
+fn responder(cmd: std::os::fd::OwnedFd, resp: std::os::fd::OwnedFd) -> ! {
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&cmd), &mut b) {
+            Ok(1) => {}
+            _ => std::process::exit(0),
+        }
+        if b[0] == b's' {
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                let target = getppid();
+                let _ = kill(target, Signal::SIGTERM);
+                let _ = kill(target, Signal::SIGKILL);
+                std::process::exit(0);
+            }
+            let _ = nix::sys::wait::wait();
+        }
+        let _ = nix::unistd::write(&resp, b"a");
+    }
+}
+
+fn op_signals(args: &[String]) -> i32 {
+    let target_is_init = args.first().map(String::as_str) != Some("child");
+    let (cmd_r, cmd_w) = nix::unistd::pipe().expect("pipe");
+    let (resp_r, resp_w) = nix::unistd::pipe().expect("pipe");
+    if let Err(c) = unshare_pid() {
+        return c;
+    }
+    let init = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(cmd_w);
+            drop(resp_r);
+            if target_is_init {
+                responder(cmd_r, resp_w);
+            }
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                responder(cmd_r, resp_w);
+            }
+            drop(cmd_r);
+            drop(resp_w);
+            // An init that reaps until its namespace is empty.
+            while nix::sys::wait::wait().is_ok() {}
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            eprintln!("fork: {e}");
+            return 125;
+        }
+    };
+    drop(cmd_r);
+    drop(resp_w);
+    let target = if target_is_init {
+        init
+    } else {
+        wait_until(Duration::from_secs(5), || {
+            !crate::process::children_of(init.as_raw()).is_empty()
+        });
+        match crate::process::children_of(init.as_raw()).first() {
+            Some(p) => Pid::from_raw(*p),
+            None => {
+                eprintln!("the ns init never forked its child");
+                return 125;
+            }
+        }
+    };
+    let ask = |c: u8| -> bool {
+        let mut b = [0u8; 1];
+        nix::unistd::write(&cmd_w, &[c]).is_ok()
+            && matches!(
+                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&resp_r), &mut b),
+                Ok(1)
+            )
+    };
+    // The answer (or EOF, once the target is dead) proves the outcome
+    // without any timeout.
+    let inside = ask(b's');
+    let _ = kill(target, Signal::SIGTERM);
+    let after_term = inside && ask(b'p');
+    let _ = kill(target, Signal::SIGKILL);
+    let sigkill = if target == init {
+        describe(waitpid(init, None))
+    } else {
+        wait_until(Duration::from_secs(5), || !alive(target.as_raw()));
+        if alive(target.as_raw()) {
+            "alive".into()
+        } else {
+            "killed by SIGKILL".to_string()
+        }
+    };
+    let _ = kill(init, Signal::SIGKILL);
+    let _ = waitpid(init, None);
+    print_json(json!({
+        "target": if target_is_init { "init" } else { "child" },
+        "survived_term_kill_from_inside": inside,
+        "survived_term_from_parent_ns": after_term,
+        "sigkill_from_parent_ns": sigkill,
+    }))
+}
+
+fn op_orphan(_args: &[String]) -> i32 {
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    if let Err(c) = unshare_pid() {
+        return c;
+    }
+    let init = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(r);
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    // The middle process forks the orphan-to-be and exits.
+                    let mid = getpid();
+                    if let Ok(ForkResult::Child) = unsafe { fork() } {
+                        while getppid() == mid {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        let msg = format!("{} {}\n", getpid(), getppid());
+                        let _ = nix::unistd::write(&w, msg.as_bytes());
+                        park();
+                    }
+                    std::process::exit(0);
+                }
+                _ => {
+                    drop(w);
+                    // Reap the middle process, then stay as the ns init.
+                    loop {
+                        if nix::sys::wait::wait().is_err() {
+                            park();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            eprintln!("fork: {e}");
+            return 125;
+        }
+    };
+    drop(w);
+    let mut buf = [0u8; 64];
+    let n = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r), &mut buf).unwrap_or(0);
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    let mut it = line
+        .split_whitespace()
+        .filter_map(|x| x.parse::<i64>().ok());
+    let (ns_pid, ppid_inside) = (it.next(), it.next());
+    // The orphan's host pid: the ns init's only child now.
+    let kids = crate::process::children_of(init.as_raw());
+    let host_ppid = kids
+        .first()
+        .and_then(|k| procfs::process::Process::new(*k).ok())
+        .and_then(|p| p.stat().ok())
+        .map(|s| s.ppid);
+    let _ = kill(init, Signal::SIGKILL);
+    let _ = waitpid(init, None);
+    print_json(json!({
+        "orphan_ns_pid": ns_pid,
+        "orphan_ppid_inside": ppid_inside,
+        "init_host_pid": init.as_raw(),
+        "orphan_host_pids": kids,
+        "orphan_host_ppid": host_ppid,
+    }))
 }
