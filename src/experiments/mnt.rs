@@ -1,7 +1,477 @@
-//! (to be written)
+//! Catalogue section 3: the mount namespace.
 
-use crate::experiment::Experiment;
-use crate::helper::HelperOp;
+use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
+use crate::helper::{self, HelperOp};
+use crate::host::unescape_mount;
+use crate::needs::{Need, Tool};
+use crate::process::{run, run_ok};
+use crate::{check, check_eq};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
-pub static EXPERIMENTS: &[Experiment] = &[];
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[];
+pub static EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        id: "mnt.proc-view-differs",
+        section: Section::Mnt,
+        asserts: "`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged",
+        needs: &[Need::Root, Need::Tool(Tool::Unshare)],
+        control: None,
+        body: proc_view_differs,
+        exclusive: None,
+    },
+    Experiment {
+        id: "mnt.findmnt-sees-own-table",
+        section: Section::Mnt,
+        asserts: "findmnt inside shows the new proc mount; the host's mountinfo does not contain it",
+        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Findmnt)],
+        control: None,
+        body: findmnt_sees_own_table,
+        exclusive: None,
+    },
+    Experiment {
+        id: "mnt.bind-mount-invisible-to-host",
+        section: Section::Mnt,
+        asserts: "`mount --bind /usr/bin DIR` in a new mount ns shows /usr/bin's entries inside; on the host DIR stays empty and unmounted",
+        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Mount)],
+        control: Some("the same bind mount without a new mount ns"),
+        body: bind_mount_invisible,
+        exclusive: None,
+    },
+    Experiment {
+        id: "mnt.propagation",
+        section: Section::Mnt,
+        asserts: "under a shared parent a mount made after unshare -m --propagation unchanged propagates to the host; with private it does not",
+        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Mount)],
+        control: None,
+        body: propagation,
+        exclusive: None,
+    },
+    Experiment {
+        id: "mnt.rootfs-pivot",
+        section: Section::Mnt,
+        asserts: "a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1",
+        needs: &[Need::Root, Need::Tool(Tool::Busybox)],
+        control: None,
+        body: rootfs_pivot,
+        exclusive: None,
+    },
+];
+
+pub static HELPER_OPS: &[(&str, HelperOp)] =
+    &[("bind-list", op_bind_list), ("pivot-shell", op_pivot_shell)];
+
+/// Mount points of a mountinfo text, and their mount ids.
+pub fn mount_table(mountinfo: &str) -> Vec<(u64, PathBuf, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let id = f.next()?.parse().ok()?;
+            let mnt = f.nth(3)?;
+            let fstype = l
+                .split_once(" - ")?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_string();
+            Some((id, PathBuf::from(unescape_mount(mnt)), fstype))
+        })
+        .collect()
+}
+
+fn host_mountinfo() -> anyhow::Result<String> {
+    Ok(crate::experiment::read("/proc/self/mountinfo")?)
+}
+
+fn proc_mount_id(table: &[(u64, PathBuf, String)]) -> Option<u64> {
+    table
+        .iter()
+        .rev()
+        .find(|(_, p, t)| p == Path::new("/proc") && t == "proc")
+        .map(|(id, _, _)| *id)
+}
+
+fn numeric(listing: &str) -> Vec<i64> {
+    let mut v: Vec<i64> = listing
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+fn proc_view_differs(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let host_before = host_mountinfo()?;
+    let host_ls_before = numeric(&run_ok(ctx.cmd("ls").arg("/proc"))?);
+    let inside = numeric(&run_ok(ctx.cmd("unshare").args([
+        "--fork",
+        "--pid",
+        "--mount-proc",
+        "ls",
+        "/proc",
+    ]))?);
+    let me = crate::experiments::pid::whoami_in(ctx, &["--ns", "pid,mnt", "--mount-proc"])?;
+    let host_after = host_mountinfo()?;
+    let host_ls_after = numeric(&run_ok(ctx.cmd("ls").arg("/proc"))?);
+    ctx.observe("inside_ls_proc", &inside);
+    ctx.observe("inside_proc_pids_kernel", &me["proc_pids"]);
+    ctx.observe("host_pids_before", host_ls_before.len());
+    ctx.observe("host_pids_after", host_ls_after.len());
+    check_eq!(inside, vec![1], "numeric entries of `ls /proc` inside");
+    check_eq!(
+        me["proc_pids"],
+        json!([1]),
+        "numeric entries of /proc read by the child"
+    );
+    let me_pid = std::process::id() as i64;
+    check!(
+        host_ls_after.contains(&me_pid) && host_ls_after.len() > 3,
+        "the host's /proc should still list the host's processes (including {me_pid}), lists {}",
+        host_ls_after.len()
+    );
+    check_eq!(
+        proc_mount_id(&mount_table(&host_after)),
+        proc_mount_id(&mount_table(&host_before)),
+        "mount id of the host's /proc before and after"
+    );
+    Ok(())
+}
+
+fn findmnt_sees_own_table(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let inside = run_ok(ctx.cmd("unshare").args([
+        "--fork",
+        "--pid",
+        "--mount-proc",
+        "findmnt",
+        "-n",
+        "-o",
+        "ID,TARGET,FSTYPE",
+        "/proc",
+    ]))?;
+    let me = crate::experiments::pid::whoami_in(ctx, &["--ns", "pid,mnt", "--mount-proc"])?;
+    let host = mount_table(&host_mountinfo()?);
+    let host_ids: BTreeSet<u64> = host.iter().map(|(id, _, _)| *id).collect();
+    let rows: Vec<Vec<&str>> = inside
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // The last /proc row is the top of the stack: the new proc mount.
+    let cli_id: Option<u64> = rows
+        .iter()
+        .rev()
+        .find(|r| r.get(1) == Some(&"/proc") && r.get(2) == Some(&"proc"))
+        .and_then(|r| r[0].parse().ok());
+    let kernel_table = mount_table(me["mountinfo"].as_str().unwrap_or(""));
+    let kernel_id = proc_mount_id(&kernel_table);
+    ctx.observe("findmnt_proc_rows", rows.len());
+    ctx.observe("inside_proc_mount_id_cli", cli_id);
+    ctx.observe("inside_proc_mount_id_kernel", kernel_id);
+    ctx.observe("host_proc_mount_id", proc_mount_id(&host));
+    check!(
+        cli_id.is_some(),
+        "findmnt inside shows no proc mount on /proc: {inside:?}"
+    );
+    check!(
+        kernel_id.is_some(),
+        "the child's mountinfo has no proc mount on /proc"
+    );
+    for (what, id) in [("findmnt", cli_id), ("mountinfo", kernel_id)] {
+        let id = id.unwrap_or(0);
+        check!(
+            !host_ids.contains(&id),
+            "the inside proc mount ({what}: id {id}) is in the host's mount table"
+        );
+    }
+    Ok(())
+}
+
+fn mounted_at(p: &Path) -> anyhow::Result<bool> {
+    Ok(mount_table(&host_mountinfo()?)
+        .iter()
+        .any(|(_, m, _)| m == p))
+}
+
+fn entries(p: &Path) -> anyhow::Result<BTreeSet<String>> {
+    Ok(std::fs::read_dir(p)?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
+fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let target = ctx.scratch()?.join("mnt");
+    std::fs::create_dir_all(&target)?;
+    let t = target.to_string_lossy().to_string();
+    if !v.isolated() {
+        // The control mounts on the host itself: take it down at teardown.
+        let t2 = target.clone();
+        ctx.defer("unmount the control's bind mount", move || {
+            while umount2(&t2, MntFlags::MNT_DETACH).is_ok() {}
+        });
+    }
+    let usr_bin = entries(Path::new("/usr/bin"))?;
+    let script = format!("mount --bind /usr/bin {t} && ls -1 -A {t}");
+    let inside_cli = if v.isolated() {
+        run_ok(ctx.cmd("unshare").args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ]))?
+    } else {
+        run_ok(ctx.cmd("sh").args(["-c", &script]))?
+    };
+    let inside_cli: BTreeSet<String> = inside_cli.lines().map(String::from).collect();
+    // Kernel layer: mount(2) MS_BIND in the helper.
+    let exe = helper::helper_path();
+    let mut k = ctx.helper();
+    if v.isolated() {
+        k.args(["unshare", "--ns", "mnt", "--"])
+            .arg(&exe)
+            .arg("helper");
+    }
+    let inside_kernel: BTreeSet<String> = run_ok(k.args(["bind-list", "/usr/bin", &t]))?
+        .lines()
+        .map(String::from)
+        .collect();
+    let host_entries = entries(&target)?.len();
+    let host_mounted = mounted_at(&target)?;
+    ctx.observe("usr_bin_entries", usr_bin.len());
+    ctx.observe("inside_entries_cli", inside_cli.len());
+    ctx.observe("inside_entries_kernel", inside_kernel.len());
+    ctx.observe("host_entries", host_entries);
+    ctx.observe("host_sees_mount", host_mounted);
+    check_eq!(
+        inside_cli.len(),
+        usr_bin.len(),
+        "entries of the bind target inside (ls)"
+    );
+    check!(
+        inside_cli == usr_bin,
+        "the bind target inside does not list /usr/bin's entries"
+    );
+    check!(
+        inside_kernel == usr_bin,
+        "the bind target (mount(2) in the helper) does not list /usr/bin's entries"
+    );
+    check!(!host_mounted, "the host's mount table has a mount on {t}");
+    check_eq!(host_entries, 0, "entries of {t} seen from the host");
+    Ok(())
+}
+
+fn propagation(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let shared = ctx.scratch()?.join("shared");
+    let sub = shared.join("sub");
+    std::fs::create_dir_all(&sub)?;
+    // A shared mount of the suite's own, never a real host mount point.
+    mount(
+        Some(&shared),
+        &shared,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )?;
+    let s2 = shared.clone();
+    ctx.defer("unmount the shared scratch mount", move || {
+        while umount2(&s2, MntFlags::MNT_DETACH).is_ok() {}
+    });
+    mount(
+        None::<&str>,
+        &shared,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )?;
+    let sub_s = sub.to_string_lossy().to_string();
+    let mut seen = serde_json::Map::new();
+    for mode in ["unchanged", "private"] {
+        let r = run(ctx.cmd("unshare").args([
+            "--mount",
+            "--propagation",
+            mode,
+            "mount",
+            "-t",
+            "tmpfs",
+            "isocheck-prop",
+            &sub_s,
+        ]))?;
+        check!(
+            r.success(),
+            "mount in unshare --propagation {mode}: {}",
+            r.stderr.trim()
+        );
+        let visible = mounted_at(&sub)?;
+        seen.insert(mode.into(), json!(visible));
+        while umount2(&sub, MntFlags::MNT_DETACH).is_ok() {}
+    }
+    ctx.observe("host_sees_mount", &seen);
+    check_eq!(
+        seen["unchanged"],
+        json!(true),
+        "a mount under a shared parent, unshare --propagation unchanged, seen on the host"
+    );
+    check_eq!(
+        seen["private"],
+        json!(false),
+        "a mount under a shared parent, unshare --propagation private, seen on the host"
+    );
+    Ok(())
+}
+
+/// A busybox rootfs: /bin/busybox with its applet links, and /proc.
+pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::create_dir_all(dir.join("proc"))?;
+    let busybox =
+        crate::host::which("busybox").ok_or_else(|| anyhow::anyhow!("busybox not found"))?;
+    std::fs::copy(&busybox, bin.join("busybox"))?;
+    let list = run_ok(std::process::Command::new(&busybox).arg("--list"))?;
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+    }
+    Ok(())
+}
+
+fn rootfs_pivot(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let root = ctx.scratch()?.join("rootfs");
+    busybox_rootfs(&root)?;
+    let out = run_ok(ctx.helper().args([
+        "pivot-shell",
+        &root.to_string_lossy(),
+        "/bin/sh",
+        "-c",
+        "echo pid=$$; cd /proc; set -- [0-9]*; echo proc=$*; cd /; echo root=$(ls -A /)",
+    ]))?;
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_string()
+    };
+    let expected: BTreeSet<String> = entries(&root)?;
+    let seen: BTreeSet<String> = field("root").split_whitespace().map(String::from).collect();
+    ctx.observe("pid", field("pid"));
+    ctx.observe("root_entries", &seen);
+    ctx.observe("proc_pids", field("proc"));
+    check_eq!(field("pid"), "1", "the shell's pid after pivot_root");
+    check_eq!(seen, expected, "entries of / after pivot_root");
+    check_eq!(
+        field("proc"),
+        "1",
+        "pids in the new /proc seen by the shell's builtins"
+    );
+    Ok(())
+}
+
+// ---- helper ops ----
+// (`$(…)` forks: the /proc listing above is read with builtins only.)
+
+fn op_bind_list(args: &[String]) -> i32 {
+    let (Some(src), Some(dst)) = (args.first(), args.get(1)) else {
+        eprintln!("usage: bind-list SRC DST");
+        return 2;
+    };
+    if let Err(e) = mount(
+        Some(src.as_str()),
+        dst.as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        eprintln!("bind mount {src} on {dst}: {e}");
+        return 125;
+    }
+    match std::fs::read_dir(dst) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                println!("{}", e.file_name().to_string_lossy());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("listing {dst}: {e}");
+            125
+        }
+    }
+}
+
+/// `pivot-shell ROOT CMD…`: new mnt+pid namespaces, pivot_root into ROOT,
+/// a fresh /proc, the old root detached, then exec CMD as pid 1.
+fn op_pivot_shell(args: &[String]) -> i32 {
+    use nix::sched::{unshare, CloneFlags};
+    use nix::unistd::{fork, ForkResult};
+    let Some((root, cmd)) = args.split_first() else {
+        eprintln!("usage: pivot-shell ROOT CMD...");
+        return 2;
+    };
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) {
+        eprintln!("unshare: {e}");
+        return 125;
+    }
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => nix::sys::wait::waitpid(child, None)
+            .map(helper::status_code)
+            .unwrap_or(125),
+        Ok(ForkResult::Child) => {
+            let step = || -> nix::Result<()> {
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                mount(
+                    Some(root.as_str()),
+                    root.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )?;
+                nix::unistd::chdir(root.as_str())?;
+                let _ = std::fs::create_dir_all("oldroot");
+                nix::unistd::pivot_root(".", "oldroot")?;
+                nix::unistd::chdir("/")?;
+                mount(
+                    Some("proc"),
+                    "/proc",
+                    Some("proc"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )?;
+                umount2("/oldroot", MntFlags::MNT_DETACH)?;
+                let _ = std::fs::remove_dir("/oldroot");
+                Ok(())
+            };
+            if let Err(e) = step() {
+                eprintln!("pivot_root into {root}: {e}");
+                return 125;
+            }
+            helper::exec(cmd)
+        }
+        Err(e) => {
+            eprintln!("fork: {e}");
+            125
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_table_reads_ids_points_and_types() {
+        let mi = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                  30 22 0:40 / /tmp/a\\040b rw - tmpfs none rw\n";
+        let t = mount_table(mi);
+        assert_eq!(t[0], (22, PathBuf::from("/proc"), "proc".to_string()));
+        assert_eq!(t[1].1, PathBuf::from("/tmp/a b"));
+        assert_eq!(proc_mount_id(&t), Some(22));
+    }
+}
