@@ -191,6 +191,15 @@ fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i
             drop(w1);
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r2), &mut b);
+            // Credentials keep kuid 0 (unmapped, seen as 65534) until the
+            // process switches to the mapped root.
+            let root = nix::unistd::Uid::from_raw(0);
+            let groot = nix::unistd::Gid::from_raw(0);
+            if let Err(e) = nix::unistd::setresgid(groot, groot, groot)
+                .and_then(|_| nix::unistd::setresuid(root, root, root))
+            {
+                return die(format!("becoming the mapped root: {e}"));
+            }
             let rest = flags - user_only;
             if let Err(e) = unshare(rest) {
                 return die(format!("unshare({rest:?}) inside the user namespace: {e}"));
