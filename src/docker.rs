@@ -138,7 +138,8 @@ fn engine() -> &'static Result<String, String> {
                 r.body.trim()
             ));
         }
-        let v: Value = serde_json::from_str(&r.body).map_err(|e| format!("engine /version: {e}"))?;
+        let v: Value =
+            serde_json::from_str(&r.body).map_err(|e| format!("engine /version: {e}"))?;
         Ok(format!(
             "{} (API {})",
             v["Version"].as_str().unwrap_or("?"),
@@ -203,7 +204,10 @@ pub fn remove_container(id: &str) -> Result<(), String> {
     let r = api("DELETE", &format!("/containers/{id}?force=1&v=1"))?;
     match r.status {
         204 | 404 => Ok(()),
-        s => Err(format!("removing container {id}: HTTP {s}: {}", r.body.trim())),
+        s => Err(format!(
+            "removing container {id}: HTTP {s}: {}",
+            r.body.trim()
+        )),
     }
 }
 
@@ -513,7 +517,11 @@ pub fn end_of_run() -> Vec<String> {
         }
         match api("DELETE", &format!("/images/{name}?force=1")) {
             Ok(r) if r.status == 200 || r.status == 404 => {}
-            Ok(r) => errors.push(format!("removing image {name}: HTTP {}: {}", r.status, r.body.trim())),
+            Ok(r) => errors.push(format!(
+                "removing image {name}: HTTP {}: {}",
+                r.status,
+                r.body.trim()
+            )),
             Err(e) => errors.push(format!("removing image {name}: {e}")),
         }
     }

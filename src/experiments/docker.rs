@@ -115,10 +115,7 @@ pub static HELPER_OPS: &[(&str, HelperOp)] = &[("docker-pivot", op_pivot)];
 // ---------------------------------------------------------------- helpers
 
 /// Runs two independent steps at once (each usually starts a container).
-fn both<A: Send, B: Send>(
-    a: impl FnOnce() -> A + Send,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
+fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
     std::thread::scope(|s| {
         let hb = s.spawn(b);
         let ra = a();
@@ -205,7 +202,11 @@ fn memory_cgroup(pid: i32) -> anyhow::Result<(PathBuf, bool)> {
 /// The oom_kill counter of a memory cgroup (v1 memory.oom_control, v2
 /// memory.events).
 fn oom_kills(dir: &Path, v1: bool) -> anyhow::Result<u64> {
-    let f = dir.join(if v1 { "memory.oom_control" } else { "memory.events" });
+    let f = dir.join(if v1 {
+        "memory.oom_control"
+    } else {
+        "memory.events"
+    });
     let t = read(&f)?;
     kv(&t, "oom_kill").ok_or_else(|| anyhow::anyhow!("no oom_kill in {}", f.display()))
 }
@@ -248,14 +249,32 @@ fn container_pid_1(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("lsns_pid", row.as_ref().map(|r| r.pid));
     let (_c2, once) = sh_once(ctx, "once", &[], "echo $$")?;
     ctx.observe("echo_dollar_dollar", once.stdout.trim());
-    check!(once.success(), "docker run sh -c 'echo $$' failed: {}", once.stderr.trim());
-    check_eq!(once.stdout.trim(), "1", "`echo $$` in the container's shell");
-    check_eq!(nspid.last().copied(), Some(1), "the init's pid inside (NSpid)");
+    check!(
+        once.success(),
+        "docker run sh -c 'echo $$' failed: {}",
+        once.stderr.trim()
+    );
+    check_eq!(
+        once.stdout.trim(),
+        "1",
+        "`echo $$` in the container's shell"
+    );
+    check_eq!(
+        nspid.last().copied(),
+        Some(1),
+        "the init's pid inside (NSpid)"
+    );
     let init_comm = comm(hostpid);
     check_eq!(init_comm.as_str(), "sh", "the container's init");
-    check_eq!(inside.stdout.trim(), "sh", "/proc/1/comm inside the container");
+    check_eq!(
+        inside.stdout.trim(),
+        "sh",
+        "/proc/1/comm inside the container"
+    );
     let Some(row) = row else {
-        return Err(Problem::Fail(format!("lsns -t pid does not list the container's pid ns {pidns}")));
+        return Err(Problem::Fail(format!(
+            "lsns -t pid does not list the container's pid ns {pidns}"
+        )));
     };
     check_eq!(row.nprocs, 1, "NPROCS of the container's pid ns in lsns");
     check_eq!(row.pid, hostpid as i64, "the lsns owner pid");
@@ -277,29 +296,51 @@ fn exec_is_nsenter(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let hostpid = dk::init_pid(ctx, &c)?;
     let init = namespaces::inodes(&hostpid.to_string());
     let me = namespaces::inodes("self");
-    let links: Vec<String> = SHARED_KINDS.iter().map(|k| format!("/proc/self/ns/{k}")).collect();
-    let mut args = vec!["readlink"];
-    args.extend(links.iter().map(String::as_str));
-    let ex = dk::exec(ctx, &c, &args)?;
-    check!(ex.success(), "docker exec readlink failed: {}", ex.stderr.trim());
+    // busybox readlink takes one file: loop in the shell.
+    let script = format!(
+        "for k in {}; do readlink /proc/self/ns/$k; done",
+        SHARED_KINDS.join(" ")
+    );
+    let ex = dk::exec(ctx, &c, &["sh", "-c", &script])?;
+    check!(
+        ex.success(),
+        "docker exec readlink failed: {}",
+        ex.stderr.trim()
+    );
     let via_exec = parse_readlinks(&ex.stdout);
-    // nsenter is the host's way into the same namespaces; the container's
-    // rootfs has readlink (busybox), the host's has it too (coreutils).
+    // nsenter is the host's way into the same namespaces; having entered
+    // the mount namespace it runs the container's own sh and readlink.
     let pid_s = hostpid.to_string();
     let mut ns = ctx.cmd("nsenter");
-    ns.args(["-t", &pid_s, "-p", "-n", "-m", "-u", "-i", "--", "readlink"])
-        .args(&links);
+    ns.args([
+        "-t", &pid_s, "-p", "-n", "-m", "-u", "-i", "--", "sh", "-c", &script,
+    ]);
     let ne = run(&mut ns)?;
     let via_nsenter = parse_readlinks(&ne.stdout);
     ctx.observe("init", &init);
     ctx.observe("host", &me);
     ctx.observe("docker_exec", &via_exec);
     ctx.observe("nsenter", &via_nsenter);
-    check!(ne.success(), "nsenter -t {hostpid} failed: {}", ne.stderr.trim());
+    check!(
+        ne.success(),
+        "nsenter -t {hostpid} failed: {}",
+        ne.stderr.trim()
+    );
     for k in SHARED_KINDS {
-        check_eq!(via_exec.get(k), init.get(k), "{k} ns of the docker exec process vs the init");
-        check_eq!(via_nsenter.get(k), init.get(k), "{k} ns of the nsenter process vs the init");
-        check!(init.get(k) != me.get(k), "the container's {k} ns is the host's: nothing was entered");
+        check_eq!(
+            via_exec.get(k),
+            init.get(k),
+            "{k} ns of the docker exec process vs the init"
+        );
+        check_eq!(
+            via_nsenter.get(k),
+            init.get(k),
+            "{k} ns of the nsenter process vs the init"
+        );
+        check!(
+            init.get(k) != me.get(k),
+            "the container's {k} ns is the host's: nothing was entered"
+        );
     }
     Ok(())
 }
@@ -314,22 +355,35 @@ fn namespaces_created(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let cgroup_private = layout == "v2";
     let mut table = BTreeMap::new();
     for k in namespaces::TYPES {
-        let (Some(a), Some(b)) = (init.get(*k), me.get(*k)) else { continue };
+        let (Some(a), Some(b)) = (init.get(*k), me.get(*k)) else {
+            continue;
+        };
         let listed = lsns_nprocs(k, *a)?.is_some();
-        table.insert(k.to_string(), json!({"container": a, "host": b, "new": a != b, "in_lsns": listed}));
+        table.insert(
+            k.to_string(),
+            json!({"container": a, "host": b, "new": a != b, "in_lsns": listed}),
+        );
     }
     ctx.observe("cgroup_layout", &layout);
     ctx.observe("table", &table);
     let new = |k: &str| table.get(k).and_then(|v| v["new"].as_bool());
     for k in SHARED_KINDS {
         check_eq!(new(k), Some(true), "a new {k} namespace");
-        check_eq!(table[k]["in_lsns"].as_bool(), Some(true), "lsns -t {k} lists the container's ns");
+        check_eq!(
+            table[k]["in_lsns"].as_bool(),
+            Some(true),
+            "lsns -t {k} lists the container's ns"
+        );
     }
     check_eq!(new("user"), Some(false), "a new user namespace");
     if me.contains_key("time") {
         check_eq!(new("time"), Some(false), "a new time namespace");
     }
-    check_eq!(new("cgroup"), Some(cgroup_private), "a new cgroup namespace on a {layout} host");
+    check_eq!(
+        new("cgroup"),
+        Some(cgroup_private),
+        "a new cgroup namespace on a {layout} host"
+    );
     Ok(())
 }
 
@@ -347,11 +401,17 @@ fn nprocs_rises(ctx: &mut Ctx, _v: Variant) -> Outcome {
         pids_in_ns(pidns).iter().any(|p| comm(*p) == "sleep")
     });
     let after = lsns_nprocs("pid", pidns)?;
-    let members: Vec<(i32, String)> = pids_in_ns(pidns).into_iter().map(|p| (p, comm(p))).collect();
+    let members: Vec<(i32, String)> = pids_in_ns(pidns)
+        .into_iter()
+        .map(|p| (p, comm(p)))
+        .collect();
     ctx.observe("nprocs_before", before);
     ctx.observe("nprocs_after", after);
     ctx.observe("processes_after", &members);
-    check!(seen, "the exec'd sleep never appeared in the container's pid ns");
+    check!(
+        seen,
+        "the exec'd sleep never appeared in the container's pid ns"
+    );
     let (Some(b), Some(a)) = (before, after) else {
         return Err(Problem::Fail(format!("lsns does not list pid ns {pidns}")));
     };
@@ -379,15 +439,29 @@ fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .collect();
     let named_inodes: Vec<(String, Option<u64>)> = names
         .iter()
-        .map(|n| (n.clone(), std::fs::metadata(Path::new("/run/netns").join(n)).map(|m| m.ino()).ok()))
+        .map(|n| {
+            (
+                n.clone(),
+                std::fs::metadata(Path::new("/run/netns").join(n))
+                    .map(|m| m.ino())
+                    .ok(),
+            )
+        })
         .collect();
     ctx.observe("container_netns", netns);
     ctx.observe("sandbox_key", &sandbox);
     ctx.observe("sandbox_key_inode", sandbox_ino);
     ctx.observe("in_lsns", listed);
     ctx.observe("ip_netns_list", &names);
-    check!(listed, "lsns -t net does not list the container's net ns {netns}");
-    check_eq!(sandbox_ino, Some(netns), "the inode of Docker's SandboxKey file");
+    check!(
+        listed,
+        "lsns -t net does not list the container's net ns {netns}"
+    );
+    check_eq!(
+        sandbox_ino,
+        Some(netns),
+        "the inode of Docker's SandboxKey file"
+    );
     check!(
         !named_inodes.iter().any(|(_, i)| *i == Some(netns)),
         "ip netns list shows the container's net ns: {named_inodes:?}"
@@ -411,7 +485,7 @@ fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .split_whitespace()
         .any(|w| w.split('/').next() == Some(gw.as_str()));
     let ping = format!("ping -c 1 -W 2 {gw}");
-    let none_script = format!("ip -o link; {ping}");
+    let none_script = format!("ip -o link; echo ---; {ping}");
     // Both containers at once: the bridged one's ping and the isolated one.
     let mut ctx2 = Ctx::new(ctx.tag.clone(), ctx.variant);
     let (cx, cr, pr) = (&mut *ctx, &c, &ping);
@@ -425,6 +499,7 @@ fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let links: Vec<String> = isolated
         .stdout
         .lines()
+        .take_while(|l| *l != "---")
         .filter_map(|l| l.split(':').nth(1))
         .map(|s| s.trim().to_string())
         .collect();
@@ -435,7 +510,10 @@ fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("none_links", &links);
     ctx.observe("none_ping_status", isolated.shell_status());
     ctx.observe("none_ping_stderr", isolated.stderr.trim());
-    check!(gw_is_local, "the gateway {gw} is not an address of this host");
+    check!(
+        gw_is_local,
+        "the gateway {gw} is not an address of this host"
+    );
     check!(
         bridged.success() && bridged.stdout.contains("1 packets received"),
         "the container did not reach its gateway {gw}: {} {}",
@@ -478,7 +556,11 @@ fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
             let c = dk::run_shell(ctx, &["--memory", &lim])?;
             let pid = dk::init_pid(ctx, &c)?;
             let (dir, v1) = memory_cgroup(pid)?;
-            let file = dir.join(if v1 { "memory.limit_in_bytes" } else { "memory.max" });
+            let file = dir.join(if v1 {
+                "memory.limit_in_bytes"
+            } else {
+                "memory.max"
+            });
             Ok((c, file.clone(), read(&file)?))
         },
         || sh_once(&mut ctx2, "par", &["--memory", &seed], "true"),
@@ -490,22 +572,38 @@ fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let minimum = parse_minimum(&refusal);
     ctx.observe("cgroup_file", file.display().to_string());
     ctx.observe("cgroup_value", value.trim());
-    ctx.observe("container_id_in_path", file.to_string_lossy().contains(&c.id));
+    ctx.observe(
+        "container_id_in_path",
+        file.to_string_lossy().contains(&c.id),
+    );
     ctx.observe("seed_request_status", refused.shell_status());
     ctx.observe("seed_request_answer", &refusal);
     ctx.observe("engine_minimum_bytes", minimum);
     check_eq!(value.trim(), lim.as_str(), "{}", file.display());
-    check!(file.to_string_lossy().contains(&c.id), "{} is not the container's cgroup", file.display());
+    check!(
+        file.to_string_lossy().contains(&c.id),
+        "{} is not the container's cgroup",
+        file.display()
+    );
     if refused.success() {
         // An engine without the 6 MB minimum: then it must honour 4 MiB.
         ctx.observe("seed_request_refused", false);
     } else {
         ctx.observe("seed_request_refused", true);
-        check_eq!(refused.shell_status(), 125, "docker run status for a refused request");
+        check_eq!(
+            refused.shell_status(),
+            125,
+            "docker run status for a refused request"
+        );
         let Some(min) = minimum else {
-            return Err(Problem::Fail(format!("refusal without the engine's minimum: {refusal:?}")));
+            return Err(Problem::Fail(format!(
+                "refusal without the engine's minimum: {refusal:?}"
+            )));
         };
-        check!(SEED_LIMIT < min, "refused {SEED_LIMIT} though the stated minimum is {min}");
+        check!(
+            SEED_LIMIT < min,
+            "refused {SEED_LIMIT} though the stated minimum is {min}"
+        );
     }
     Ok(())
 }
@@ -523,26 +621,53 @@ fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let pid = dk::init_pid(ctx, &c)?;
     let (dir, v1) = memory_cgroup(pid)?;
     let before = oom_kills(&dir, v1)?;
-    let ex = dk::exec(ctx, &c, &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])?;
+    let ex = dk::exec(
+        ctx,
+        &c,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+    )?;
     let after = oom_kills(&dir, v1)?;
     ctx.observe("cgroup", dir.display().to_string());
     ctx.observe("oom_kill_before", before);
     ctx.observe("oom_kill_after_exec", after);
     ctx.observe("exec_status", ex.shell_status());
-    let go = dk::exec(ctx, &c, &["sh", "-c", "until [ -p /tmp/go ]; do usleep 1000; done; echo go > /tmp/go"])?;
+    let go = dk::exec(
+        ctx,
+        &c,
+        &[
+            "sh",
+            "-c",
+            "until [ -p /tmp/go ]; do usleep 1000; done; echo go > /tmp/go",
+        ],
+    )?;
     if !go.success() {
-        broken!("could not release the container's init: {}", go.stderr.trim());
+        broken!(
+            "could not release the container's init: {}",
+            go.stderr.trim()
+        );
     }
     let w = dk::docker_ok(ctx, &["wait", &c.id])?;
     let st = dk::inspect(ctx, &c)?;
     ctx.observe("wait_status", w.trim());
     ctx.observe("state_exit_code", &st["State"]["ExitCode"]);
     ctx.observe("state_oom_killed", &st["State"]["OOMKilled"]);
-    check_eq!(ex.shell_status(), 137, "status of the exec'd allocation over the limit");
+    check_eq!(
+        ex.shell_status(),
+        137,
+        "status of the exec'd allocation over the limit"
+    );
     check!(after > before, "oom_kill did not rise: {before} -> {after}");
     check_eq!(w.trim(), "137", "the container's exit status (docker wait)");
-    check_eq!(st["State"]["ExitCode"].as_i64(), Some(137), "State.ExitCode");
-    check_eq!(st["State"]["OOMKilled"].as_bool(), Some(true), "State.OOMKilled");
+    check_eq!(
+        st["State"]["ExitCode"].as_i64(),
+        Some(137),
+        "State.ExitCode"
+    );
+    check_eq!(
+        st["State"]["OOMKilled"].as_bool(),
+        Some(true),
+        "State.OOMKilled"
+    );
     Ok(())
 }
 
@@ -586,18 +711,41 @@ fn default_seccomp(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("profile_file_seccomp", own_mode);
     ctx.observe("profile_file_unshare_status", own_status);
     ctx.observe("profile_file_unshare_stderr", own.stderr.trim());
-    check_eq!(host_view, Some(2), "Seccomp: of the container's init seen from the host");
+    check_eq!(
+        host_view,
+        Some(2),
+        "Seccomp: of the container's init seen from the host"
+    );
     check_eq!(mode, Some(2), "Seccomp: inside the container");
-    check!(status.is_some_and(|s| s != 0), "unshare -U true was not refused (status {status:?})");
-    check!(def.stderr.contains("Operation not permitted"), "unshare -U: expected EPERM, got {:?}", def.stderr.trim());
+    check!(
+        status.is_some_and(|s| s != 0),
+        "unshare -U true was not refused (status {status:?})"
+    );
+    check!(
+        def.stderr.contains("Operation not permitted"),
+        "unshare -U: expected EPERM, got {:?}",
+        def.stderr.trim()
+    );
     check_eq!(own_mode, Some(2), "Seccomp: with the project's profile");
-    check!(own_status.is_some_and(|s| s != 0), "unshare -U true was not refused by the project's profile");
-    check!(own.stderr.contains("Operation not permitted"), "project's profile: expected EPERM, got {:?}", own.stderr.trim());
+    check!(
+        own_status.is_some_and(|s| s != 0),
+        "unshare -U true was not refused by the project's profile"
+    );
+    check!(
+        own.stderr.contains("Operation not permitted"),
+        "project's profile: expected EPERM, got {:?}",
+        own.stderr.trim()
+    );
     Ok(())
 }
 
 fn seccomp_unconfined(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let (_c, r) = sh_once(ctx, "ctr", &["--security-opt", "seccomp=unconfined"], SECCOMP_PROBE)?;
+    let (_c, r) = sh_once(
+        ctx,
+        "ctr",
+        &["--security-opt", "seccomp=unconfined"],
+        SECCOMP_PROBE,
+    )?;
     let (mode, status) = seccomp_result(&r);
     ctx.observe("seccomp", mode);
     ctx.observe("unshare_status", status);
@@ -609,7 +757,11 @@ fn seccomp_unconfined(ctx: &mut Ctx, _v: Variant) -> Outcome {
 
 fn describe_proc(p: &procfs::process::Process) -> String {
     let cmd = p.cmdline().unwrap_or_default().join(" ");
-    let cmd = if cmd.len() > 120 { format!("{}…", &cmd[..120]) } else { cmd };
+    let cmd = if cmd.len() > 120 {
+        format!("{}…", &cmd[..120])
+    } else {
+        cmd
+    };
     format!("{} [{}]", p.pid, cmd)
 }
 
@@ -622,7 +774,9 @@ fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let shim_cmd = shim.cmdline()?;
     let all: Vec<Process> = all_processes()?.flatten().collect();
     let named = |n: &str| -> Vec<&Process> {
-        all.iter().filter(|p| p.stat().map(|s| s.comm == n).unwrap_or(false)).collect()
+        all.iter()
+            .filter(|p| p.stat().map(|s| s.comm == n).unwrap_or(false))
+            .collect()
     };
     let dockerd = named("dockerd");
     let containerd = named("containerd");
@@ -637,7 +791,10 @@ fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
                     .filter(|p| {
                         let comm = p.stat().map(|s| s.comm).unwrap_or_default();
                         comm.starts_with("runc")
-                            && p.cmdline().unwrap_or_default().iter().any(|a| a.contains(&c.id))
+                            && p.cmdline()
+                                .unwrap_or_default()
+                                .iter()
+                                .any(|a| a.contains(&c.id))
                     })
                     .map(|p| p.pid)
                     .collect::<Vec<_>>()
@@ -648,7 +805,10 @@ fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let mut tree = Vec::new();
     for d in &dockerd {
         tree.push(format!("dockerd {}", describe_proc(d)));
-        for k in all.iter().filter(|p| p.stat().map(|s| s.ppid == d.pid).unwrap_or(false)) {
+        for k in all
+            .iter()
+            .filter(|p| p.stat().map(|s| s.ppid == d.pid).unwrap_or(false))
+        {
             tree.push(format!("  └─ {}", describe_proc(k)));
         }
     }
@@ -657,21 +817,51 @@ fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
         shim.stat().map(|s| s.ppid).unwrap_or(0),
         describe_proc(&shim)
     ));
-    tree.push(format!("       └─ {} (the container's init)", describe_proc(&ip)));
+    tree.push(format!(
+        "       └─ {} (the container's init)",
+        describe_proc(&ip)
+    ));
     ctx.observe("process_tree", &tree);
     ctx.observe("shim_cmdline", &shim_cmd);
-    ctx.observe("dockerd_pids", dockerd.iter().map(|p| p.pid).collect::<Vec<_>>());
-    ctx.observe("containerd_pids", containerd.iter().map(|p| p.pid).collect::<Vec<_>>());
+    ctx.observe(
+        "dockerd_pids",
+        dockerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
+    );
+    ctx.observe(
+        "containerd_pids",
+        containerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
+    );
     ctx.observe("runc_for_this_container", runc_ours());
-    let argv0 = shim_cmd.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
-    check_eq!(argv0.as_deref(), Some("containerd-shim-runc-v2"), "the parent of the container's init");
-    let flag = |f: &str| shim_cmd.iter().position(|a| a == f).and_then(|i| shim_cmd.get(i + 1)).cloned();
+    let argv0 = shim_cmd
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
+    check_eq!(
+        argv0.as_deref(),
+        Some("containerd-shim-runc-v2"),
+        "the parent of the container's init"
+    );
+    let flag = |f: &str| {
+        shim_cmd
+            .iter()
+            .position(|a| a == f)
+            .and_then(|i| shim_cmd.get(i + 1))
+            .cloned()
+    };
     check_eq!(flag("-id"), Some(c.id.clone()), "the shim's -id");
     let ns = flag("-namespace");
-    check_eq!(ns.as_deref(), Some("moby"), "the shim's containerd namespace");
+    check_eq!(
+        ns.as_deref(),
+        Some("moby"),
+        "the shim's containerd namespace"
+    );
     check!(!dockerd.is_empty(), "no dockerd process");
     check!(!containerd.is_empty(), "no containerd process");
-    check!(no_runc, "a runc process for {} stays resident: {:?}", c.id, runc_ours());
+    check!(
+        no_runc,
+        "a runc process for {} stays resident: {:?}",
+        c.id,
+        runc_ours()
+    );
     Ok(())
 }
 
@@ -685,7 +875,10 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let out = exp.stdout.take().ok_or_else(|| anyhow::anyhow!("export stdout"))?;
+    let out = exp
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("export stdout"))?;
     let tar = ctx
         .cmd("tar")
         .arg("-C")
@@ -695,7 +888,11 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .output()?;
     let es = exp.wait()?;
     if !es.success() || !tar.status.success() {
-        broken!("docker export | tar failed: export {es}, tar {}: {}", tar.status, String::from_utf8_lossy(&tar.stderr).trim());
+        broken!(
+            "docker export | tar failed: export {es}, tar {}: {}",
+            tar.status,
+            String::from_utf8_lossy(&tar.stderr).trim()
+        );
     }
     let listed = String::from_utf8_lossy(&tar.stdout).lines().count();
     let has = |p: &str| root.join(p).symlink_metadata().is_ok();
@@ -710,7 +907,10 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     };
     ctx.observe("tar_entries", listed);
     ctx.observe("top_level", &top);
-    ctx.observe("bin_sh_link", sh_target.as_ref().map(|p| p.display().to_string()));
+    ctx.observe(
+        "bin_sh_link",
+        sh_target.as_ref().map(|p| p.display().to_string()),
+    );
     check!(has("bin/busybox"), "the exported tree has no /bin/busybox");
     check!(has("bin/sh"), "the exported tree has no /bin/sh");
     // mnt.rootfs-pivot on the exported tree: new mnt+pid namespaces,
@@ -719,7 +919,11 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let mut lines = r.stdout.lines();
     let seen: Value = match lines.next().map(serde_json::from_str) {
         Some(Ok(v)) => v,
-        _ => broken!("helper docker-pivot printed no report (status {}): {}", r.shell_status(), r.stderr.trim()),
+        _ => broken!(
+            "helper docker-pivot printed no report (status {}): {}",
+            r.shell_status(),
+            r.stderr.trim()
+        ),
     };
     let sh_says = lines.next().unwrap_or_default().trim().to_string();
     let inside_top: Vec<String> = seen["root"]
@@ -731,7 +935,11 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("pivot", &seen);
     ctx.observe("pivot_sh_echo_pid", &sh_says);
     check_eq!(inside_top, top, "/ after pivot_root vs the exported tree");
-    check_eq!(seen["pid"].as_i64(), Some(1), "getpid() after pivot_root in a new pid ns");
+    check_eq!(
+        seen["pid"].as_i64(),
+        Some(1),
+        "getpid() after pivot_root in a new pid ns"
+    );
     check_eq!(seen["proc_pids"], json!([1]), "pids in the new /proc");
     check_eq!(sh_says.as_str(), "1", "the rootfs's own /bin/sh: echo $$");
     Ok(())
@@ -767,7 +975,13 @@ fn op_pivot(args: &[String]) -> i32 {
                 return fail("making / private", e);
             }
             // pivot_root needs the new root to be a mount point.
-            if let Err(e) = mount(Some(root.as_str()), root.as_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none) {
+            if let Err(e) = mount(
+                Some(root.as_str()),
+                root.as_str(),
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            ) {
                 return fail("bind-mounting the rootfs onto itself", e);
             }
             if let Err(e) = nix::unistd::chdir(root.as_str()) {
@@ -783,12 +997,22 @@ fn op_pivot(args: &[String]) -> i32 {
             }
             let _ = nix::unistd::chdir("/");
             let _ = std::fs::create_dir_all("/proc");
-            if let Err(e) = mount(Some("proc"), "/proc", Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, none) {
+            if let Err(e) = mount(
+                Some("proc"),
+                "/proc",
+                Some("proc"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                none,
+            ) {
                 return fail("mounting /proc", e);
             }
             let names = |d: &str| -> Vec<String> {
                 let mut v: Vec<String> = std::fs::read_dir(d)
-                    .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter_map(|e| e.file_name().into_string().ok())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 v.sort();
                 v
@@ -812,7 +1036,11 @@ fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let image = dk::image()?;
     let label = format!("label={}={}", dk::LABEL, ctx.tag);
     let names = |out: &str| -> Vec<String> {
-        let mut v: Vec<String> = out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
         v.sort();
         v
     };
@@ -821,22 +1049,46 @@ fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // The seed's commands, unfiltered, then narrowed to this experiment.
     let ps_all = dk::docker_ok(ctx, &["ps", "-a", "--format", "{{.Names}}"])?;
     let ls_all = dk::docker_ok(ctx, &["container", "ls", "-a", "--format", "{{.Names}}"])?;
-    let images = dk::docker_ok(ctx, &["image", "ls", "-a", "--format", "{{.Repository}}:{{.Tag}}"])?;
-    let ps_ours = names(&dk::docker_ok(ctx, &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])?);
+    let images = dk::docker_ok(
+        ctx,
+        &["image", "ls", "-a", "--format", "{{.Repository}}:{{.Tag}}"],
+    )?;
+    let ps_ours = names(&dk::docker_ok(
+        ctx,
+        &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"],
+    )?);
     // The seed's `docker system prune`, on the suite's own objects only.
     let pruned = dk::docker_ok(ctx, &["container", "prune", "-f", "--filter", &label])?;
-    let ps_after = names(&dk::docker_ok(ctx, &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])?);
+    let ps_after = names(&dk::docker_ok(
+        ctx,
+        &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"],
+    )?);
     let by_api = dk::containers_of(&ctx.tag);
-    ctx.observe("ps_a_lists", names(&ps_all).iter().filter(|n| want.contains(n)).count());
+    ctx.observe(
+        "ps_a_lists",
+        names(&ps_all).iter().filter(|n| want.contains(n)).count(),
+    );
     ctx.observe("image", &image);
     ctx.observe("prune_output", pruned.trim());
     ctx.observe("ps_after_prune", &ps_after);
     ctx.observe("api_after_prune", &by_api);
-    check!(want.iter().all(|n| ps_all.lines().any(|l| l.trim() == n)), "docker ps -a does not list {want:?}");
-    check!(want.iter().all(|n| ls_all.lines().any(|l| l.trim() == n)), "docker container ls -a does not list {want:?}");
-    check!(images.lines().any(|l| l.trim() == image), "docker image ls -a does not list {image}");
+    check!(
+        want.iter().all(|n| ps_all.lines().any(|l| l.trim() == n)),
+        "docker ps -a does not list {want:?}"
+    );
+    check!(
+        want.iter().all(|n| ls_all.lines().any(|l| l.trim() == n)),
+        "docker container ls -a does not list {want:?}"
+    );
+    check!(
+        images.lines().any(|l| l.trim() == image),
+        "docker image ls -a does not list {image}"
+    );
     check_eq!(ps_ours, want, "docker ps -a --filter {label}");
-    check!(pruned.contains(&a.id) && pruned.contains(&b.id), "the prune did not report both containers: {pruned:?}");
+    check!(
+        pruned.contains(&a.id) && pruned.contains(&b.id),
+        "the prune did not report both containers: {pruned:?}"
+    );
     check!(ps_after.is_empty(), "left after the prune: {ps_after:?}");
     check!(by_api.is_empty(), "the engine still lists: {by_api:?}");
     Ok(())
@@ -851,9 +1103,17 @@ mod tests {
     #[case("12:memory:/docker/abc\n0::/\n", Some("memory"), Some("/docker/abc"))]
     #[case("5:cpu,cpuacct:/docker/x\n", Some("cpu"), Some("/docker/x"))]
     #[case("5:cpu,cpuacct:/docker/x\n", Some("memory"), None)]
-    #[case("0::/system.slice/docker-abc.scope\n", None, Some("/system.slice/docker-abc.scope"))]
+    #[case(
+        "0::/system.slice/docker-abc.scope\n",
+        None,
+        Some("/system.slice/docker-abc.scope")
+    )]
     #[case("1:name=systemd:/x\n", None, None)]
-    fn finds_cgroup_paths(#[case] text: &str, #[case] ctrl: Option<&str>, #[case] want: Option<&str>) {
+    fn finds_cgroup_paths(
+        #[case] text: &str,
+        #[case] ctrl: Option<&str>,
+        #[case] want: Option<&str>,
+    ) {
         assert_eq!(cgroup_path(text, ctrl).as_deref(), want);
     }
 
@@ -890,7 +1150,13 @@ mod tests {
             .unwrap()
             .iter()
             .filter(|r| r["action"] == "SCMP_ACT_ERRNO")
-            .flat_map(|r| r["names"].as_array().unwrap().iter().filter_map(|n| n.as_str()))
+            .flat_map(|r| {
+                r["names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|n| n.as_str())
+            })
             .collect();
         for s in ["unshare", "setns", "clone"] {
             assert!(blocked.contains(&s), "{s} not blocked");
