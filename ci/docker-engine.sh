@@ -9,8 +9,10 @@
 #         `docker version` answers.
 # stop    only when this script started the engine: removes the suite's
 #         containers (label isocheck.tag) and images (isocheck-busybox), then
-#         stops dockerd by its pid, then removes the docker0 bridge if dockerd
-#         created it. A host's own engine is left exactly as it was.
+#         stops dockerd by its pid, then removes the docker0 bridge and the
+#         engine's state directories (/var/lib/docker, /var/run/docker) if
+#         they did not exist before `start`. A host's own engine is left
+#         exactly as it was.
 # status  prints whether an engine answers, its versions, and who started it.
 # All three are idempotent. Install the engine with ci/install-host-deps.sh --docker.
 set -euo pipefail
@@ -76,6 +78,11 @@ cmd_start() {
   mkdir -p "$STATE"
   # The bridge is the engine's: remove it on stop only if it was not here before.
   if ip link show docker0 >/dev/null 2>&1; then echo yes >"$STATE/docker0-existed"; else echo no >"$STATE/docker0-existed"; fi
+  # So are its state directories: a machine that had none gets none back.
+  : >"$STATE/created-dirs"
+  for d in /var/lib/docker /var/run/docker; do
+    [ -e "$d" ] || echo "$d" >>"$STATE/created-dirs"
+  done
   setsid dockerd --iptables=false --ip-forward=false </dev/null >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   local deadline=$((SECONDS + START_WAIT))
@@ -106,7 +113,7 @@ cmd_stop() {
     else
       say "no engine started by isocheck; leaving any engine alone"
     fi
-    rm -f "$STATE/docker0-existed"
+    rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$LOG"
     rmdir "$STATE" 2>/dev/null || true
     return 0
   fi
@@ -132,7 +139,18 @@ cmd_stop() {
   if [ "$(cat "$STATE/docker0-existed" 2>/dev/null)" = no ] && ip link show docker0 >/dev/null 2>&1; then
     ip link delete docker0 || say "could not delete the docker0 bridge"
   fi
-  rm -f "$PIDFILE" "$STATE/docker0-existed"
+  local d
+  [ -f "$STATE/created-dirs" ] && while read -r d; do
+    [ -n "$d" ] && [ -e "$d" ] || continue
+    d=$(readlink -f "$d")
+    # Never walk into a mount left below it (an overlay of a container).
+    if awk -v d="$d" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+      say "not removing $d: something is still mounted below it"
+    else
+      rm -rf --one-file-system "$d"
+    fi
+  done <"$STATE/created-dirs"
+  rm -f "$PIDFILE" "$STATE/docker0-existed" "$STATE/created-dirs" "$LOG"
   rmdir "$STATE" 2>/dev/null || true
   say "stopped dockerd (pid $pid)"
 }
