@@ -352,13 +352,29 @@ pub fn init_pid(ctx: &Ctx, c: &Container) -> anyhow::Result<i32> {
 pub fn versions(ctx: &Ctx) -> anyhow::Result<Value> {
     let out = docker_ok(ctx, &["version", "--format", "{{json .}}"])?;
     let v: Value = serde_json::from_str(out.trim()).context("docker version output")?;
-    Ok(serde_json::json!({
+    let mut j = serde_json::json!({
         "client_path": client().display().to_string(),
         "client": v["Client"]["Version"],
         "client_api": v["Client"]["ApiVersion"],
         "server": v["Server"]["Version"],
         "server_api": v["Server"]["ApiVersion"],
-    }))
+    });
+    // A different client first on PATH (Docker 28 in /usr/local/bin here):
+    // record that it negotiates the API down to the engine's.
+    if let Some(other) = crate::host::which("docker").filter(|p| *p != client()) {
+        let r = run(ctx
+            .cmd(&other)
+            .args(["version", "--format", "{{json .Client}}"]))?;
+        let c: Value = serde_json::from_str(r.stdout.trim()).unwrap_or(Value::Null);
+        j["path_client"] = serde_json::json!({
+            "path": other.display().to_string(),
+            "version": c["Version"],
+            "api_negotiated": c["ApiVersion"],
+            "api_default": c["DefaultAPIVersion"],
+            "status": r.shell_status(),
+        });
+    }
+    Ok(j)
 }
 
 /// Whether an ELF file asks for a program interpreter (is dynamically

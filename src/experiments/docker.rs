@@ -1142,24 +1142,14 @@ mod tests {
     }
 
     #[test]
-    fn the_profile_fixture_blocks_unshare() {
+    fn the_profile_fixture_is_a_docker_profile() {
+        // The seccomp section owns the file's content (allowlist or
+        // denylist); the experiment proves what it blocks. Here: it parses
+        // as a Docker profile, so `--security-opt seccomp=FILE` can load it.
         let v: Value = serde_json::from_str(PROFILE).unwrap();
-        assert_eq!(v["defaultAction"], "SCMP_ACT_ALLOW");
-        let blocked: Vec<&str> = v["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["action"] == "SCMP_ACT_ERRNO")
-            .flat_map(|r| {
-                r["names"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|n| n.as_str())
-            })
-            .collect();
-        for s in ["unshare", "setns", "clone"] {
-            assert!(blocked.contains(&s), "{s} not blocked");
-        }
+        assert!(v["defaultAction"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("SCMP_ACT_")));
+        assert!(v["syscalls"].as_array().is_some_and(|a| !a.is_empty()));
     }
 }
