@@ -28,6 +28,9 @@ use std::time::Duration;
 pub const LABEL: &str = "isocheck.tag";
 /// Repository of the suite's image; the tag is `<busybox hash>-<run id>`.
 pub const IMAGE_REPO: &str = "isocheck-busybox";
+/// The label of the suite's image: `isocheck.run=<run id>`. Found by label,
+/// an image is found even after it lost its tag.
+pub const IMAGE_LABEL: &str = "isocheck.run";
 /// The engine's API version this code speaks (Docker 20.10); newer engines
 /// accept older versions.
 const API: &str = "v1.41";
@@ -220,6 +223,41 @@ fn describe_args(args: &[&str]) -> String {
     format!("docker {}", args.join(" "))
 }
 
+/// Container-creating CLI calls that did not come back normally: started
+/// and not returned yet, or killed by a signal (the SIGINT/SIGTERM sweep
+/// kills the suite's processes). The engine finishes such a request on its
+/// own, so a container may appear after the sweep: [`end_of_run`] settles.
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs a container-creating `docker` command, tracking it in [`IN_FLIGHT`].
+fn run_creating(cmd: &mut Command) -> anyhow::Result<Ran> {
+    use std::sync::atomic::Ordering;
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    if STOPPING.load(Ordering::SeqCst) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        bail!("the run is ending: no new containers");
+    }
+    let r = run(cmd);
+    // Only a call that returned normally is known to be finished.
+    if r.as_ref().map_or(true, |ran| ran.signal.is_none()) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+    r
+}
+
+fn creating_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
+    let r = run_creating(docker(ctx).args(args))?;
+    if !r.success() {
+        bail!(
+            "`{}` exited {}: {}",
+            describe_args(args),
+            r.shell_status(),
+            r.stderr.trim()
+        );
+    }
+    Ok(r.stdout)
+}
+
 /// Runs `docker ARGS` and insists on exit 0; returns stdout.
 pub fn docker_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
     let r = run(docker(ctx).args(args))?;
@@ -270,7 +308,7 @@ pub fn run_detached(ctx: &mut Ctx, opts: &[&str], cmd: &[&str]) -> anyhow::Resul
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = docker_ok(ctx, &a)?.trim().to_string();
+    let id = creating_ok(ctx, &a)?.trim().to_string();
     if id.is_empty() {
         bail!("`{}` printed no container id", describe_args(&a));
     }
@@ -300,7 +338,7 @@ pub fn run_fg(
     args.extend(opts.iter().map(|s| s.to_string()));
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
-    let r = run(docker(ctx).args(&args))?;
+    let r = run_creating(docker(ctx).args(&args))?;
     Ok((
         Container {
             id: name.clone(),
@@ -317,7 +355,7 @@ pub fn create(ctx: &mut Ctx, cmd: &[&str]) -> anyhow::Result<Container> {
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = docker_ok(ctx, &a)?.trim().to_string();
+    let id = creating_ok(ctx, &a)?.trim().to_string();
     Ok(Container { id, name })
 }
 
@@ -413,8 +451,20 @@ static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
 /// The suite's image, built on first use in this run. Parallel experiments
 /// block on the same `OnceLock` initialiser, so it is built once.
 pub fn image() -> anyhow::Result<String> {
+    use std::sync::atomic::Ordering;
     IMAGE
-        .get_or_init(|| build_image().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| {
+            // An import under way when the run ends still lands in the
+            // engine: count it like a creating call (see `end_of_run`).
+            IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+            if STOPPING.load(Ordering::SeqCst) {
+                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                return Err("the run is ending: no image is built".into());
+            }
+            let r = build_image().map_err(|e| format!("{e:#}"));
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            r
+        })
         .clone()
         .map_err(|e| anyhow!("building the busybox image: {e}"))
 }
@@ -467,7 +517,9 @@ fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<(
         .context("starting tar")?;
     let tar_out = tar.stdout.take().ok_or_else(|| anyhow!("tar stdout"))?;
     let imp = Command::new(client())
-        .args(["import", "-c", "ENV PATH=/bin", "-", name])
+        .args(["import", "-c", "ENV PATH=/bin", "-c"])
+        .arg(format!("LABEL {IMAGE_LABEL}={}", cleanup::run_id()))
+        .args(["-", name])
         .stdin(tar_out)
         .output()
         .context("starting docker import")?;
@@ -484,12 +536,6 @@ fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// The run id inside one of the suite's image tags (`<hash>-<run>`).
-pub fn image_run(tag: &str) -> Option<&str> {
-    let (_, run) = tag.split_once('-')?;
-    (!run.is_empty() && run.chars().all(|c| c.is_ascii_hexdigit())).then_some(run)
-}
-
 fn run_alive(id: &str) -> bool {
     if id == cleanup::run_id() {
         return true;
@@ -500,46 +546,100 @@ fn run_alive(id: &str) -> bool {
     }
 }
 
-/// The suite's images as `repo:tag` names.
-pub fn suite_images() -> Vec<String> {
-    if !engine_present() {
-        return Vec::new();
-    }
-    // filters={"reference":["isocheck-busybox"]}
-    let path = "/images/json?filters=%7B%22reference%22%3A%5B%22isocheck-busybox%22%5D%7D";
-    let Ok(r) = api("GET", path) else {
-        return Vec::new();
-    };
-    let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+/// Parses the engine's image list into (id, run label) pairs.
+pub fn parse_image_list(body: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     v.as_array()
         .into_iter()
         .flatten()
-        .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
-        .filter_map(|t| t.as_str().map(str::to_string))
-        .filter(|t| t.starts_with(&format!("{IMAGE_REPO}:")))
+        .filter_map(|i| {
+            Some((
+                i["Id"].as_str()?.to_string(),
+                i["Labels"][IMAGE_LABEL].as_str()?.to_string(),
+            ))
+        })
         .collect()
 }
 
-/// End of a run: removes this run's image and the images of runs that died
-/// without removing theirs. Front ends call it after `sweep_this_run`
-/// (containers first: an image in use cannot be removed). Returns errors.
+/// The suite's images (tagged or not): (id, run id), by their label.
+pub fn suite_images() -> Vec<(String, String)> {
+    if !engine_present() {
+        return Vec::new();
+    }
+    // all=1&filters={"label":["isocheck.run"]}
+    let path = "/images/json?all=1&filters=%7B%22label%22%3A%5B%22isocheck.run%22%5D%7D";
+    match api("GET", path) {
+        Ok(r) if r.status == 200 => parse_image_list(&r.body),
+        _ => Vec::new(),
+    }
+}
+
+/// Set when the run ends: no container is created after that.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// End of a run: removes this run's containers and image, and the images of
+/// runs that died without removing theirs. `cleanup::sweep_this_run` calls
+/// it (at the end of both front ends and on SIGINT/SIGTERM), after the
+/// generic sweep. Returns errors.
+///
+/// On a signal the sweep runs while workers still run: a `docker run` whose
+/// client was killed still completes in the engine, and the image import may
+/// still be under way. So creating is refused from here on, and when a
+/// creating call was in flight the removal repeats until the engine has
+/// shown nothing of the run for a while (bounded; a normal end makes one
+/// pass). Whatever still escapes carries the run's label and is removed by
+/// the next run's sweep of dead runs.
 pub fn end_of_run() -> Vec<String> {
+    use std::sync::atomic::Ordering;
     let mut errors = Vec::new();
-    for name in suite_images() {
-        let tag = name.split_once(':').map(|(_, t)| t).unwrap_or("");
-        let Some(run) = image_run(tag) else { continue };
-        if run != cleanup::run_id() && run_alive(run) {
-            continue;
+    if !engine_present() {
+        return errors;
+    }
+    STOPPING.store(true, Ordering::SeqCst);
+    let in_flight = IN_FLIGHT.load(Ordering::SeqCst) > 0;
+    let run = cleanup::run_tag();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut quiet = 0;
+    loop {
+        errors.clear();
+        let containers: Vec<String> = suite_containers()
+            .into_iter()
+            .filter(|(_, t)| run.owns(t))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &containers {
+            if let Err(e) = remove_container(id) {
+                errors.push(e);
+            }
         }
-        match api("DELETE", &format!("/images/{name}?force=1")) {
-            Ok(r) if r.status == 200 || r.status == 404 => {}
-            Ok(r) => errors.push(format!(
-                "removing image {name}: HTTP {}: {}",
-                r.status,
-                r.body.trim()
-            )),
-            Err(e) => errors.push(format!("removing image {name}: {e}")),
+        let images: Vec<String> = suite_images()
+            .into_iter()
+            .filter(|(_, r)| r == cleanup::run_id() || !run_alive(r))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &images {
+            match api("DELETE", &format!("/images/{id}?force=1")) {
+                Ok(r) if r.status == 200 || r.status == 404 => {}
+                Ok(r) => errors.push(format!(
+                    "removing image {id}: HTTP {}: {}",
+                    r.status,
+                    r.body.trim()
+                )),
+                Err(e) => errors.push(format!("removing image {id}: {e}")),
+            }
         }
+        if !in_flight {
+            break;
+        }
+        quiet = if containers.is_empty() && images.is_empty() {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet >= 10 || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
     errors
 }
@@ -590,11 +690,14 @@ mod tests {
     }
 
     #[rstest]
-    #[case("0123456789ab-1f2e03", Some("1f2e03"))]
-    #[case("0123456789ab", None)]
-    #[case("latest-xyz", None)]
-    fn image_tags_carry_the_run(#[case] tag: &str, #[case] run: Option<&str>) {
-        assert_eq!(image_run(tag), run);
+    #[case(r#"[{"Id":"sha256:a","Labels":{"isocheck.run":"1f2e"}},{"Id":"sha256:b","Labels":null}]"#, vec![("sha256:a", "1f2e")])]
+    #[case("[]", vec![])]
+    fn lists_labelled_images(#[case] body: &str, #[case] want: Vec<(&str, &str)>) {
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(parse_image_list(body), want);
     }
 
     fn elf(interp: bool) -> Vec<u8> {
