@@ -35,6 +35,22 @@ const NEEDS_LSNS: &[Need] = &[
     Need::Tool(Tool::Tar),
     Need::Tool(Tool::Lsns),
 ];
+const NEEDS_NSENTER: &[Need] = &[
+    Need::Root,
+    Need::Docker,
+    Need::Tool(Tool::Docker),
+    Need::Tool(Tool::Busybox),
+    Need::Tool(Tool::Tar),
+    Need::Tool(Tool::Nsenter),
+];
+const NEEDS_IP: &[Need] = &[
+    Need::Root,
+    Need::Docker,
+    Need::Tool(Tool::Docker),
+    Need::Tool(Tool::Busybox),
+    Need::Tool(Tool::Tar),
+    Need::Tool(Tool::Ip),
+];
 const NEEDS_NETNS: &[Need] = &[
     Need::Root,
     Need::Docker,
@@ -79,7 +95,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         NEEDS_LSNS, container_pid_1),
     exp!("docker.exec-is-nsenter",
         "a docker exec process has the container init's pid/net/mnt/uts/ipc ns inodes, as nsenter -t INIT does",
-        NEEDS, exec_is_nsenter),
+        NEEDS_NSENTER, exec_is_nsenter),
     exp!("docker.namespaces-created",
         "the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2",
         NEEDS_LSNS, namespaces_created),
@@ -91,7 +107,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         NEEDS_NETNS, netns_not_in_ip_netns),
     exp!("docker.container-network",
         "the container pings its bridge gateway; with --network none it has only lo and ping fails 'Network is unreachable'",
-        NEEDS, container_network),
+        NEEDS_IP, container_network),
     exp!("docker.memory-limit-matches",
         "--memory 6291456: the host cgroup limit file reads 6291456; the seed's 4194304 is refused with the engine's minimum",
         NEEDS, memory_limit_matches),
