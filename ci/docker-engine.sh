@@ -9,9 +9,10 @@
 #         `docker version` answers.
 # stop    only when this script started the engine: removes the suite's
 #         containers (label isocheck.tag) and images (isocheck-busybox), then
-#         stops dockerd by its pid, then removes the docker0 bridge and the
-#         engine's state directories (/var/lib/docker, /var/run/docker) if
-#         they did not exist before `start`. A host's own engine is left
+#         stops dockerd by its pid, then removes the docker0 bridge, the
+#         engine's state directories (/var/lib/docker, /var/run/docker) and
+#         its parent cgroups (<hierarchy>/docker) if they did not exist
+#         before `start`. A host's own engine is left
 #         exactly as it was.
 # status  prints whether an engine answers, its versions, and who started it.
 # All three are idempotent. Install the engine with ci/install-host-deps.sh --docker.
@@ -83,6 +84,11 @@ cmd_start() {
   for d in /var/lib/docker /var/run/docker; do
     [ -e "$d" ] || echo "$d" >>"$STATE/created-dirs"
   done
+  # And its parent cgroups (`docker` under each hierarchy, cgroupfs driver).
+  : >"$STATE/created-cgroups"
+  for c in /sys/fs/cgroup /sys/fs/cgroup/*/; do
+    [ -e "${c%/}/docker" ] || echo "${c%/}/docker" >>"$STATE/created-cgroups"
+  done
   setsid dockerd --iptables=false --ip-forward=false </dev/null >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   local deadline=$((SECONDS + START_WAIT))
@@ -113,7 +119,7 @@ cmd_stop() {
     else
       say "no engine started by isocheck; leaving any engine alone"
     fi
-    rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$LOG"
+    rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
     rmdir "$STATE" 2>/dev/null || true
     return 0
   fi
@@ -150,7 +156,12 @@ cmd_stop() {
       rm -rf --one-file-system "$d"
     fi
   done <"$STATE/created-dirs"
-  rm -f "$PIDFILE" "$STATE/docker0-existed" "$STATE/created-dirs" "$LOG"
+  # rmdir only: a cgroup that still has children or tasks stays, loudly.
+  [ -f "$STATE/created-cgroups" ] && while read -r d; do
+    [ -n "$d" ] && [ -d "$d" ] || continue
+    rmdir "$d" 2>/dev/null || say "could not remove cgroup $d (still in use?)"
+  done <"$STATE/created-cgroups"
+  rm -f "$PIDFILE" "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
   rmdir "$STATE" 2>/dev/null || true
   say "stopped dockerd (pid $pid)"
 }
