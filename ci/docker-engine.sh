@@ -8,7 +8,7 @@
 #         did under /run/isocheck-docker/, and waits (bounded) until
 #         `docker version` answers.
 # stop    only when this script started the engine: removes the suite's
-#         containers (label isocheck.tag) and images (isocheck-busybox), then
+#         containers (label isocheck.tag) and images (label isocheck.run), then
 #         stops dockerd by its pid, then removes the docker0 bridge, the
 #         engine's state directories (/var/lib/docker, /var/run/docker) and
 #         its parent cgroups (<hierarchy>/docker) if they did not exist
@@ -126,10 +126,10 @@ cmd_stop() {
   # Containers first: their shims outlive dockerd otherwise.
   if answers; then
     local ids
-    ids=$(timeout 20 "$DOCKER" ps -aq --filter label=isocheck.tag || true)
-    [ -n "$ids" ] && timeout 60 "$DOCKER" rm -f $ids >/dev/null || true
-    ids=$(timeout 20 "$DOCKER" image ls -q --filter 'reference=isocheck-busybox' || true)
-    [ -n "$ids" ] && timeout 60 "$DOCKER" image rm -f $ids >/dev/null || true
+    mapfile -t ids < <(timeout 20 "$DOCKER" ps -aq --filter label=isocheck.tag || true)
+    if [ ${#ids[@]} -gt 0 ]; then timeout 60 "$DOCKER" rm -f "${ids[@]}" >/dev/null || true; fi
+    mapfile -t ids < <(timeout 20 "$DOCKER" image ls -aq --filter label=isocheck.run | sort -u || true)
+    if [ ${#ids[@]} -gt 0 ]; then timeout 60 "$DOCKER" image rm -f "${ids[@]}" >/dev/null || true; fi
   fi
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + STOP_WAIT))
@@ -147,7 +147,7 @@ cmd_stop() {
   fi
   local d
   [ -f "$STATE/created-dirs" ] && while read -r d; do
-    [ -n "$d" ] && [ -e "$d" ] || continue
+    if [ -z "$d" ] || [ ! -e "$d" ]; then continue; fi
     d=$(readlink -f "$d")
     # Never walk into a mount left below it (an overlay of a container).
     if awk -v d="$d" '$5 == d || index($5, d "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
@@ -158,7 +158,7 @@ cmd_stop() {
   done <"$STATE/created-dirs"
   # rmdir only: a cgroup that still has children or tasks stays, loudly.
   [ -f "$STATE/created-cgroups" ] && while read -r d; do
-    [ -n "$d" ] && [ -d "$d" ] || continue
+    if [ -z "$d" ] || [ ! -d "$d" ]; then continue; fi
     rmdir "$d" 2>/dev/null || say "could not remove cgroup $d (still in use?)"
   done <"$STATE/created-cgroups"
   rm -f "$PIDFILE" "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
