@@ -388,6 +388,8 @@ pub fn sweep_this_run() -> Vec<String> {
         }
         errors = remove(found);
     }
+    // The run's Docker image, once its containers are gone.
+    errors.extend(crate::docker::end_of_run());
     errors
 }
 

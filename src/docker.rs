@@ -1,20 +1,724 @@
-//! The Docker engine: probe, start/stop, the suite's image and containers.
+//! The Docker engine: probe, the suite's image, and the containers the
+//! docker.* experiments run.
+//!
+//! Two channels to the engine, on purpose:
+//! - the `docker` CLI for everything an experiment demonstrates, because the
+//!   seed's steps are CLI commands (`docker run`, `docker exec`, ...);
+//! - the engine's HTTP API on its unix socket for the harness's own
+//!   bookkeeping (probe, the leak check's container list, removal). The leak
+//!   check runs after every experiment of every section, and a Go CLI start
+//!   costs tens of milliseconds where a socket round trip costs one.
+//!
+//! Nothing is pulled: the image is a busybox rootfs imported with
+//! `docker import`, built once per run and removed by [`end_of_run`].
 
-/// (server version, reason when unusable)
+use crate::cleanup::{self, Tag};
+use crate::experiment::Ctx;
+use crate::process::{run, Ran};
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The label every container of the suite carries: `isocheck.tag=<tag>`.
+pub const LABEL: &str = "isocheck.tag";
+/// Repository of the suite's image; the tag is `<busybox hash>-<run id>`.
+pub const IMAGE_REPO: &str = "isocheck-busybox";
+/// The label of the suite's image: `isocheck.run=<run id>`. Found by label,
+/// an image is found even after it lost its tag.
+pub const IMAGE_LABEL: &str = "isocheck.run";
+/// The engine's API version this code speaks (Docker 20.10); newer engines
+/// accept older versions.
+const API: &str = "v1.41";
+const API_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client to run: Debian's packaged client when present (it matches the
+/// packaged engine), else whatever `docker` is on PATH. A newer client first
+/// on PATH (Docker 28 in /usr/local/bin here) negotiates the API down to the
+/// engine's, so either works; the packaged pair is the predictable one.
+pub fn client() -> PathBuf {
+    let packaged = Path::new("/usr/bin/docker");
+    if packaged.exists() {
+        packaged.to_path_buf()
+    } else {
+        crate::host::which("docker").unwrap_or_else(|| PathBuf::from("docker"))
+    }
+}
+
+/// The engine's unix socket, from `DOCKER_HOST` or the default.
+pub fn socket_path() -> Result<PathBuf, String> {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h
+            .strip_prefix("unix://")
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("DOCKER_HOST={h}: only unix:// sockets are supported")),
+        _ => Ok(PathBuf::from("/var/run/docker.sock")),
+    }
+}
+
+/// A parsed HTTP response: status code and body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Parses an HTTP/1.x response (the engine answers an HTTP/1.0 request
+/// without chunking, but a proxy in front of it might chunk anyway).
+pub fn parse_response(raw: &[u8]) -> Result<Response, String> {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("HTTP response without a header end")?;
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad HTTP status line {status_line:?}"))?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_string()
+    };
+    Ok(Response { status, body })
+}
+
+fn dechunk(mut s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").ok_or("truncated chunk size")?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size {size:?}"))?;
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = rest.get(..size).ok_or("truncated chunk")?;
+        out.push_str(chunk);
+        s = rest.get(size..).unwrap_or("").trim_start_matches("\r\n");
+    }
+}
+
+/// One request to the engine's API, bounded by a timeout.
+pub fn api(method: &str, path: &str) -> Result<Response, String> {
+    let sock = socket_path()?;
+    let mut s = UnixStream::connect(&sock)
+        .map_err(|e| format!("connecting to the Docker engine at {}: {e}", sock.display()))?;
+    let _ = s.set_read_timeout(Some(API_TIMEOUT));
+    let _ = s.set_write_timeout(Some(API_TIMEOUT));
+    let req = format!("{method} /{API}{path} HTTP/1.0\r\nHost: docker\r\n\r\n");
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("writing to {}: {e}", sock.display()))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("reading from {}: {e}", sock.display()))?;
+    parse_response(&raw)
+}
+
+static ENGINE: OnceLock<Result<String, String>> = OnceLock::new();
+
+fn engine() -> &'static Result<String, String> {
+    ENGINE.get_or_init(|| {
+        let r = api("GET", "/version").map_err(|e| {
+            format!(
+                "no Docker engine answers ({e}): start one with `ci/docker-engine.sh start` \
+                 (install it with `ci/install-host-deps.sh --docker`)"
+            )
+        })?;
+        if r.status != 200 {
+            return Err(format!(
+                "the Docker engine answered /version with HTTP {}: {}",
+                r.status,
+                r.body.trim()
+            ));
+        }
+        let v: Value =
+            serde_json::from_str(&r.body).map_err(|e| format!("engine /version: {e}"))?;
+        Ok(format!(
+            "{} (API {})",
+            v["Version"].as_str().unwrap_or("?"),
+            v["ApiVersion"].as_str().unwrap_or("?")
+        ))
+    })
+}
+
+/// Whether the docker feature is built and an engine answered (probed once).
+pub fn engine_present() -> bool {
+    cfg!(feature = "docker") && engine().is_ok()
+}
+
+/// (server version, reason when unusable). The probe is bounded by the API
+/// timeout and runs once per process.
 pub fn probe_engine() -> (Option<String>, Option<String>) {
-    (
-        None,
-        Some("needs a Docker engine (not yet supported)".into()),
-    )
+    match engine() {
+        Ok(v) => (Some(v.clone()), None),
+        Err(e) => (None, Some(e.clone())),
+    }
 }
 
-/// The suite's containers: (id, tag label).
+/// Parses the engine's container list into (id, tag label) pairs.
+pub fn parse_container_list(body: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    Some((
+                        c["Id"].as_str()?.to_string(),
+                        c["Labels"][LABEL].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The suite's containers: (id, tag label). Empty at once when the feature
+/// is off or no engine answered the probe, so the per-experiment leak check
+/// costs nothing on hosts without Docker.
 pub fn suite_containers() -> Vec<(String, String)> {
-    Vec::new()
+    if !engine_present() {
+        return Vec::new();
+    }
+    // filters={"label":["isocheck.tag"]}, URL-encoded.
+    let path = "/containers/json?all=1&filters=%7B%22label%22%3A%5B%22isocheck.tag%22%5D%7D";
+    match api("GET", path) {
+        Ok(r) if r.status == 200 => parse_container_list(&r.body),
+        _ => Vec::new(),
+    }
 }
 
+/// Removes a container (killing it first if it runs), with its volumes.
 pub fn remove_container(id: &str) -> Result<(), String> {
-    Err(format!(
-        "cannot remove container {id}: docker support not built"
+    if !cfg!(feature = "docker") {
+        return Err(format!(
+            "cannot remove container {id}: built without the docker feature"
+        ));
+    }
+    let r = api("DELETE", &format!("/containers/{id}?force=1&v=1"))?;
+    match r.status {
+        204 | 404 => Ok(()),
+        s => Err(format!(
+            "removing container {id}: HTTP {s}: {}",
+            r.body.trim()
+        )),
+    }
+}
+
+/// The `docker` CLI as a tagged command of this experiment.
+pub fn docker(ctx: &Ctx) -> Command {
+    ctx.cmd(client())
+}
+
+fn describe_args(args: &[&str]) -> String {
+    format!("docker {}", args.join(" "))
+}
+
+/// Container-creating CLI calls that did not come back normally: started
+/// and not returned yet, or killed by a signal (the SIGINT/SIGTERM sweep
+/// kills the suite's processes). The engine finishes such a request on its
+/// own, so a container may appear after the sweep: [`end_of_run`] settles.
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Runs a container-creating `docker` command, tracking it in [`IN_FLIGHT`].
+fn run_creating(cmd: &mut Command) -> anyhow::Result<Ran> {
+    use std::sync::atomic::Ordering;
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    if STOPPING.load(Ordering::SeqCst) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        bail!("the run is ending: no new containers");
+    }
+    let r = run(cmd);
+    // Only a call that returned normally is known to be finished.
+    if r.as_ref().map_or(true, |ran| ran.signal.is_none()) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+    r
+}
+
+fn creating_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
+    let r = run_creating(docker(ctx).args(args))?;
+    if !r.success() {
+        bail!(
+            "`{}` exited {}: {}",
+            describe_args(args),
+            r.shell_status(),
+            r.stderr.trim()
+        );
+    }
+    Ok(r.stdout)
+}
+
+/// Runs `docker ARGS` and insists on exit 0; returns stdout.
+pub fn docker_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
+    let r = run(docker(ctx).args(args))?;
+    if !r.success() {
+        bail!(
+            "`{}` exited {}: {}",
+            describe_args(args),
+            r.shell_status(),
+            r.stderr.trim()
+        );
+    }
+    Ok(r.stdout)
+}
+
+/// A container of the suite; removed at the experiment's teardown.
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+}
+
+/// The common head of `docker run` / `docker create`: run-unique name,
+/// the experiment's tag label, and a teardown that removes the container.
+fn labelled(ctx: &mut Ctx, verb: &str, role: &str) -> (Vec<String>, String) {
+    let name = ctx.name(role);
+    let n = name.clone();
+    ctx.defer("docker rm -f", move || {
+        if let Err(e) = remove_container(&n) {
+            eprintln!("isocheck: teardown: {e}");
+        }
+    });
+    let args = vec![
+        verb.to_string(),
+        "--name".into(),
+        name.clone(),
+        "--label".into(),
+        format!("{LABEL}={}", ctx.tag),
+    ];
+    (args, name)
+}
+
+/// `docker run -d OPTS IMAGE CMD…`: a running container.
+pub fn run_detached(ctx: &mut Ctx, opts: &[&str], cmd: &[&str]) -> anyhow::Result<Container> {
+    let image = image()?;
+    let (mut args, name) = labelled(ctx, "run", "ctr");
+    args.push("-d".into());
+    args.extend(opts.iter().map(|s| s.to_string()));
+    args.push(image);
+    args.extend(cmd.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = creating_ok(ctx, &a)?.trim().to_string();
+    if id.is_empty() {
+        bail!("`{}` printed no container id", describe_args(&a));
+    }
+    Ok(Container { id, name })
+}
+
+/// `docker run -d -i IMAGE sh`: the seed's interactive shell, kept alive by
+/// its open stdin, so the shell is the container's only process.
+pub fn run_shell(ctx: &mut Ctx, opts: &[&str]) -> anyhow::Result<Container> {
+    let mut o = vec!["-i"];
+    o.extend_from_slice(opts);
+    run_detached(ctx, &o, &["sh"])
+}
+
+/// `docker run OPTS IMAGE CMD…` in the foreground (not removed by docker,
+/// so the state can be inspected; the teardown removes it). Returns what
+/// the client reported. `role` names the container (`ctx.name(role)`):
+/// steps on parallel threads use a second `Ctx` and must use another role.
+pub fn run_fg(
+    ctx: &mut Ctx,
+    role: &str,
+    opts: &[&str],
+    cmd: &[&str],
+) -> anyhow::Result<(Container, Ran)> {
+    let image = image()?;
+    let (mut args, name) = labelled(ctx, "run", role);
+    args.extend(opts.iter().map(|s| s.to_string()));
+    args.push(image);
+    args.extend(cmd.iter().map(|s| s.to_string()));
+    let r = run_creating(docker(ctx).args(&args))?;
+    Ok((
+        Container {
+            id: name.clone(),
+            name,
+        },
+        r,
     ))
+}
+
+/// `docker create IMAGE CMD…`.
+pub fn create(ctx: &mut Ctx, cmd: &[&str]) -> anyhow::Result<Container> {
+    let image = image()?;
+    let (mut args, name) = labelled(ctx, "create", "ctr");
+    args.push(image);
+    args.extend(cmd.iter().map(|s| s.to_string()));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = creating_ok(ctx, &a)?.trim().to_string();
+    Ok(Container { id, name })
+}
+
+/// `docker exec CONTAINER CMD…`, whatever its exit status.
+pub fn exec(ctx: &Ctx, c: &Container, cmd: &[&str]) -> anyhow::Result<Ran> {
+    run(docker(ctx).arg("exec").arg(&c.id).args(cmd))
+}
+
+/// `docker inspect CONTAINER`, the first (only) object.
+pub fn inspect(ctx: &Ctx, c: &Container) -> anyhow::Result<Value> {
+    let out = docker_ok(ctx, &["inspect", &c.id])?;
+    let v: Value = serde_json::from_str(&out).context("docker inspect output")?;
+    v.get(0)
+        .cloned()
+        .ok_or_else(|| anyhow!("docker inspect {} returned no object", c.name))
+}
+
+/// The host pid of the container's init (`State.Pid`).
+pub fn init_pid(ctx: &Ctx, c: &Container) -> anyhow::Result<i32> {
+    let v = inspect(ctx, c)?;
+    match v["State"]["Pid"].as_i64() {
+        Some(p) if p > 0 => Ok(p as i32),
+        _ => bail!(
+            "container {} has no running init (State: {})",
+            c.name,
+            v["State"]
+        ),
+    }
+}
+
+/// Client and server versions as `docker version` reports them.
+pub fn versions(ctx: &Ctx) -> anyhow::Result<Value> {
+    let out = docker_ok(ctx, &["version", "--format", "{{json .}}"])?;
+    let v: Value = serde_json::from_str(out.trim()).context("docker version output")?;
+    let mut j = serde_json::json!({
+        "client_path": client().display().to_string(),
+        "client": v["Client"]["Version"],
+        "client_api": v["Client"]["ApiVersion"],
+        "server": v["Server"]["Version"],
+        "server_api": v["Server"]["ApiVersion"],
+    });
+    // A different client first on PATH (Docker 28 in /usr/local/bin here):
+    // record that it negotiates the API down to the engine's.
+    if let Some(other) = crate::host::which("docker").filter(|p| *p != client()) {
+        let r = run(ctx
+            .cmd(&other)
+            .args(["version", "--format", "{{json .Client}}"]))?;
+        let c: Value = serde_json::from_str(r.stdout.trim()).unwrap_or(Value::Null);
+        j["path_client"] = serde_json::json!({
+            "path": other.display().to_string(),
+            "version": c["Version"],
+            "api_negotiated": c["ApiVersion"],
+            "api_default": c["DefaultAPIVersion"],
+            "status": r.shell_status(),
+        });
+    }
+    Ok(j)
+}
+
+/// Whether an ELF file asks for a program interpreter (is dynamically
+/// linked). A dynamic busybox cannot run in an image holding only itself.
+pub fn elf_has_interp(b: &[u8]) -> Result<bool, String> {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" {
+        return Err("not an ELF file".into());
+    }
+    if b[4] != 2 || b[5] != 1 {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let u16at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap_or_default()) as usize;
+    let (phentsize, phnum) = (u16at(0x36), u16at(0x38));
+    for i in 0..phnum {
+        let o = phoff + i * phentsize;
+        let t = b
+            .get(o..o + 4)
+            .ok_or("program header table runs past the end of the file")?;
+        if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == 3 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// FNV-1a, enough to tell two busybox binaries apart in an image tag.
+pub fn fnv1a64(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf29ce484222325, |h, x| {
+        (h ^ *x as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// The suite's image, built on first use in this run. Parallel experiments
+/// block on the same `OnceLock` initialiser, so it is built once.
+pub fn image() -> anyhow::Result<String> {
+    use std::sync::atomic::Ordering;
+    IMAGE
+        .get_or_init(|| {
+            // An import under way when the run ends still lands in the
+            // engine: count it like a creating call (see `end_of_run`).
+            IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+            if STOPPING.load(Ordering::SeqCst) {
+                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                return Err("the run is ending: no image is built".into());
+            }
+            let r = build_image().map_err(|e| format!("{e:#}"));
+            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+            r
+        })
+        .clone()
+        .map_err(|e| anyhow!("building the busybox image: {e}"))
+}
+
+fn build_image() -> anyhow::Result<String> {
+    let bb = crate::host::which("busybox")
+        .ok_or_else(|| anyhow!("busybox not found: install busybox-static"))?;
+    let bytes = std::fs::read(&bb).with_context(|| format!("reading {}", bb.display()))?;
+    if elf_has_interp(&bytes).map_err(|e| anyhow!("{}: {e}", bb.display()))? {
+        bail!(
+            "{} is dynamically linked: install busybox-static",
+            bb.display()
+        );
+    }
+    let name = format!(
+        "{IMAGE_REPO}:{:012x}-{}",
+        fnv1a64(&bytes) & 0xffff_ffff_ffff,
+        cleanup::run_id()
+    );
+    // Staged under the run's tag, so a killed run's sweep finds it.
+    let stage = cleanup::scratch_root().join(format!("{}image", cleanup::run_tag()));
+    let root = stage.join("rootfs");
+    let _ = std::fs::remove_dir_all(&stage);
+    let r = stage_and_import(&bytes, &root, &name);
+    let _ = std::fs::remove_dir_all(&stage);
+    r.map(|()| name)
+}
+
+fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::create_dir_all(root.join("tmp"))?;
+    let target = bin.join("busybox");
+    std::fs::write(&target, busybox)?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+    let list = crate::process::run_ok(Command::new(&target).arg("--list"))?;
+    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+        }
+    }
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting tar")?;
+    let tar_out = tar.stdout.take().ok_or_else(|| anyhow!("tar stdout"))?;
+    let imp = Command::new(client())
+        .args(["import", "-c", "ENV PATH=/bin", "-c"])
+        .arg(format!("LABEL {IMAGE_LABEL}={}", cleanup::run_id()))
+        .args(["-", name])
+        .stdin(tar_out)
+        .output()
+        .context("starting docker import")?;
+    let tar_status = tar.wait()?;
+    if !tar_status.success() {
+        bail!("tar of the rootfs failed: {tar_status}");
+    }
+    if !imp.status.success() {
+        bail!(
+            "docker import {name} failed: {}",
+            String::from_utf8_lossy(&imp.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn run_alive(id: &str) -> bool {
+    if id == cleanup::run_id() {
+        return true;
+    }
+    match std::fs::File::open(format!("/run/isocheck/{id}.lock")) {
+        Ok(f) => !cleanup::flock(&f, libc::LOCK_SH | libc::LOCK_NB),
+        Err(_) => false,
+    }
+}
+
+/// Parses the engine's image list into (id, run label) pairs.
+pub fn parse_image_list(body: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            Some((
+                i["Id"].as_str()?.to_string(),
+                i["Labels"][IMAGE_LABEL].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The suite's images (tagged or not): (id, run id), by their label.
+pub fn suite_images() -> Vec<(String, String)> {
+    if !engine_present() {
+        return Vec::new();
+    }
+    // all=1&filters={"label":["isocheck.run"]}
+    let path = "/images/json?all=1&filters=%7B%22label%22%3A%5B%22isocheck.run%22%5D%7D";
+    match api("GET", path) {
+        Ok(r) if r.status == 200 => parse_image_list(&r.body),
+        _ => Vec::new(),
+    }
+}
+
+/// Set when the run ends: no container is created after that.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// End of a run: removes this run's containers and image, and the images of
+/// runs that died without removing theirs. `cleanup::sweep_this_run` calls
+/// it (at the end of both front ends and on SIGINT/SIGTERM), after the
+/// generic sweep. Returns errors.
+///
+/// On a signal the sweep runs while workers still run: a `docker run` whose
+/// client was killed still completes in the engine, and the image import may
+/// still be under way. So creating is refused from here on, and when a
+/// creating call was in flight the removal repeats until the engine has
+/// shown nothing of the run for a while (bounded; a normal end makes one
+/// pass). Whatever still escapes carries the run's label and is removed by
+/// the next run's sweep of dead runs.
+pub fn end_of_run() -> Vec<String> {
+    use std::sync::atomic::Ordering;
+    let mut errors = Vec::new();
+    if !engine_present() {
+        return errors;
+    }
+    STOPPING.store(true, Ordering::SeqCst);
+    let in_flight = IN_FLIGHT.load(Ordering::SeqCst) > 0;
+    let run = cleanup::run_tag();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut quiet = 0;
+    loop {
+        errors.clear();
+        let containers: Vec<String> = suite_containers()
+            .into_iter()
+            .filter(|(_, t)| run.owns(t))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &containers {
+            if let Err(e) = remove_container(id) {
+                errors.push(e);
+            }
+        }
+        let images: Vec<String> = suite_images()
+            .into_iter()
+            .filter(|(_, r)| r == cleanup::run_id() || !run_alive(r))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &images {
+            match api("DELETE", &format!("/images/{id}?force=1")) {
+                Ok(r) if r.status == 200 || r.status == 404 => {}
+                Ok(r) => errors.push(format!(
+                    "removing image {id}: HTTP {}: {}",
+                    r.status,
+                    r.body.trim()
+                )),
+                Err(e) => errors.push(format!("removing image {id}: {e}")),
+            }
+        }
+        if !in_flight {
+            break;
+        }
+        quiet = if containers.is_empty() && images.is_empty() {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet >= 10 || std::time::Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    errors
+}
+
+/// The containers of one experiment's tag (for assertions on listings).
+pub fn containers_of(tag: &Tag) -> Vec<String> {
+    suite_containers()
+        .into_iter()
+        .filter(|(_, t)| t == tag.as_str())
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n[]\n".as_slice(), 200, "[]\n")]
+    #[case(b"HTTP/1.1 204 No Content\r\n\r\n".as_slice(), 204, "")]
+    #[case(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n".as_slice(), 200, "abcde")]
+    #[case(b"HTTP/1.0 404 Not Found\r\n\r\n{\"message\":\"no such container\"}".as_slice(), 404, "{\"message\":\"no such container\"}")]
+    fn parses_http_responses(#[case] raw: &[u8], #[case] status: u16, #[case] body: &str) {
+        let r = parse_response(raw).unwrap();
+        assert_eq!(r.status, status);
+        assert_eq!(r.body, body);
+    }
+
+    #[rstest]
+    #[case(b"garbage".as_slice())]
+    #[case(b"HTTP/1.0 abc\r\n\r\n".as_slice())]
+    fn rejects_bad_responses(#[case] raw: &[u8]) {
+        assert!(parse_response(raw).is_err());
+    }
+
+    #[rstest]
+    #[case(r#"[{"Id":"abc","Labels":{"isocheck.tag":"isoc-1-2"}},{"Id":"def","Labels":{}}]"#, vec![("abc", "isoc-1-2")])]
+    #[case("[]", vec![])]
+    #[case("not json", vec![])]
+    fn lists_labelled_containers(#[case] body: &str, #[case] want: Vec<(&str, &str)>) {
+        let got = parse_container_list(body);
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[rstest]
+    #[case(r#"[{"Id":"sha256:a","Labels":{"isocheck.run":"1f2e"}},{"Id":"sha256:b","Labels":null}]"#, vec![("sha256:a", "1f2e")])]
+    #[case("[]", vec![])]
+    fn lists_labelled_images(#[case] body: &str, #[case] want: Vec<(&str, &str)>) {
+        let want: Vec<(String, String)> = want
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(parse_image_list(body), want);
+    }
+
+    fn elf(interp: bool) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 2 * 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        b[64..68].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+        let t: u32 = if interp { 3 } else { 1 };
+        b[120..124].copy_from_slice(&t.to_le_bytes());
+        b
+    }
+
+    #[rstest]
+    #[case(elf(true), Ok(true))]
+    #[case(elf(false), Ok(false))]
+    #[case(b"#!/bin/sh\n".to_vec(), Err("not an ELF file".to_string()))]
+    fn tells_static_from_dynamic(#[case] bytes: Vec<u8>, #[case] want: Result<bool, String>) {
+        assert_eq!(elf_has_interp(&bytes), want);
+    }
 }
