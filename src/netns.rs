@@ -621,20 +621,22 @@ impl HostNetSnapshot {
     }
 }
 
-/// `docker0` and the links enslaved to it.
+/// `docker0`, the links enslaved to it, and links named as Docker names a
+/// container's veth ends (`veth` + 7 hex digits: a pair is created in the
+/// host's namespace before one end is enslaved and the other moved).
 fn docker_link_names(s: &HostNetSnapshot) -> BTreeSet<String> {
     let mut v = BTreeSet::from(["docker0".to_string()]);
-    for l in s
-        .parts
-        .get("ip -o link")
-        .map(String::as_str)
-        .unwrap_or("")
-        .lines()
-    {
-        if l.contains(" master docker0 ") {
-            if let Some(name) = l.split(": ").nth(1) {
-                v.insert(name.split('@').next().unwrap_or(name).to_string());
-            }
+    let links = s.parts.get("ip -o link").map(String::as_str).unwrap_or("");
+    for l in links.lines() {
+        let Some(name) = l.split(": ").nth(1) else {
+            continue;
+        };
+        let name = name.split('@').next().unwrap_or(name);
+        let docker_veth = name
+            .strip_prefix("veth")
+            .is_some_and(|h| h.len() == 7 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if docker_veth || l.contains(" master docker0 ") {
+            v.insert(name.to_string());
         }
     }
     v
@@ -1112,6 +1114,23 @@ mod tests {
         snap(LINKS, ROUTES, "", true),
         snap(LINKS_CONTAINER, ROUTES, "", true),
         0
+    )]
+    // Nor a container's veth pair before it is enslaved and moved.
+    #[case(
+        snap(LINKS, ROUTES, "", true),
+        snap(
+            &format!("{LINKS}8: veth4872466@veth6ad41c3: <BROADCAST>\n9: veth6ad41c3@veth4872466: <UP>\n"),
+            &format!("{ROUTES}fe80::/64 dev veth6ad41c3 proto kernel\n"),
+            "",
+            true
+        ),
+        0
+    )]
+    // But a link of the suite's own naming is never Docker's.
+    #[case(
+        snap(LINKS, ROUTES, "", true),
+        snap(&format!("{LINKS}7: v-eth@if6: <UP>\n"), ROUTES, "", true),
+        1
     )]
     // Without dockerd running it is a difference.
     #[case(

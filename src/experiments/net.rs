@@ -564,6 +564,9 @@ fn with_op<'a>(op: &'a str, table: Option<&'a str>, rule: &'a [&'a str]) -> Vec<
 struct Probe {
     ping_status: Option<i32>,
     ping: Option<PingSummary>,
+    /// How the ping ended: on its own, or stopped because the far end
+    /// counted the request and sent no reply.
+    ping_ended: &'static str,
     upstream_in_echos: i64,
     upstream_out_echo_reps: i64,
     seen: EchoSeen,
@@ -623,17 +626,22 @@ fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
     // The echo request was handled (reply or not) in the same softirq that
     // counted it, long before the UDP round trip above: the counter is final.
     let replies = icmp("OutEchoReps") - out0;
-    let (ping_status, ping_summary) = if replies > 0 {
+    let (ping_status, ping_summary, ping_ended) = if replies > 0 {
         let st = ping.wait()?;
         let out = rest_of(&mut ping);
-        (st.code(), netns::parse_ping(&out))
+        (st.code(), netns::parse_ping(&out), "exited")
     } else {
         ping.kill();
-        (None, None)
+        (
+            None,
+            None,
+            "killed: the upstream got the echo request and sent no reply",
+        )
     };
     Ok(Probe {
         ping_status,
         ping: ping_summary,
+        ping_ended,
         upstream_in_echos: icmp("InEchos") - in0,
         upstream_out_echo_reps: replies,
         seen,
