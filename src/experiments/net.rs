@@ -125,6 +125,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
 pub static HELPER_OPS: &[(&str, HelperOp)] = &[
     ("net-view", netns::op_net_view),
     ("net-sysctl", netns::op_net_sysctl),
+    ("net-exec", netns::op_net_exec),
     ("udp-connect", netns::op_udp_connect),
     ("udp-echo", netns::op_udp_echo),
     ("udp-ask", netns::op_udp_ask),
@@ -332,12 +333,17 @@ fn lo_ping_succeeds_after_up_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
 fn seed_pair(ctx: &mut Ctx, up: bool) -> anyhow::Result<(Netns, Netns)> {
     let h = Netns::add(ctx, "h")?;
     let ns1 = Netns::add(ctx, "ns1")?;
-    h.veth("v-eth", &ns1, "v-ethc")?
-        .addr("v-eth", "10.200.1.1/24")?;
-    ns1.addr("v-ethc", "10.200.1.2/24")?.up("lo")?;
+    let hs = h
+        .setup()
+        .veth("v-eth", &ns1, "v-ethc")
+        .addr("v-eth", "10.200.1.1/24");
+    let ns1s = ns1.setup().addr("v-ethc", "10.200.1.2/24").up("lo");
     if up {
-        h.up("v-eth")?;
-        ns1.up("v-ethc")?.route("default", "10.200.1.1")?;
+        hs.up("v-eth").apply()?;
+        ns1s.up("v-ethc").route("default", "10.200.1.1").apply()?;
+    } else {
+        hs.apply()?;
+        ns1s.apply()?;
     }
     Ok((h, ns1))
 }
@@ -348,13 +354,17 @@ fn route_table_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let empty = ns1.routes()?;
     let empty_kernel = ns1.view()?.routes;
     let h = Netns::add(ctx, "h")?;
-    h.veth("v-eth", &ns1, "v-ethc")?
-        .addr("v-eth", "10.200.1.1/24")?
-        .up("v-eth")?;
-    ns1.addr("v-ethc", "10.200.1.2/24")?
-        .up("v-ethc")?
-        .up("lo")?
-        .route("default", "10.200.1.1")?;
+    h.setup()
+        .veth("v-eth", &ns1, "v-ethc")
+        .addr("v-eth", "10.200.1.1/24")
+        .up("v-eth")
+        .apply()?;
+    ns1.setup()
+        .addr("v-ethc", "10.200.1.2/24")
+        .up("v-ethc")
+        .up("lo")
+        .route("default", "10.200.1.1")
+        .apply()?;
     let routes = ns1.routes()?;
     let kernel = ns1.view()?.routes;
     let got: Vec<(String, Option<String>, Option<String>)> = routes
@@ -479,8 +489,8 @@ fn ping_result(r: &crate::process::Ran) -> (i32, Option<PingSummary>, String) {
 fn veth_connectivity_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
     let (h, ns1) = seed_pair(ctx, v.isolated())?;
     if !v.isolated() {
-        h.down("v-eth")?;
-        ns1.down("v-ethc")?;
+        h.setup().down("v-eth").apply()?;
+        ns1.setup().down("v-ethc").apply()?;
     }
     // With the links down both pings fail at once (no route: exit 2), so
     // the control never waits for a timeout.
@@ -522,15 +532,19 @@ const ECHO_AT: &str = "203.0.113.8:7";
 fn seed_lab(ctx: &mut Ctx) -> anyhow::Result<(Netns, Netns, Netns)> {
     let (h, ns1) = seed_pair(ctx, true)?;
     let up = Netns::add(ctx, "up")?;
-    h.veth("eno1", &up, "up0")?
-        .addr("eno1", "198.51.100.1/24")?
-        .up("eno1")?
-        .route("default", "198.51.100.2")?
-        .forwarding()?;
-    up.up("lo")?
-        .addr("lo", &format!("{UPSTREAM}/32"))?
-        .addr("up0", "198.51.100.2/24")?
-        .up("up0")?;
+    h.setup()
+        .veth("eno1", &up, "up0")
+        .addr("eno1", "198.51.100.1/24")
+        .up("eno1")
+        .route("default", "198.51.100.2")
+        .apply()?;
+    h.forwarding()?;
+    up.setup()
+        .up("lo")
+        .addr("lo", &format!("{UPSTREAM}/32"))
+        .addr("up0", "198.51.100.2/24")
+        .up("up0")
+        .apply()?;
     Ok((h, ns1, up))
 }
 
