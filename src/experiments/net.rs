@@ -673,6 +673,27 @@ fn flavour_key(version: &str) -> &'static str {
     }
 }
 
+/// The host's default iptables is required; the other flavour is extra
+/// coverage, and a kernel may lack it (legacy xtables is optional in new
+/// kernels): then it is recorded as unavailable, with iptables' own words,
+/// instead of breaking the experiment.
+fn other_flavour_usable(ctx: &mut Ctx, h: &Netns, flavour: Iptables, key: &str) -> bool {
+    if flavour == Iptables::Default {
+        return true;
+    }
+    match crate::process::run(h.enter(flavour.command()).args(["-t", "nat", "-S"])) {
+        Ok(r) if r.success() => true,
+        Ok(r) => {
+            ctx.observe(&format!("{key}.unavailable"), r.stderr.trim());
+            false
+        }
+        Err(e) => {
+            ctx.observe(&format!("{key}.unavailable"), e.to_string());
+            false
+        }
+    }
+}
+
 fn nat_masquerade_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
     let mut versions = Vec::new();
     for flavour in Iptables::flavours() {
@@ -683,6 +704,9 @@ fn nat_masquerade_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
         // A fresh topology per flavour: nf_tables and legacy NAT must not
         // share one router.
         let (h, ns1, up) = seed_lab(ctx)?;
+        if !other_flavour_usable(ctx, &h, flavour, key) {
+            continue;
+        }
         if v.isolated() {
             h.iptables(flavour, &with_op("-A", Some("nat"), MASQUERADE))?;
         }
@@ -744,6 +768,9 @@ fn cleanup_restores_state_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     for flavour in Iptables::flavours() {
         let version = flavour.version()?;
         let key = flavour_key(&version);
+        if !other_flavour_usable(ctx, &h, flavour, key) {
+            continue;
+        }
         // The router has a firewall of its own before the seed's rules, as a
         // real host has: in a fresh namespace iptables-nft has no tables at
         // all, and -A/-D leaves the (empty) tables behind.
