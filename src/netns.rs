@@ -699,6 +699,49 @@ impl HostNetSnapshot {
     }
 }
 
+/// Experiments that overlap in time share one pair of host snapshots: the
+/// first to start takes the "before", the last to finish the "after" and
+/// compares. Nothing of the host may change while any of them runs, so the
+/// comparison covers them all, at a fraction of the forks of one pair per
+/// experiment (with one experiment at a time, e.g. under nextest, every
+/// experiment is its own span).
+struct Span {
+    active: usize,
+    before: Option<HostNetSnapshot>,
+}
+
+static SPAN: std::sync::Mutex<Span> = std::sync::Mutex::new(Span {
+    active: 0,
+    before: None,
+});
+
+/// Joins (or opens) the span of experiments guarded by host snapshots.
+pub fn host_span_enter() -> anyhow::Result<()> {
+    let mut s = SPAN.lock().unwrap_or_else(|e| e.into_inner());
+    if s.active == 0 {
+        s.before = Some(HostNetSnapshot::take()?);
+    }
+    s.active += 1;
+    Ok(())
+}
+
+/// Leaves the span; the last one out compares and gets the difference
+/// (empty when the host is unchanged). `None`: others still run.
+pub fn host_span_leave() -> anyhow::Result<Option<Vec<String>>> {
+    let mut s = SPAN.lock().unwrap_or_else(|e| e.into_inner());
+    s.active = s.active.saturating_sub(1);
+    if s.active > 0 {
+        return Ok(None);
+    }
+    let before = s
+        .before
+        .take()
+        .ok_or_else(|| anyhow!("host span without a snapshot"))?;
+    // Taken under the lock: a new span cannot start before this one ends.
+    let after = HostNetSnapshot::take()?;
+    Ok(Some(before.diff(&after)))
+}
+
 /// `docker0`, the links enslaved to it, and links named as Docker names a
 /// container's veth ends (`veth` + 7 hex digits: a pair is created in the
 /// host's namespace before one end is enslaved and the other moved).

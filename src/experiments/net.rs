@@ -11,9 +11,7 @@
 use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
 use crate::helper::HelperOp;
 use crate::needs::{Need, Tool};
-use crate::netns::{
-    self, AskAnswer, EchoSeen, HostNetSnapshot, Iptables, Link, Netns, PingSummary,
-};
+use crate::netns::{self, AskAnswer, EchoSeen, Iptables, Link, Netns, PingSummary};
 use crate::process::{run, wait_until, Spawned};
 use crate::{broken, check, check_eq};
 use std::time::{Duration, Instant};
@@ -131,20 +129,26 @@ pub static HELPER_OPS: &[(&str, HelperOp)] = &[
     ("udp-ask", netns::op_udp_ask),
 ];
 
-/// Runs an experiment's steps between two snapshots of the real host's
-/// network state; any difference fails it. The steps' namespaces are all
-/// dropped (deleted) before the second snapshot.
+/// Runs an experiment's steps inside a span of host snapshots
+/// (`netns::host_span_enter`): the experiment that closes the span compares
+/// the real host's network state with the span's start, and any difference
+/// fails it. The steps' namespaces are all dropped (deleted) before.
 fn host_guarded(ctx: &mut Ctx, v: Variant, steps: fn(&mut Ctx, Variant) -> Outcome) -> Outcome {
-    let before = HostNetSnapshot::take()?;
+    netns::host_span_enter()?;
     let r = steps(ctx, v);
-    let after = HostNetSnapshot::take()?;
-    let diff = before.diff(&after);
+    let Some(diff) = netns::host_span_leave()? else {
+        ctx.observe(
+            "host_net_check",
+            "deferred to the last net experiment of the span",
+        );
+        return r;
+    };
     ctx.observe("host_net_unchanged", diff.is_empty());
     if !diff.is_empty() {
         ctx.observe("host_net_diff", &diff);
         // The host changing outranks what the steps found.
         return Err(Problem::Fail(format!(
-            "the real host's network state changed: {}",
+            "the real host's network state changed during this span of net experiments: {}",
             diff.join("; ")
         )));
     }
@@ -764,6 +768,9 @@ fn nat_masquerade_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
 }
 
 fn cleanup_restores_state_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    // This row asserts the real host's state itself, strictly around its own
+    // steps, whatever the span of the other experiments does.
+    let host_before = netns::HostNetSnapshot::take()?;
     let (h, ns1) = seed_pair(ctx, true)?;
     for flavour in Iptables::flavours() {
         let version = flavour.version()?;
@@ -822,6 +829,18 @@ fn cleanup_restores_state_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     check!(
         veth_gone,
         "v-eth still exists in h {ASYNC_BOUND:?} after ns1 was deleted"
+    );
+    drop(h);
+    let host_diff = host_before.diff(&netns::HostNetSnapshot::take()?);
+    ctx.observe("host_links_routes_firewall_unchanged", host_diff.is_empty());
+    ctx.observe(
+        "host_snapshot_parts",
+        host_before.parts.keys().collect::<Vec<_>>(),
+    );
+    check!(
+        host_diff.is_empty(),
+        "the real host's links/routes/firewall changed: {}",
+        host_diff.join("; ")
     );
     Ok(())
 }
