@@ -684,7 +684,17 @@ impl HostNetSnapshot {
 
     /// Lines that differ, as `part: -line` / `part: +line`. Empty when equal.
     pub fn diff(&self, after: &HostNetSnapshot) -> Vec<String> {
-        let docker = self.parts.contains_key("dockerd") || after.parts.contains_key("dockerd");
+        // A Docker engine runs, or ran (its bridge stays after it stops: a
+        // daemon started and stopped by another section between the two
+        // snapshots). The suite's own links never carry Docker's names.
+        let has_bridge = |s: &HostNetSnapshot| {
+            s.parts
+                .get("ip -o link")
+                .is_some_and(|l| l.lines().any(|l| mentions_dev(l, "docker0")))
+        };
+        let docker = [self, after]
+            .iter()
+            .any(|s| s.parts.contains_key("dockerd") || has_bridge(s));
         let foreign = if docker {
             docker_link_names(self)
                 .union(&docker_link_names(after))
@@ -1222,6 +1232,7 @@ mod tests {
         HostNetSnapshot { parts }
     }
 
+    const LO: &str = "1: lo: <LOOPBACK,UP> mtu 65536\n";
     const LINKS: &str = "1: lo: <LOOPBACK,UP> mtu 65536\n5: docker0: <NO-CARRIER,UP> state DOWN\n";
     const LINKS_CONTAINER: &str = "1: lo: <LOOPBACK,UP> mtu 65536\n5: docker0: <UP,LOWER_UP> state UP\n9: veth1a2b@if8: <UP> master docker0 state UP\n";
     const ROUTES: &str = "default via 192.0.2.1 dev eth0\n";
@@ -1265,11 +1276,17 @@ mod tests {
         snap(&format!("{LINKS}7: v-eth@if6: <UP>\n"), ROUTES, "", true),
         1
     )]
-    // Without dockerd running it is a difference.
+    // Its bridge left behind by a daemon that stopped meanwhile, too.
     #[case(
         snap(LINKS, ROUTES, "", false),
         snap(LINKS_CONTAINER, ROUTES, "", false),
-        3
+        0
+    )]
+    // Without any Docker on the host, Docker-like names count.
+    #[case(
+        snap(LO, ROUTES, "", false),
+        snap(&format!("{LO}9: veth1a2b3c4@if8: <UP>\n"), ROUTES, "", false),
+        1
     )]
     // dockerd running does not excuse anything else.
     #[case(
