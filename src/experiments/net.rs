@@ -617,15 +617,15 @@ fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
         crate::namespaces::inode(&epid.to_string(), "net").ok() == up.inode(),
         "the echo process is not in the upstream namespace"
     );
-    let icmp = |k: &str| -> i64 {
-        netns::snmp_of(epid, "Icmp")
-            .ok()
-            .and_then(|m| m.get(k).copied())
-            .unwrap_or(-1)
+    let icmp = |k: &str| -> anyhow::Result<i64> {
+        netns::snmp_of(epid, "Icmp")?
+            .get(k)
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("no Icmp {k} counter"))
     };
-    let (in0, out0) = (icmp("InEchos"), icmp("OutEchoReps"));
+    let (in0, out0) = (icmp("InEchos")?, icmp("OutEchoReps")?);
     let mut ping = Spawned::start(ns1.exec("ping").args(["-c1", "-W5", UPSTREAM]))?;
-    let arrived = wait_until(ASYNC_BOUND, || icmp("InEchos") > in0);
+    let arrived = wait_until(ASYNC_BOUND, || icmp("InEchos").is_ok_and(|n| n > in0));
     anyhow::ensure!(
         arrived,
         "ns1's echo request never reached the upstream (forwarding broken)"
@@ -643,7 +643,7 @@ fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
     };
     // The echo request was handled (reply or not) in the same softirq that
     // counted it, long before the UDP round trip above: the counter is final.
-    let replies = icmp("OutEchoReps") - out0;
+    let replies = icmp("OutEchoReps")? - out0;
     let (ping_status, ping_summary, ping_ended) = if replies > 0 {
         let st = ping.wait()?;
         let out = rest_of(&mut ping);
@@ -660,7 +660,7 @@ fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
         ping_status,
         ping: ping_summary,
         ping_ended,
-        upstream_in_echos: icmp("InEchos") - in0,
+        upstream_in_echos: icmp("InEchos")? - in0,
         upstream_out_echo_reps: replies,
         seen,
         answer,
