@@ -5,7 +5,7 @@
 set -euo pipefail
 
 want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
-      libseccomp-dev gcc pkg-config busybox-static python3)
+      libseccomp-dev gcc pkg-config busybox-static python3 nftables)
 for arg in "$@"; do
   case "$arg" in
     --docker) want+=(docker.io) ;;

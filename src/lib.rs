@@ -9,6 +9,7 @@ pub mod helper;
 pub mod host;
 pub mod namespaces;
 pub mod needs;
+pub mod netns;
 pub mod process;
 pub mod report;
 pub mod runner;
