@@ -59,6 +59,9 @@ struct Run {
 
 static RUN: OnceLock<Run> = OnceLock::new();
 static NEXT: AtomicU32 = AtomicU32::new(1);
+/// Set when a signal starts the run's cleanup: no tagged command starts after
+/// it, so the sweep reaches a state no worker thread adds to any more.
+static SHUTTING_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn run() -> &'static Run {
     RUN.get_or_init(|| {
@@ -141,6 +144,9 @@ pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Comman
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         c.pre_exec(|| {
+            if SHUTTING_DOWN.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(libc::ECANCELED));
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -304,7 +310,11 @@ pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
             Leftover::Netns(n) => {
                 let p = Path::new("/run/netns").join(n);
                 let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-                std::fs::remove_file(&p).map_err(|e| e.to_string())
+                // An experiment's own teardown may have removed it meanwhile.
+                match std::fs::remove_file(&p) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                    _ => Ok(()),
+                }
             }
             Leftover::Cgroup(p) => remove_cgroup_tree(p),
             Leftover::Scratch(p) => remove_scratch(p).map_err(|e| e.to_string()),
@@ -408,6 +418,7 @@ pub fn install_signal_cleanup() {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
+            SHUTTING_DOWN.store(true, Ordering::SeqCst);
             eprintln!("isocheck: caught signal {sig}, removing this run's namespaces, mounts, cgroups and processes");
             for e in sweep_this_run() {
                 eprintln!("isocheck: cleanup: {e}");

@@ -186,8 +186,18 @@ pub fn table(results: &[ExperimentResult]) -> String {
             continue;
         }
         let _ = writeln!(out, "{}", sec.title());
+        let mut last_reason: Option<&String> = None;
         for r in rows {
-            let _ = writeln!(out, "{}", line(r));
+            // A section ignored for one reason says it once.
+            if r.status == Status::Ignored && r.reason.is_some() && r.reason.as_ref() == last_reason
+            {
+                let mut short = r.clone();
+                short.reason = Some("(same reason)".into());
+                let _ = writeln!(out, "{}", line(&short));
+            } else {
+                let _ = writeln!(out, "{}", line(r));
+            }
+            last_reason = r.reason.as_ref();
         }
     }
     let c = Counts::of(results);
