@@ -43,7 +43,11 @@ enum Cmd {
         jobs: Option<usize>,
     },
     /// List every experiment: id, section, needs, and whether this host meets them
-    List,
+    List {
+        /// Print the README's table of experiments instead (Markdown)
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Show what the host offers and, for each missing need, what provides it
     Doctor,
     /// Compare two reports: status changes first, then changed observations
@@ -79,7 +83,11 @@ fn main() -> ExitCode {
             json,
             jobs,
         } => cmd_run(&filters, json, jobs),
-        Cmd::List => cmd_list(),
+        Cmd::List { markdown: true } => {
+            print!("{}", markdown_table());
+            ExitCode::SUCCESS
+        }
+        Cmd::List { markdown: false } => cmd_list(),
         Cmd::Doctor => cmd_doctor(),
         Cmd::Diff { old, new } => cmd_diff(&old, &new),
         Cmd::Helper { .. } => unreachable!("dispatched above"),
@@ -216,6 +224,29 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The README's "what is tested" table, generated from the registry.
+fn markdown_table() -> String {
+    let mut out = String::new();
+    for sec in isocheck::experiment::Section::ALL {
+        let exps = experiments::of_section(*sec);
+        if exps.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n#### {}\n| id | asserts | control | needs |\n|---|---|---|---|\n", sec.title()));
+        for e in exps {
+            let needs: Vec<String> = e.needs.iter().map(|n| format!("`{n}`")).collect();
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                e.id,
+                e.asserts.replace('|', "\\|"),
+                e.control.unwrap_or("—").replace('|', "\\|"),
+                needs.join(" ")
+            ));
+        }
+    }
+    out
 }
 
 fn cmd_list() -> ExitCode {
