@@ -75,17 +75,22 @@ pub fn parse_lsns_json(text: &str) -> Result<Vec<LsnsRow>, String> {
         .collect()
 }
 
-/// Runs `lsns -J -t KIND` and parses it.
+/// Runs `lsns -J -t KIND` and parses it. lsns walks /proc and can fail
+/// (exit 1, nothing on stderr) when a process exits under it mid-walk; with
+/// experiments starting and stopping processes in parallel that happens, so
+/// a failed walk is retried a few times before it counts.
 pub fn lsns(kind: &str) -> anyhow::Result<Vec<LsnsRow>> {
-    let out = std::process::Command::new("lsns")
-        .args(["-J", "-t", kind, "-o", "NS,TYPE,NPROCS,PID"])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "lsns -t {kind} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    parse_lsns_json(&String::from_utf8_lossy(&out.stdout)).map_err(anyhow::Error::msg)
+    let mut last = String::new();
+    for _ in 0..5 {
+        let out = std::process::Command::new("lsns")
+            .args(["-J", "-t", kind, "-o", "NS,TYPE,NPROCS,PID"])
+            .output()?;
+        if out.status.success() {
+            return parse_lsns_json(&String::from_utf8_lossy(&out.stdout)).map_err(anyhow::Error::msg);
+        }
+        last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    }
+    anyhow::bail!("lsns -t {kind} failed 5 times: {last}")
 }
 
 /// Numeric entries of a /proc listing, sorted.

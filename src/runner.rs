@@ -129,24 +129,35 @@ fn apply(res: &mut ExperimentResult, r: Result<(), Problem>) {
     }
 }
 
-/// Runs `exps` on `jobs` workers; `progress` sees each result as it lands.
-/// Results come back in the order of `exps`.
+/// Experiments that mostly wait on an outside daemon (the Docker engine)
+/// get a pool of their own, so they overlap with the CPU-bound ones instead
+/// of queueing behind them.
+const ENGINE_JOBS: usize = 4;
+
+/// Runs `exps` on `jobs` workers (plus a small pool for engine-bound ones);
+/// `progress` sees each result as it lands. Results come back in the order
+/// of `exps`.
 pub fn run_all(
     exps: &[&'static Experiment],
     jobs: usize,
     progress: &(dyn Fn(&ExperimentResult) + Sync),
 ) -> Vec<ExperimentResult> {
-    let next = AtomicUsize::new(0);
     let slots: Mutex<Vec<Option<ExperimentResult>>> = Mutex::new(vec![None; exps.len()]);
+    let (engine, local): (Vec<usize>, Vec<usize>) =
+        (0..exps.len()).partition(|i| exps[*i].needs.contains(&crate::needs::Need::Docker));
     std::thread::scope(|s| {
-        for _ in 0..jobs.max(1).min(exps.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(exp) = exps.get(i) else { break };
-                let r = run_one(exp);
-                progress(&r);
-                slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
-            });
+        for (queue, workers) in [(&engine, ENGINE_JOBS), (&local, jobs.max(1))] {
+            let next = Arc::new(AtomicUsize::new(0));
+            for _ in 0..workers.min(queue.len()) {
+                let (next, slots) = (next.clone(), &slots);
+                s.spawn(move || loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&i) = queue.get(k) else { break };
+                    let r = run_one(exps[i]);
+                    progress(&r);
+                    slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                });
+            }
         }
     });
     slots
