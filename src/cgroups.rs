@@ -143,6 +143,15 @@ impl Hierarchy {
         }
     }
 
+    /// The suite's parent itself (`<root>/isocheck`), to tune it.
+    pub fn parent_group(&self) -> Group {
+        Group {
+            hier: self.clone(),
+            name: String::new(),
+            path: self.parent(),
+        }
+    }
+
     /// mkdir of a new group, retrying while parallel experiments race on
     /// the shared parent (it may vanish between our mkdir calls).
     pub fn create(&self, name: &str) -> anyhow::Result<Group> {
@@ -163,8 +172,18 @@ impl Hierarchy {
     }
 }
 
+/// Serializes as the number, or "max" when unlimited.
+impl serde::Serialize for Limit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Limit::Max => s.serialize_str("max"),
+            Limit::Value(n) => s.serialize_u64(*n),
+        }
+    }
+}
+
 /// A memory or pids limit: a number, or unlimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
     Max,
     Value(u64),
@@ -518,6 +537,15 @@ impl Group {
                 self.write_ctx("cpu.cfs_quota_us", &q)
             }
             Version::V2 => self.write_ctx("cpu.max", &format_cpu_max(quota_us, period_us)),
+        }
+    }
+
+    /// The group's CPU weight against its siblings as a multiple of the
+    /// default: v1 `cpu.shares` (default 1024), v2 `cpu.weight` (100).
+    pub fn set_cpu_weight_factor(&self, factor: u64) -> anyhow::Result<()> {
+        match self.version() {
+            Version::V1 => self.write_ctx("cpu.shares", &(1024 * factor).to_string()),
+            Version::V2 => self.write_ctx("cpu.weight", &(100 * factor).min(10000).to_string()),
         }
     }
 
