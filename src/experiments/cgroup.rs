@@ -79,7 +79,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "cg.cgdelete",
         section: Section::Cgroup,
-        asserts: "rmdir of a group with a live task fails with EBUSY, succeeds once it exited; cgdelete moves live tasks to the parent, as libcgroup documents",
+        asserts: "rmdir of a group with a live task fails with EBUSY, succeeds once it exited; cgdelete moves the task to the parent on v1, fails busy on v2 (no internal processes) until it exited",
         needs: &[
             Need::Root,
             MEM,
@@ -632,10 +632,30 @@ fn oom_kill_at_limit(ctx: &mut Ctx, v: Variant) -> Outcome {
 // ---------------------------------------------------------------------------
 // cg.cgdelete
 
+/// What the seed's `cgdelete` does to a group with a live task. libcgroup
+/// (cgroup_delete_cgroup, libcgroup.h) first moves the tasks to the parent
+/// group, then removes the directory. On v1 that works. On v2 the suite's
+/// parent delegates controllers to its children, so the no-internal-process
+/// rule refuses the move (EBUSY) and cgdelete fails, leaving both in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CgdeleteLive {
+    MovesTaskToParent,
+    RefusedBusy,
+}
+
+pub fn cgdelete_live_task(v: Version) -> CgdeleteLive {
+    match v {
+        Version::V1 => CgdeleteLive::MovesTaskToParent,
+        Version::V2 => CgdeleteLive::RefusedBusy,
+    }
+}
+
 fn cgdelete(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let exe = exe();
     // The seed's cgdelete on a group with a live task.
     let g = cgcreate(ctx, "cgdel", &[])?;
+    let expected = cgdelete_live_task(g.version());
     let mut s =
         Spawned::start(
             ctx.cmd("cgexec")
@@ -644,14 +664,37 @@ fn cgdelete(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let pid = parked_pid(&mut s)?;
     let r = run(ctx.cmd("cgdelete").arg(g.spec()))?;
     let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-    let moved_to = cgroups::process_group(pid, &g.hier).ok().flatten();
+    let now_in = cgroups::process_group(pid, &g.hier).ok().flatten();
+    let exists_after = g.path.exists();
     s.kill();
+    // Once the task is gone, cgdelete removes what is left (v2).
+    let mut after_exit = Value::Null;
+    if exists_after {
+        let mut last = None;
+        let gone = wait_until(Duration::from_secs(5), || {
+            last = run(ctx.cmd("cgdelete").arg(g.spec())).ok();
+            !g.path.exists()
+        });
+        after_exit = json!({
+            "removed": gone,
+            "status": last.as_ref().map(|r| r.shell_status()),
+            "stderr": last.as_ref().map(|r| r.stderr.trim().to_string()),
+        });
+    }
+    let got = if r.success() && !exists_after && alive {
+        Some(CgdeleteLive::MovesTaskToParent)
+    } else if !r.success() && r.stderr.contains("busy") && exists_after {
+        Some(CgdeleteLive::RefusedBusy)
+    } else {
+        None
+    };
     ctx.observe(
         "cgdelete_live_task",
         json!({
             "status": r.shell_status(), "stderr": r.stderr.trim(),
-            "group_exists_after": g.path.exists(), "task_alive": alive,
-            "task_now_in": moved_to,
+            "group_exists_after": exists_after, "task_alive": alive,
+            "task_now_in": now_in, "outcome": got, "expected": expected,
+            "after_task_exit": after_exit,
         }),
     );
 
@@ -685,21 +728,34 @@ fn cgdelete(ctx: &mut Ctx, _v: Variant) -> Outcome {
         }),
     );
 
-    // libcgroup's cgroup_delete_cgroup moves the tasks to the parent
-    // group and then removes the directory (libcgroup.h); it never sees EBUSY.
-    check!(
-        r.success() && !g.path.exists() && alive,
-        "cgdelete {}: status {}, group still there {}, task alive {alive}",
-        g.spec(),
-        r.shell_status(),
-        g.path.exists()
-    );
-    let parent = format!("/{}", cgroups::SUITE_PARENT);
     check_eq!(
-        moved_to.as_deref(),
-        Some(parent.as_str()),
-        "cgroup of the task after cgdelete"
+        got,
+        Some(expected),
+        "cgdelete {} with a live task",
+        g.spec()
     );
+    match expected {
+        CgdeleteLive::MovesTaskToParent => {
+            let parent = format!("/{}", cgroups::SUITE_PARENT);
+            check_eq!(
+                now_in.as_deref(),
+                Some(parent.as_str()),
+                "cgroup of the task after cgdelete"
+            );
+        }
+        CgdeleteLive::RefusedBusy => {
+            let own = format!("/{}", g.relative());
+            check_eq!(
+                now_in.as_deref(),
+                Some(own.as_str()),
+                "cgroup of the task after the refused cgdelete"
+            );
+            check!(
+                after_exit["removed"] == json!(true),
+                "cgdelete after the task exited: {after_exit}"
+            );
+        }
+    }
     check_eq!(
         busy.as_ref().err().and_then(|e| e.raw_os_error()),
         Some(libc::EBUSY),
