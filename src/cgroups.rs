@@ -10,8 +10,8 @@
 //!
 //! The suite's groups live under `<hierarchy>/isocheck/<run-unique name>`,
 //! where `cleanup` finds them. The `isocheck` parent is shared by parallel
-//! experiments and removed by whoever finds it empty, so creating a child
-//! retries when the parent vanished in between.
+//! experiments and removed at the end of the run (or by a leak cleanup), so
+//! creating a child retries when the parent vanished in between.
 
 use crate::host::{CgroupLayout, HostFacts};
 use crate::needs::Controller;
@@ -115,12 +115,6 @@ impl Hierarchy {
                 .with_context(|| format!("enabling {ctrl} under {}", p.display()))?;
         }
         Ok(p)
-    }
-
-    /// Removes the suite's parent when nothing is left in it; a busy or
-    /// non-empty parent belongs to another experiment still running.
-    pub fn remove_parent_if_empty(&self) {
-        let _ = std::fs::remove_dir(self.parent());
     }
 
     /// The group's path as libcgroup takes it and `/proc/<pid>/cgroup`

@@ -388,6 +388,12 @@ pub fn sweep_this_run() -> Vec<String> {
         }
         errors = remove(found);
     }
+    // The shared `<hierarchy>/isocheck` parents outlive each experiment
+    // (removing them mid-run races with parallel creates); drop them once
+    // the run is over. A parent still holding another run's groups stays.
+    for parent in cgroup_parents() {
+        let _ = std::fs::remove_dir(parent);
+    }
     errors
 }
 

@@ -132,15 +132,15 @@ fn hierarchy(ctrl: Controller) -> Result<Hierarchy, Problem> {
     Ok(h)
 }
 
-/// Registers the removal of `g` (tasks killed, children first) and of the
-/// suite's parent once it is empty.
+/// Registers the removal of `g` (tasks killed, children first). The shared
+/// parent stays until the run ends (`cleanup::sweep_this_run`): removing it
+/// here would race with parallel experiments creating groups in it.
 fn defer_destroy(ctx: &mut Ctx, g: &Group) {
     let g = g.clone();
     ctx.defer(&format!("remove cgroup {}", g.path.display()), move || {
         if let Err(e) = g.destroy() {
             eprintln!("isocheck: removing {}: {e}", g.path.display());
         }
-        g.hier.remove_parent_if_empty();
     });
 }
 
@@ -162,16 +162,17 @@ fn cgcreate(ctx: &mut Ctx, role: &str, args: &[&str]) -> Result<Group, Problem> 
     let g = h.group(&name);
     defer_destroy(ctx, &g);
     let mut last = String::new();
-    for _ in 0..10 {
+    for _ in 0..5 {
         h.ensure_parent()?;
         let r = run(ctx.cmd("cgcreate").args(args).args(["-g", &g.spec()]))?;
         if r.success() && g.path.is_dir() {
             return Ok(g);
         }
         last = format!("status {}: {}", r.shell_status(), r.stderr.trim());
-        if h.parent().exists() {
-            break;
-        }
+        // A parallel experiment's leak cleanup may have removed the shared
+        // parent under cgcreate (on v2 a re-made parent also lacks the
+        // controller until it is delegated again): start over.
+        let _ = g.destroy();
     }
     broken!("cgcreate {args:?} -g {} failed: {last}", g.spec())
 }
