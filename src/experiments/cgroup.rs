@@ -1132,6 +1132,13 @@ mod tests {
     }
 
     #[rstest]
+    #[case(Version::V1, CgdeleteLive::MovesTaskToParent)]
+    #[case(Version::V2, CgdeleteLive::RefusedBusy)]
+    fn cgdelete_with_a_live_task(#[case] v: Version, #[case] want: CgdeleteLive) {
+        assert_eq!(cgdelete_live_task(v), want);
+    }
+
+    #[rstest]
     #[case(&["--procs", "/a", "--procs", "/b", "--", "sh", "-c", "x"], 2, 3)]
     #[case(&["--bytes", "5"], 0, 0)]
     fn helper_options(#[case] a: &[&str], #[case] procs: usize, #[case] cmd: usize) {
