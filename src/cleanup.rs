@@ -323,9 +323,6 @@ pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
             errors.push(format!("{item}: {e}"));
         }
     }
-    for parent in cgroup_parents() {
-        let _ = std::fs::remove_dir(parent);
-    }
     errors
 }
 
@@ -375,6 +372,9 @@ pub fn sweep_dead_runs() -> Vec<Leftover> {
     for e in errors {
         eprintln!("isocheck: could not remove a leftover of an earlier run: {e}");
     }
+    for parent in cgroup_parents() {
+        let _ = std::fs::remove_dir(parent);
+    }
     // Lock files of dead runs.
     for n in dir_names(Path::new(LOCK_DIR)) {
         if let Some(id) = n.strip_suffix(".lock") {
@@ -400,6 +400,12 @@ pub fn sweep_this_run() -> Vec<String> {
     }
     // The run's Docker image, once its containers are gone.
     errors.extend(crate::docker::end_of_run());
+    // The shared `<hierarchy>/isocheck` parents outlive each experiment
+    // (removing them mid-run races with parallel creates); drop them once
+    // the run is over. A parent still holding another run's groups stays.
+    for parent in cgroup_parents() {
+        let _ = std::fs::remove_dir(parent);
+    }
     errors
 }
 

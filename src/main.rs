@@ -234,7 +234,10 @@ fn markdown_table() -> String {
         if exps.is_empty() {
             continue;
         }
-        out.push_str(&format!("\n#### {}\n| id | asserts | control | needs |\n|---|---|---|---|\n", sec.title()));
+        out.push_str(&format!(
+            "\n#### {}\n| id | asserts | control | needs |\n|---|---|---|---|\n",
+            sec.title()
+        ));
         for e in exps {
             let needs: Vec<String> = e.needs.iter().map(|n| format!("`{n}`")).collect();
             out.push_str(&format!(

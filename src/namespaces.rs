@@ -86,7 +86,8 @@ pub fn lsns(kind: &str) -> anyhow::Result<Vec<LsnsRow>> {
             .args(["-J", "-t", kind, "-o", "NS,TYPE,NPROCS,PID"])
             .output()?;
         if out.status.success() {
-            return parse_lsns_json(&String::from_utf8_lossy(&out.stdout)).map_err(anyhow::Error::msg);
+            return parse_lsns_json(&String::from_utf8_lossy(&out.stdout))
+                .map_err(anyhow::Error::msg);
         }
         last = String::from_utf8_lossy(&out.stderr).trim().to_string();
     }

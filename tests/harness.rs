@@ -570,10 +570,25 @@ fn run_writes_a_report_with_the_control_recorded() {
 
 #[test]
 fn readme_lists_every_experiment_as_the_registry_has_it() {
-    let out = isocheck().args(["list", "--markdown"]).assert().success().get_output().stdout.clone();
+    let out = isocheck()
+        .args(["list", "--markdown"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let table = String::from_utf8(out).unwrap();
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let (_, rest) = readme.split_once("<!-- experiments:begin -->\n").expect("begin marker");
-    let (current, _) = rest.split_once("<!-- experiments:end -->").expect("end marker");
-    assert_eq!(current.trim(), table.trim(), "README's table is stale: run ci/update-readme.sh");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (_, rest) = readme
+        .split_once("<!-- experiments:begin -->\n")
+        .expect("begin marker");
+    let (current, _) = rest
+        .split_once("<!-- experiments:end -->")
+        .expect("end marker");
+    assert_eq!(
+        current.trim(),
+        table.trim(),
+        "README's table is stale: run ci/update-readme.sh"
+    );
 }

@@ -1,6 +1,6 @@
 //! Catalogue section 4: the other namespaces of the seed's `lsns` table.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
 use crate::experiments::pid::{start_inside, whoami_in};
 use crate::helper::HelperOp;
 use crate::namespaces;
@@ -42,7 +42,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         id: "cgroupns.root-view",
         section: Section::OtherNs,
         asserts: "/proc/self/cgroup inside a new cgroup ns shows / for the process's own group",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare)],
+        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Cgroup(crate::needs::Controller::Pids)],
         control: Some("the same process in the same group without --cgroup"),
         body: cgroupns_root_view,
         exclusive: None,
@@ -262,47 +262,18 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
     Ok(())
 }
 
-/// The cgroup path of one hierarchy in a /proc/<pid>/cgroup text: `hier`
-/// is the controller list of a v1 line, or "" for the v2 line.
-pub fn cgroup_path<'a>(text: &'a str, hier: &str) -> Option<&'a str> {
-    text.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        (ctrls == hier || ctrls.split(',').any(|c| c == hier && !hier.is_empty())).then_some(path)
-    })
-}
-
 fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use crate::cgroups::{proc_cgroup_path, Hierarchy};
+    use crate::needs::Controller;
     // Put the child in a group of the suite's own first: a process in the
     // root group sees "/" with or without a cgroup namespace.
-    let host = crate::host::HostFacts::get();
-    let (hier, root) = match host
-        .cgroup
-        .v1_mounts
-        .get("pids")
-        .or_else(|| host.cgroup.v1_mounts.values().next())
-    {
-        Some(p) => (
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("")
-                .to_string(),
-            p.clone(),
-        ),
-        None => match &host.cgroup.v2_mount {
-            Some(p) => (String::new(), p.clone()),
-            None => return Err(Problem::Unmet("no cgroup hierarchy mounted".into())),
-        },
-    };
-    let parent = root.join("isocheck");
-    let group = parent.join(ctx.name("cgns"));
-    std::fs::create_dir_all(&group)?;
+    let h = Hierarchy::require(Controller::Pids)?;
+    let group = h.create(&ctx.name("cgns"))?;
     let g2 = group.clone();
     ctx.defer("remove the cgroup", move || {
-        let _ = crate::cleanup::remove_cgroup_tree(&g2);
-        let _ = std::fs::remove_dir(g2.parent().unwrap_or(&g2));
+        let _ = g2.destroy();
     });
-    let procs = group.join("cgroup.procs");
+    let procs = group.procs_file();
     let mut argv = vec!["unshare"];
     if v.isolated() {
         argv.push("--cgroup");
@@ -324,12 +295,9 @@ fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
         exe.display()
     );
     let kernel: Value = serde_json::from_str(run_ok(ctx.cmd("sh").args(["-c", &kscript]))?.trim())?;
-    let cli_path = cgroup_path(&cli, &hier).map(String::from);
-    let kernel_path = cgroup_path(kernel["cgroup"].as_str().unwrap_or(""), &hier).map(String::from);
-    ctx.observe(
-        "hierarchy",
-        if hier.is_empty() { "v2" } else { hier.as_str() },
-    );
+    let cli_path = proc_cgroup_path(&cli, "pids", h.version);
+    let kernel_path = proc_cgroup_path(kernel["cgroup"].as_str().unwrap_or(""), "pids", h.version);
+    ctx.observe("hierarchy", format!("pids ({:?})", h.version));
     ctx.observe("path_cli", &cli_path);
     ctx.observe("path_kernel", &kernel_path);
     check_eq!(
@@ -520,15 +488,6 @@ fn op_try_host(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cgroup_path_finds_v1_and_v2_lines() {
-        let t = "12:pids:/isocheck/x\n4:cpu,cpuacct:/\n0::/user.slice\n";
-        assert_eq!(cgroup_path(t, "pids"), Some("/isocheck/x"));
-        assert_eq!(cgroup_path(t, "cpuacct"), Some("/"));
-        assert_eq!(cgroup_path(t, ""), Some("/user.slice"));
-        assert_eq!(cgroup_path(t, "memory"), None);
-    }
 
     #[test]
     fn ipcs_keys_reads_the_key_column() {
