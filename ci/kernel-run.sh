@@ -132,9 +132,18 @@ fi
   echo "JOBS=$jobs"
   echo "FILTERS='${filters[*]:-}'"
 } > "$work/guest.conf"
-build_initramfs "$work/root" "$work/initramfs.cpio" "$kver" "$modules" "$bin" "$dbgexit" "$work/guest.conf"
+build_base "$CACHE/base.cpio"
+parts=("$CACHE/base.cpio")
+if [ -n "$modules" ]; then
+  build_modules "$kver" "$modules" "$kdir/modules.cpio"
+  parts+=("$kdir/modules.cpio")
+else
+  log "no modules directory: veth, bridge, overlay and netfilter exist in the guest only if built in"
+fi
+build_suite "$work/suite.cpio" "$bin" "$dbgexit" "$work/guest.conf"
+cat "${parts[@]}" "$work/suite.cpio" > "$work/initramfs.cpio"
 t_built=$(date +%s.%N)
-log "kernel $kver ($ksrc), initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, built in $(echo "$t_built - $t_start" | bc 2>/dev/null || python3 -c "print(round($t_built-$t_start,1))") s"
+log "kernel $kver ($ksrc), initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, prepared in $(python3 -c "print(round($t_built-$t_start,1))") s"
 
 # --- qemu -------------------------------------------------------------------
 # boot ACCEL TIMEOUT: one guest run; sets qrc (qemu's status, 124 on timeout).

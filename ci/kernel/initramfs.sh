@@ -19,24 +19,25 @@ copy_path() {
   printf '%s\n' "$src"
 }
 
-# copy_libs FILE STAGE: the shared libraries FILE needs (its ldd closure: ldd
-# already resolves transitively) and the dynamic loader.
+# copy_libs STAGE FILE...: the shared libraries the FILEs need (their ldd
+# closure: ldd already resolves transitively) and the dynamic loader. One ldd
+# for all files: a call per file made the build 10 s slower.
 copy_libs() {
-  local f="$1" stage="$2" lib
-  for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
+  local stage="$1" lib; shift
+  for lib in $(ldd "$@" 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*' | sort -u); do
     copy_path "$lib" "$stage" >/dev/null || true
   done
 }
 
-# copy_bin NAME STAGE: a host command plus its libraries; returns 1 when the
-# host lacks it (the experiments that need it are then ignored in the guest).
+# copy_bin NAME STAGE: a host command (its libraries come from copy_libs on the
+# printed real path); returns 1 when the host lacks it (the experiments that
+# need it are then ignored in the guest).
 copy_bin() {
-  local name="$1" stage="$2" path real
+  local name="$1" stage="$2" path
   path=$(PATH=/usr/sbin:/usr/bin:/sbin:/bin type -P "$name") || return 1
   # Merged /usr: /sbin/x and /usr/sbin/x are one file; keep the /usr path.
   case "$path" in /bin/*|/sbin/*) [ -e "/usr$path" ] && path="/usr$path" ;; esac
-  real=$(copy_path "$path" "$stage") || return 1
-  copy_libs "$real" "$stage"
+  copy_path "$path" "$stage"
 }
 
 # The commands the experiments run (src/needs.rs Tool), minus gcc, docker and
@@ -44,14 +45,20 @@ copy_bin() {
 # world from /opt/busybox/bin, later on PATH than the real tools.
 GUEST_TOOLS="ip iptables iptables-save iptables-restore ip6tables iptables-legacy iptables-nft nft ping
   unshare nsenter lsns findmnt mount umount ps ipcs hostname cgcreate cgexec cgdelete cgset cgget
-  tar kmod modprobe insmod lsmod setpriv prlimit chroot pivot_root switch_root nproc timeout
-  stat mountpoint bash sleep cat true false env kill pgrep pkill"
+  tar setpriv prlimit chroot pivot_root switch_root nproc timeout
+  stat mountpoint sleep cat true false env kill pgrep pkill"
 
-# build_initramfs STAGE OUT KVER MODSRC ISOCHECK_BIN DEBUG_EXIT CONF
-build_initramfs() {
-  local stage="$1" out="$2" kver="$3" modsrc="$4" bin="$5" dbgexit="$6" conf="$7"
+# mkcpio DIR OUT: a newc archive of DIR. The kernel unpacks concatenated
+# archives in order, so the guest is base (host tools, cached) + modules
+# (cached per kernel) + suite (rebuilt every run): only the last costs time.
+mkcpio() {
+  (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | busybox cpio -o -H newc 2>/dev/null) > "$2.tmp"
+  mv "$2.tmp" "$2"
+}
+
+stage_skeleton() {
+  local stage="$1" d
   rm -rf "$stage"; mkdir -p "$stage"
-  local d
   for d in usr/bin usr/sbin usr/lib usr/lib64 etc/isocheck proc sys dev run tmp root opt/busybox/bin var; do
     mkdir -p "$stage/$d"
   done
@@ -60,6 +67,15 @@ build_initramfs() {
   ln -s usr/bin "$stage/bin"; ln -s usr/sbin "$stage/sbin"
   ln -s usr/lib "$stage/lib"; ln -s usr/lib64 "$stage/lib64"
   ln -s ../run "$stage/var/run"
+}
+
+# build_base OUT: busybox, the host's tools with their libraries, /etc basics.
+# Cached until the host's packages or this file change.
+build_base() {
+  local out="$1" key stage="$1.d"
+  key="$(cat "$HERE/kernel/initramfs.sh" /var/lib/dpkg/status 2>/dev/null | md5sum | cut -c1-16)"
+  if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  stage_skeleton "$stage"
   mknod -m 600 "$stage/dev/console" c 5 1
   mknod -m 666 "$stage/dev/null" c 1 3
 
@@ -70,17 +86,20 @@ build_initramfs() {
   for a in $("$bb" --list); do ln -sf ../../../usr/bin/busybox "$stage/opt/busybox/bin/$a"; done
   ln -sf busybox "$stage/usr/bin/sh"
 
-  local missing=() t
-  for t in $GUEST_TOOLS; do copy_bin "$t" "$stage" >/dev/null || missing+=("$t"); done
+  local missing=() t r reals=()
+  for t in $GUEST_TOOLS; do
+    if r=$(copy_bin "$t" "$stage"); then reals+=("$r"); else missing+=("$t"); fi
+  done
   [ ${#missing[@]} -eq 0 ] || log "not on this host, so not in the guest: ${missing[*]}"
   # dlopen()ed, so not in ldd: iptables' match/target extensions.
   local xt
   for xt in /usr/lib/x86_64-linux-gnu/xtables /usr/lib/xtables; do
     if [ -d "$xt" ]; then
       mkdir -p "$stage$xt"; cp -a "$xt/." "$stage$xt/"
-      for f in "$xt"/*.so; do copy_libs "$f" "$stage"; done
+      reals+=("$xt"/*.so)
     fi
   done
+  copy_libs "$stage" "${reals[@]}"
   for f in /etc/protocols /etc/services /etc/ethertypes /etc/iproute2 /etc/netconfig /etc/alternatives/iptables*; do
     [ -e "$f" ] || [ -L "$f" ] || continue
     mkdir -p "$stage$(dirname "$f")"; cp -a "$f" "$stage$(dirname "$f")/" 2>/dev/null || true
@@ -90,49 +109,63 @@ build_initramfs() {
   printf 'passwd: files\ngroup: files\nhosts: files\n' > "$stage/etc/nsswitch.conf"
   printf '127.0.0.1 localhost\n' > "$stage/etc/hosts"
   : > "$stage/etc/fstab"
-  [ -e "$stage/etc/mtab" ] || ln -s ../proc/self/mounts "$stage/etc/mtab"
+  ln -s ../proc/self/mounts "$stage/etc/mtab"
+  mkcpio "$stage" "$out"
+  rm -rf "$stage"
+  echo "$key" > "$out.key"
+}
 
-  # The suite. Stripped: debug info only makes the initramfs bigger.
+# build_modules KVER MODSRC OUT: the wanted modules plus their dependencies,
+# decompressed (busybox modprobe cannot read .ko.xz/.ko.zst; the 6.12 package
+# ships .ko.xz), with their own modules.dep from `depmod -b`.
+build_modules() {
+  local kver="$1" modsrc="$2" out="$3" stage="$3.d" key
+  key="$(cat "$HERE/kernel/modules.list" "$modsrc/modules.dep" | md5sum | cut -c1-16)"
+  if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  stage_skeleton "$stage"
+  local mroot="$stage/lib/modules/$kver" names=() m f files loaded=()
+  mkdir -p "$mroot"
+  for f in modules.order modules.builtin modules.builtin.modinfo; do
+    [ -f "$modsrc/$f" ] && cp "$modsrc/$f" "$mroot/"
+  done
+  names=($(grep -v '^#' "$HERE/kernel/modules.list"))
+  files=$(for m in "${names[@]}"; do
+    awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
+  done | tr ' ' '\n' | grep . | sort -u)
+  for f in $files; do
+    mkdir -p "$mroot/$(dirname "$f")"
+    case "$f" in
+      *.xz) xz -dc "$modsrc/$f" > "$mroot/${f%.xz}" ;;
+      *.zst) zstd -dcq "$modsrc/$f" > "$mroot/${f%.zst}" ;;
+      *.gz) gzip -dc "$modsrc/$f" > "$mroot/${f%.gz}" ;;
+      *) cp "$modsrc/$f" "$mroot/$f" ;;
+    esac
+  done
+  # modules.order lists .ko paths: keep it consistent with the decompressed names.
+  [ -f "$mroot/modules.order" ] && sed -i -E 's/\.ko\.(xz|zst|gz)$/.ko/' "$mroot/modules.order"
+  depmod -b "$stage" "$kver" || die "depmod -b failed"
+  for m in "${names[@]}"; do
+    grep -qE "(^|/)${m//_/[_-]}\.ko:" "$mroot/modules.dep" && loaded+=("$m")
+  done
+  printf '%s\n' "${loaded[@]}" > "$stage/etc/isocheck/modules"
+  log "modules for $kver: ${#loaded[@]} of ${#names[@]} wanted ($(echo "$files" | wc -w) files with dependencies)"
+  mkcpio "$stage" "$out"
+  rm -rf "$stage"
+  echo "$key" > "$out.key"
+}
+
+# build_suite OUT ISOCHECK_BIN DEBUG_EXIT CONF: what changes every run.
+build_suite() {
+  local out="$1" bin="$2" dbgexit="$3" conf="$4" stage="$1.d"
+  stage_skeleton "$stage"
+  # Stripped: debug info only makes the initramfs bigger.
   cp "$bin" "$stage/usr/bin/isocheck"
   strip "$stage/usr/bin/isocheck" 2>/dev/null || true
-  copy_libs "$bin" "$stage"
+  copy_libs "$stage" "$bin"
   cp "$dbgexit" "$stage/usr/bin/debug-exit"
   cp "$HERE/kernel/init" "$stage/init"
   cp "$HERE/kernel/isocheck-init" "$stage/usr/sbin/isocheck-init"
   cp "$conf" "$stage/etc/isocheck/guest.conf"
-
-  # Modules: the wanted ones plus their dependencies, decompressed (busybox
-  # and older kmod cannot read .ko.xz/.ko.zst; the 6.12 package ships .ko.xz).
-  if [ -n "$modsrc" ] && [ -d "$modsrc" ]; then
-    local mroot="$stage/lib/modules/$kver" names=() m files
-    mkdir -p "$mroot"
-    for f in modules.order modules.builtin modules.builtin.modinfo; do
-      [ -f "$modsrc/$f" ] && cp "$modsrc/$f" "$mroot/"
-    done
-    names=($(grep -v '^#' "$HERE/kernel/modules.list"))
-    [ -f "$modsrc/modules.dep" ] || die "$modsrc has no modules.dep: run depmod -b on it first"
-    files=$(for m in "${names[@]}"; do
-      awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
-    done | tr ' ' '\n' | grep . | sort -u)
-    local loaded=()
-    for f in $files; do
-      mkdir -p "$mroot/$(dirname "$f")"
-      case "$f" in
-        *.xz) xz -dc "$modsrc/$f" > "$mroot/${f%.xz}" ;;
-        *.zst) zstd -dcq "$modsrc/$f" > "$mroot/${f%.zst}" ;;
-        *.gz) gzip -dc "$modsrc/$f" > "$mroot/${f%.gz}" ;;
-        *) cp "$modsrc/$f" "$mroot/$f" ;;
-      esac
-    done
-    # modules.order lists .ko paths: keep it consistent with the decompressed names.
-    [ -f "$mroot/modules.order" ] && sed -i -E 's/\.ko\.(xz|zst|gz)$/.ko/' "$mroot/modules.order"
-    depmod -b "$stage" "$kver" || die "depmod -b failed"
-    for m in "${names[@]}"; do
-      grep -qE "(^|/)${m//_/[_-]}\.ko:" "$mroot/modules.dep" && loaded+=("$m")
-    done
-    printf '%s\n' "${loaded[@]}" > "$stage/etc/isocheck/modules"
-    log "modules: ${#loaded[@]} of ${#names[@]} wanted ($(echo "$files" | wc -w) files with dependencies)"
-  fi
-
-  (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | busybox cpio -o -H newc 2>/dev/null) > "$out"
+  mkcpio "$stage" "$out"
+  rm -rf "$stage"
 }
