@@ -5,6 +5,7 @@
 # Usage: ci/kernel-run.sh (--kernel VERSION | --vmlinuz PATH [--modules DIR])
 #          [--out FILE] [--cgroup v2|v1] [--filter PREFIX]... [--jobs N]
 #          [--timeout SECONDS] [--accel auto|kvm|tcg] [--release] [--smp N] [--mem MIB]
+#          [--exec 'SHELL COMMAND']  (run in the guest before the suite; output on the console)
 #
 #   --kernel 6.12     newest Debian cloud kernel of that series (5.10, 6.1, 6.12,
 #                     or an exact ABI such as 6.1.0-28), fetched with apt-get
@@ -28,7 +29,7 @@ log() { echo "kernel-run: $*" >&2; }
 die() { echo "kernel-run: $*" >&2; exit 2; }
 
 kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=300 accel=auto
-profile=debug smp=2 mem=1024 jobs="" filters=()
+profile=debug guest_exec="" smp=2 mem=1024 jobs="" filters=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kernel="${2:?--kernel needs a version}"; shift 2 ;;
@@ -41,9 +42,10 @@ while [ $# -gt 0 ]; do
     --timeout) timeout="${2:?}"; shift 2 ;;
     --accel) accel="${2:?}"; shift 2 ;;
     --release) profile=release; shift ;;
+    --exec) guest_exec="${2:?--exec needs a shell command}"; shift 2 ;;
     --smp) smp="${2:?}"; shift 2 ;;
     --mem) mem="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
 done
@@ -131,6 +133,7 @@ fi
   echo "CGROUP=$cgroup"
   echo "JOBS=$jobs"
   echo "FILTERS='${filters[*]:-}'"
+  printf 'GUEST_EXEC=%q\n' "$guest_exec"
 } > "$work/guest.conf"
 build_base "$CACHE/base.cpio"
 parts=("$CACHE/base.cpio")

@@ -46,7 +46,7 @@ copy_bin() {
 GUEST_TOOLS="ip iptables iptables-save iptables-restore ip6tables iptables-legacy iptables-nft nft ping
   unshare nsenter lsns findmnt mount umount ps ipcs hostname cgcreate cgexec cgdelete cgset cgget
   tar setpriv prlimit chroot pivot_root switch_root nproc timeout
-  stat mountpoint sleep cat true false env kill pgrep pkill"
+  stat mountpoint dash bash sleep cat true false env kill pgrep pkill"
 
 # mkcpio DIR OUT: a newc archive of DIR. The kernel unpacks concatenated
 # archives in order, so the guest is base (host tools, cached) + modules
@@ -84,7 +84,6 @@ build_base() {
   cp "$bb" "$stage/usr/bin/busybox"
   local a
   for a in $("$bb" --list); do ln -sf ../../../usr/bin/busybox "$stage/opt/busybox/bin/$a"; done
-  ln -sf busybox "$stage/usr/bin/sh"
 
   local missing=() t r reals=()
   for t in $GUEST_TOOLS; do
@@ -100,6 +99,10 @@ build_base() {
     fi
   done
   copy_libs "$stage" "${reals[@]}"
+  # sh is the host's dash, not busybox: Debian's busybox sh runs its own
+  # applets before PATH, so `sh -c "ip ..."` in an experiment would get
+  # busybox's ip instead of iproute2.
+  if [ -x "$stage/usr/bin/dash" ]; then ln -sf dash "$stage/usr/bin/sh"; else ln -sf busybox "$stage/usr/bin/sh"; fi
   for f in /etc/protocols /etc/services /etc/ethertypes /etc/iproute2 /etc/netconfig /etc/alternatives/iptables*; do
     [ -e "$f" ] || [ -L "$f" ] || continue
     mkdir -p "$stage$(dirname "$f")"; cp -a "$f" "$stage$(dirname "$f")/" 2>/dev/null || true
