@@ -113,7 +113,7 @@ else
   fi
   ksrc="$vmlinuz"
 fi
-[ -n "$out" ] || out="$ROOT/target/kernel/$kver${cgroup/v2/}.json"
+[ -n "$out" ] || out="$ROOT/target/kernel/$kver$([ "$cgroup" = v1 ] && echo -v1).json"
 mkdir -p "$(dirname "$out")"
 work="$ROOT/target/kernel/work-$kver-$cgroup"
 mkdir -p "$work"
