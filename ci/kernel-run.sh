@@ -87,7 +87,8 @@ if [ -n "$kernel" ]; then
     # The package leaves modules.dep to the postinst's depmod.
     depmod -b "$kdir/pkg" "$kver"
     echo "$kver" > "$kdir/kver"
-    echo "$(basename "$deb")" > "$kdir/deb"
+    basename "$deb" > "$kdir/deb"
+    rm -f "$deb"  # the unpacked tree is what is reused
     touch "$kdir/.complete"
   fi
   kver=$(cat "$kdir/kver")
@@ -151,11 +152,11 @@ log "kernel $kver ($ksrc), initramfs $(du -m "$work/initramfs.cpio" | cut -f1) M
 # --- qemu -------------------------------------------------------------------
 # boot ACCEL TIMEOUT: one guest run; sets qrc (qemu's status, 124 on timeout).
 boot() {
-  local acc="$1" limit="$2" cpu=qemu64 accopt
-  if [ "$acc" = kvm ]; then accopt="-enable-kvm"; cpu=host; else accopt="-accel tcg"; fi
+  local acc="$1" limit="$2" cpu=qemu64 accopt=(-accel tcg)
+  if [ "$acc" = kvm ]; then accopt=(-enable-kvm); cpu=host; fi
   : > "$work/console.log"; : > "$work/report.out"
   set +e
-  timeout -k 5 "$limit" qemu-system-x86_64 $accopt -M pc -cpu "$cpu" -smp "$smp" -m "$mem" \
+  timeout -k 5 "$limit" qemu-system-x86_64 "${accopt[@]}" -M pc -cpu "$cpu" -smp "$smp" -m "$mem" \
     -nodefaults -nographic -no-reboot \
     -kernel "$vmlinux" -initrd "$work/initramfs.cpio" \
     -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init quiet" \

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by ci/kernel-run.sh: a private apt configuration (its own sources,
 # lists and package cache under the isocheck cache dir) so that fetching a
 # kernel never changes the host's apt sources and works for releases the host

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by ci/kernel-run.sh: builds the guest's initramfs tree.
 
 # copy_tree_path SRC STAGE: copies SRC to STAGE/SRC keeping every symlink of
@@ -131,7 +132,7 @@ build_modules() {
   for f in modules.order modules.builtin modules.builtin.modinfo; do
     [ -f "$modsrc/$f" ] && cp "$modsrc/$f" "$mroot/"
   done
-  names=($(grep -v '^#' "$HERE/kernel/modules.list"))
+  mapfile -t names < <(grep -v -e '^#' -e '^$' "$HERE/kernel/modules.list")
   files=$(for m in "${names[@]}"; do
     awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
   done | tr ' ' '\n' | grep . | sort -u)
