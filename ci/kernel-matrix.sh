@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) baseline="${2:?}"; shift 2 ;;
     --outdir) outdir="${2:?}"; shift 2 ;;
-    --cgroup|--filter|--timeout|--accel|--jobs|--smp|--mem) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --cgroup|--filter|--timeout|--accel|--jobs|--smp|--mem|--isocheck) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --release) pass+=("$1"); shift ;;
     -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "kernel-matrix: unknown option $1" >&2; exit 2 ;;
@@ -45,6 +45,9 @@ printf '%s\n' "${timings[@]}"
 
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/isocheck"
 [ -x "$bin" ] || bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/isocheck"
+for ((i = 0; i < ${#pass[@]}; i++)); do
+  [ "${pass[$i]}" = --isocheck ] && bin="${pass[$((i + 1))]}"
+done
 if [ -f "$outdir/$baseline.json" ]; then
   for v in "${versions[@]}"; do
     [ "$v" = "$baseline" ] || [ ! -f "$outdir/$v.json" ] && continue

@@ -5,6 +5,7 @@
 # Usage: ci/kernel-run.sh (--kernel VERSION | --vmlinuz PATH [--modules DIR])
 #          [--out FILE] [--cgroup v2|v1] [--filter PREFIX]... [--jobs N]
 #          [--timeout SECONDS] [--accel auto|kvm|tcg] [--release] [--smp N] [--mem MIB]
+#          [--isocheck BINARY]  (a prebuilt isocheck instead of `cargo build`)
 #          [--exec 'SHELL COMMAND']  (run in the guest before the suite; output on the console)
 #
 #   --kernel 6.12     newest Debian cloud kernel of that series (5.10, 6.1, 6.12,
@@ -29,7 +30,7 @@ log() { echo "kernel-run: $*" >&2; }
 die() { echo "kernel-run: $*" >&2; exit 2; }
 
 kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=300 accel=auto
-profile=debug guest_exec="" smp=2 mem=1024 jobs="" filters=()
+bin="" profile=debug prebuilt="" guest_exec="" smp=2 mem=1024 jobs="" filters=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kernel="${2:?--kernel needs a version}"; shift 2 ;;
@@ -42,10 +43,11 @@ while [ $# -gt 0 ]; do
     --timeout) timeout="${2:?}"; shift 2 ;;
     --accel) accel="${2:?}"; shift 2 ;;
     --release) profile=release; shift ;;
+    --isocheck) prebuilt="${2:?--isocheck needs a binary}"; shift 2 ;;
     --exec) guest_exec="${2:?--exec needs a shell command}"; shift 2 ;;
     --smp) smp="${2:?}"; shift 2 ;;
     --mem) mem="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
 done
@@ -120,12 +122,16 @@ work="$ROOT/target/kernel/work-$kver-$cgroup"
 mkdir -p "$work"
 
 # --- the suite and the guest ----------------------------------------------
-if [ "$profile" = release ]; then
+if [ -n "$prebuilt" ]; then
+  [ -x "$prebuilt" ] || die "no such binary: $prebuilt"
+  bin="$prebuilt"
+elif [ "$profile" = release ]; then
   (cd "$ROOT" && cargo build -q --release --bin isocheck) || die "cargo build failed"
+  bin=""
 else
   (cd "$ROOT" && cargo build -q --bin isocheck) || die "cargo build failed"
 fi
-bin="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/isocheck"
+[ -n "$bin" ] || bin="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/isocheck"
 dbgexit="$CACHE/debug-exit"
 if [ ! -x "$dbgexit" ] || [ "$HERE/kernel/debug-exit.c" -nt "$dbgexit" ]; then
   gcc -static -O2 -o "$dbgexit" "$HERE/kernel/debug-exit.c" || die "gcc -static debug-exit.c failed (needs libc6-dev)"

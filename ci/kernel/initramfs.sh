@@ -42,12 +42,17 @@ copy_bin() {
 }
 
 # The commands the experiments run (src/needs.rs Tool), minus gcc, docker and
-# qemu which the guest cannot use; busybox provides the rest of the shell's
-# world from /opt/busybox/bin, later on PATH than the real tools.
+# qemu which the guest cannot use, plus the host's coreutils: busybox's differ
+# in ways experiments trip over (its `ls /proc` fails when a process exits
+# mid-listing; coreutils' does not stat). Busybox provides the rest from
+# /opt/busybox/bin, later on PATH than the real tools.
 GUEST_TOOLS="ip iptables iptables-save iptables-restore ip6tables iptables-legacy iptables-nft nft ping
   unshare nsenter lsns findmnt mount umount ps ipcs hostname cgcreate cgexec cgdelete cgset cgget
   tar setpriv prlimit chroot pivot_root switch_root nproc timeout
-  stat mountpoint dash bash sleep cat true false env kill pgrep pkill"
+  stat mountpoint dash bash sleep cat true false env kill pgrep pkill
+  ls cp mv rm mkdir rmdir ln chmod chown touch readlink realpath basename dirname echo printf
+  head tail grep sed mawk awk sort uniq wc cut tr tee id whoami seq yes test find xargs date
+  uname df du dd mktemp sync nice nohup"
 
 # mkcpio DIR OUT: a newc archive of DIR. The kernel unpacks concatenated
 # archives in order, so the guest is base (host tools, cached) + modules
