@@ -140,8 +140,8 @@ fi
   echo "CGROUP=$cgroup"
   echo "JOBS=$jobs"
   echo "FILTERS='${filters[*]:-}'"
-  printf 'GUEST_EXEC=%q\n' "$guest_exec"
 } > "$work/guest.conf"
+printf '%s\n' "$guest_exec" > "$work/exec.sh"
 build_base "$CACHE/base.cpio"
 parts=("$CACHE/base.cpio")
 if [ -n "$modules" ]; then
@@ -150,7 +150,7 @@ if [ -n "$modules" ]; then
 else
   log "no modules directory: veth, bridge, overlay and netfilter exist in the guest only if built in"
 fi
-build_suite "$work/suite.cpio" "$bin" "$dbgexit" "$work/guest.conf"
+build_suite "$work/suite.cpio" "$bin" "$dbgexit" "$work/guest.conf" "$work/exec.sh"
 cat "${parts[@]}" "$work/suite.cpio" > "$work/initramfs.cpio"
 t_built=$(date +%s.%N)
 log "kernel $kver ($ksrc), initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, prepared in $(python3 -c "print(round($t_built-$t_start,1))") s"

@@ -95,6 +95,12 @@ build_base() {
   for t in $GUEST_TOOLS; do
     if r=$(copy_bin "$t" "$stage"); then reals+=("$r"); else missing+=("$t"); fi
   done
+  # Every iptables flavour and its save/restore twins (experiments compare
+  # legacy and nft tables before and after).
+  for t in /usr/sbin/*tables* /usr/sbin/xtables-*; do
+    [ -e "$t" ] || continue
+    r=$(copy_path "$t" "$stage") && reals+=("$r")
+  done
   [ ${#missing[@]} -eq 0 ] || log "not on this host, so not in the guest: ${missing[*]}"
   # dlopen()ed, so not in ldd: iptables' match/target extensions.
   local xt
@@ -163,9 +169,9 @@ build_modules() {
   echo "$key" > "$out.key"
 }
 
-# build_suite OUT ISOCHECK_BIN DEBUG_EXIT CONF: what changes every run.
+# build_suite OUT ISOCHECK_BIN DEBUG_EXIT CONF EXEC: what changes every run.
 build_suite() {
-  local out="$1" bin="$2" dbgexit="$3" conf="$4" stage="$1.d"
+  local out="$1" bin="$2" dbgexit="$3" conf="$4" exec="$5" stage="$1.d"
   stage_skeleton "$stage"
   # Stripped: debug info only makes the initramfs bigger.
   cp "$bin" "$stage/usr/bin/isocheck"
@@ -175,6 +181,7 @@ build_suite() {
   cp "$HERE/kernel/init" "$stage/init"
   cp "$HERE/kernel/isocheck-init" "$stage/usr/sbin/isocheck-init"
   cp "$conf" "$stage/etc/isocheck/guest.conf"
+  cp "$exec" "$stage/etc/isocheck/exec.sh"
   mkcpio "$stage" "$out"
   rm -rf "$stage"
 }
