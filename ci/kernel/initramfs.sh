@@ -90,6 +90,10 @@ build_base() {
   cp "$bb" "$stage/usr/bin/busybox"
   local a
   for a in $("$bb" --list); do ln -sf ../../../usr/bin/busybox "$stage/opt/busybox/bin/$a"; done
+  # The kernel's request_module runs /sbin/modprobe (iptables-nft relies on
+  # it: nft_counter is a module on 5.10). busybox's reads the modules.dep
+  # that depmod -b writes.
+  for a in modprobe insmod rmmod lsmod; do ln -sf ../bin/busybox "$stage/usr/sbin/$a"; done
 
   local missing=() t r reals=()
   for t in $GUEST_TOOLS; do
