@@ -142,15 +142,22 @@ build_modules() {
   key="$(cat "$HERE/kernel/modules.list" "$modsrc/modules.dep" | md5sum | cut -c1-16)"
   if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
   stage_skeleton "$stage"
-  local mroot="$stage/lib/modules/$kver" names=() m f files loaded=()
+  local mroot="$stage/lib/modules/$kver" names=() m f d files loaded=()
   mkdir -p "$mroot"
   for f in modules.order modules.builtin modules.builtin.modinfo; do
     [ -f "$modsrc/$f" ] && cp "$modsrc/$f" "$mroot/"
   done
-  mapfile -t names < <(grep -v -e '^#' -e '^$' "$HERE/kernel/modules.list")
-  files=$(for m in "${names[@]}"; do
-    awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
-  done | tr ' ' '\n' | grep . | sort -u)
+  local dirs=()
+  mapfile -t names < <(grep -v -e '^#' -e '^$' -e '/$' "$HERE/kernel/modules.list")
+  mapfile -t dirs < <(grep '^[^#].*/$' "$HERE/kernel/modules.list")
+  files=$({
+    for m in "${names[@]}"; do
+      awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
+    done
+    for d in "${dirs[@]}"; do
+      awk -v d="kernel/$d" -F: 'index($1, d) == 1 {print $1; print $2}' "$modsrc/modules.dep"
+    done
+  } | tr ' ' '\n' | grep . | sort -u)
   for f in $files; do
     mkdir -p "$mroot/$(dirname "$f")"
     case "$f" in
