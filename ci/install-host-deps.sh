@@ -9,7 +9,7 @@ want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
 for arg in "$@"; do
   case "$arg" in
     --docker) want+=(docker.io) ;;
-    --qemu) want+=(qemu-system-x86) ;;
+    --qemu) want+=(qemu-system-x86 kmod libc6-dev) ;;  # kmod: depmod for the guest's modules
     -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
     *) echo "install-host-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the suite on several kernels in qemu (one after the other: each guest
+# already uses every core) and prints one table, experiments as rows and
+# kernels as columns, then `isocheck diff` of each kernel against the baseline.
+#
+# Usage: ci/kernel-matrix.sh [--baseline VERSION] [--outdir DIR] [kernel-run options] VERSION...
+#   e.g. ci/kernel-matrix.sh 5.10 6.1 6.12          (baseline: the first version)
+#        ci/kernel-matrix.sh --baseline 6.12 --cgroup v1 5.10 6.1 6.12
+# Exit status: 0 when every kernel passed, 1 when one failed or broke.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+
+baseline="" outdir="$ROOT/target/kernel/matrix" pass=() versions=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --baseline) baseline="${2:?}"; shift 2 ;;
+    --outdir) outdir="${2:?}"; shift 2 ;;
+    --cgroup|--filter|--timeout|--accel|--jobs|--smp|--mem|--isocheck) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --release) pass+=("$1"); shift ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "kernel-matrix: unknown option $1" >&2; exit 2 ;;
+    *) versions+=("$1"); shift ;;
+  esac
+done
+[ ${#versions[@]} -gt 0 ] || { echo "kernel-matrix: give kernel versions, e.g. 5.10 6.1 6.12" >&2; exit 2; }
+[ -n "$baseline" ] || baseline="${versions[0]}"
+mkdir -p "$outdir"
+
+rc=0 reports=() timings=()
+for v in "${versions[@]}"; do
+  echo "=== kernel $v ===" >&2
+  start=$(date +%s.%N)
+  "$HERE/kernel-run.sh" --kernel "$v" --out "$outdir/$v.json" "${pass[@]}" >"$outdir/$v.log" 2>&1 || rc=1
+  end=$(date +%s.%N)
+  grep -E '^kernel |BROKEN' "$outdir/$v.log" >&2 || tail -5 "$outdir/$v.log" >&2
+  timings+=("$v: $(python3 -c "print(f'{$end-$start:.1f}')") s in total (prepare + qemu)")
+  [ -f "$outdir/$v.json" ] && reports+=("$v=$outdir/$v.json")
+done
+
+echo
+python3 "$HERE/kernel/matrix.py" "${reports[@]}"
+echo
+printf '%s\n' "${timings[@]}"
+
+bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/isocheck"
+[ -x "$bin" ] || bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/isocheck"
+for ((i = 0; i < ${#pass[@]}; i++)); do
+  [ "${pass[$i]}" = --isocheck ] && bin="${pass[$((i + 1))]}"
+done
+if [ -f "$outdir/$baseline.json" ]; then
+  for v in "${versions[@]}"; do
+    [ "$v" = "$baseline" ] || [ ! -f "$outdir/$v.json" ] && continue
+    echo
+    echo "=== isocheck diff $baseline -> $v ==="
+    "$bin" diff "$outdir/$baseline.json" "$outdir/$v.json" || true
+  done
+fi
+exit $rc

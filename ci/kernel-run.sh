@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Runs the isocheck suite on a chosen kernel in qemu and writes that kernel's
+# JSON report.
+#
+# Usage: ci/kernel-run.sh (--kernel VERSION | --vmlinuz PATH [--modules DIR])
+#          [--out FILE] [--cgroup v2|v1] [--filter PREFIX]... [--jobs N]
+#          [--timeout SECONDS] [--accel auto|kvm|tcg] [--release] [--smp N] [--mem MIB]
+#          [--isocheck BINARY]  (a prebuilt isocheck instead of `cargo build`)
+#          [--exec 'SHELL COMMAND']  (run in the guest before the suite; output on the console)
+#
+#   --kernel 6.12     newest Debian cloud kernel of that series (5.10, 6.1, 6.12,
+#                     or an exact ABI such as 6.1.0-28), fetched with apt-get
+#                     download into ${XDG_CACHE_HOME:-$HOME/.cache}/isocheck/kernels
+#   --vmlinuz PATH    your own kernel (bzImage or vmlinux); --modules is its
+#                     /lib/modules/<version> directory
+#   --cgroup v1       hybrid layout (v1 hierarchies + cgroup2 at unified/) where
+#                     the kernel has v1 controllers; default v2 (unified)
+#   --out FILE        the guest's report (default target/kernel/<version>.json)
+#
+# Exit status: 0 when the suite passed in the guest, 1 when an experiment
+# failed or broke or the guest did (timeout, panic: the report then holds one
+# `kernel.boot` row with status broken and the console tail), 2 on bad usage.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+CACHE="${ISOCHECK_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/isocheck/kernels}"
+
+log() { echo "kernel-run: $*" >&2; }
+die() { echo "kernel-run: $*" >&2; exit 2; }
+
+kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=300 accel=auto
+bin="" profile=debug prebuilt="" guest_exec="" smp=2 mem=1024 jobs="" filters=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kernel) kernel="${2:?--kernel needs a version}"; shift 2 ;;
+    --vmlinuz) vmlinuz="${2:?--vmlinuz needs a path}"; shift 2 ;;
+    --modules) modules="${2:?--modules needs a directory}"; shift 2 ;;
+    --out) out="${2:?--out needs a file}"; shift 2 ;;
+    --cgroup) cgroup="${2:?}"; shift 2 ;;
+    --filter) filters+=("${2:?--filter needs a prefix}"); shift 2 ;;
+    --jobs) jobs="${2:?}"; shift 2 ;;
+    --timeout) timeout="${2:?}"; shift 2 ;;
+    --accel) accel="${2:?}"; shift 2 ;;
+    --release) profile=release; shift ;;
+    --isocheck) prebuilt="${2:?--isocheck needs a binary}"; shift 2 ;;
+    --exec) guest_exec="${2:?--exec needs a shell command}"; shift 2 ;;
+    --smp) smp="${2:?}"; shift 2 ;;
+    --mem) mem="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (try --help)" ;;
+  esac
+done
+[ -n "$kernel" ] || [ -n "$vmlinuz" ] || die "give --kernel VERSION or --vmlinuz PATH (try --help)"
+[ -z "$kernel" ] || [ -z "$vmlinuz" ] || die "--kernel and --vmlinuz exclude each other"
+case "$cgroup" in v1|v2) ;; *) die "--cgroup is v1 or v2" ;; esac
+case "$accel" in auto|kvm|tcg) ;; *) die "--accel is auto, kvm or tcg" ;; esac
+[[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout is a number of seconds"
+for t in qemu-system-x86_64 busybox gcc depmod python3; do
+  command -v "$t" >/dev/null || die "$t missing: run ci/install-host-deps.sh --qemu"
+done
+
+# shellcheck source=ci/kernel/apt.sh
+. "$HERE/kernel/apt.sh"
+# shellcheck source=ci/kernel/initramfs.sh
+. "$HERE/kernel/initramfs.sh"
+
+t_start=$(date +%s.%N)
+mkdir -p "$CACHE"
+
+# --- the kernel: a vmlinux (uncompressed) and its modules directory ---------
+if [ -n "$kernel" ]; then
+  kapt_update
+  pkg=$(kapt_resolve "$kernel")
+  if [ -z "$pkg" ]; then
+    kapt_update force
+    pkg=$(kapt_resolve "$kernel")
+  fi
+  [ -n "$pkg" ] || die "no Debian cloud kernel package matches '$kernel' (bookworm, bookworm-backports, bullseye)"
+  kdir="$CACHE/$pkg"
+  if [ ! -f "$kdir/.complete" ]; then
+    log "fetching $pkg"
+    rm -rf "$kdir"; mkdir -p "$kdir/pkg" "$CACHE/debs"
+    (cd "$CACHE/debs" && kapt -o APT::Sandbox::User=root download "$pkg" >/dev/null) || die "apt-get download $pkg failed"
+    deb=$(ls -t "$CACHE/debs/${pkg}_"*.deb | head -1)
+    dpkg-deb -x "$deb" "$kdir/pkg"
+    kver=$(ls "$kdir/pkg/lib/modules" | head -1)
+    "$HERE/kernel/extract-vmlinux.sh" "$kdir/pkg/boot/vmlinuz-$kver" "$kdir/vmlinux"
+    # The package leaves modules.dep to the postinst's depmod.
+    depmod -b "$kdir/pkg" "$kver"
+    echo "$kver" > "$kdir/kver"
+    basename "$deb" > "$kdir/deb"
+    rm -f "$deb"  # the unpacked tree is what is reused
+    touch "$kdir/.complete"
+  fi
+  kver=$(cat "$kdir/kver")
+  vmlinux="$kdir/vmlinux"
+  modules="$kdir/pkg/lib/modules/$kver"
+  ksrc="$(cat "$kdir/deb")"
+else
+  [ -f "$vmlinuz" ] || die "no such kernel image: $vmlinuz"
+  kver=""
+  if [ -n "$modules" ]; then
+    [ -f "$modules/modules.dep" ] || [ -f "$modules/modules.order" ] || die "$modules is not a /lib/modules/<version> directory"
+    kver=$(basename "$(cd "$modules" && pwd)")
+  fi
+  [ -n "$kver" ] || kver=$(LC_ALL=C grep -aoE '[2-9]\.[0-9]+\.[0-9]+[^ ]* \(' "$vmlinuz" | head -1 | cut -d' ' -f1 || true)
+  [ -n "$kver" ] || kver=custom
+  kdir="$CACHE/custom-$kver"; mkdir -p "$kdir"
+  vmlinux="$kdir/vmlinux"
+  if [ -n "$modules" ] && [ ! -f "$modules/modules.dep" ]; then
+    die "$modules has no modules.dep: run depmod -b <root> $kver first"
+  fi
+  if [ ! -f "$vmlinux" ] || [ "$vmlinuz" -nt "$vmlinux" ]; then
+    "$HERE/kernel/extract-vmlinux.sh" "$vmlinuz" "$vmlinux" || { log "cannot extract vmlinux: booting the bzImage"; cp "$vmlinuz" "$vmlinux"; }
+  fi
+  ksrc="$vmlinuz"
+fi
+[ -n "$out" ] || out="$ROOT/target/kernel/$kver$([ "$cgroup" = v1 ] && echo -v1).json"
+mkdir -p "$(dirname "$out")"
+work="$ROOT/target/kernel/work-$kver-$cgroup"
+mkdir -p "$work"
+
+# --- the suite and the guest ----------------------------------------------
+if [ -n "$prebuilt" ]; then
+  [ -x "$prebuilt" ] || die "no such binary: $prebuilt"
+  bin="$prebuilt"
+elif [ "$profile" = release ]; then
+  (cd "$ROOT" && cargo build -q --release --bin isocheck) || die "cargo build failed"
+  bin=""
+else
+  (cd "$ROOT" && cargo build -q --bin isocheck) || die "cargo build failed"
+fi
+[ -n "$bin" ] || bin="${CARGO_TARGET_DIR:-$ROOT/target}/$profile/isocheck"
+dbgexit="$CACHE/debug-exit"
+if [ ! -x "$dbgexit" ] || [ "$HERE/kernel/debug-exit.c" -nt "$dbgexit" ]; then
+  gcc -static -O2 -o "$dbgexit" "$HERE/kernel/debug-exit.c" || die "gcc -static debug-exit.c failed (needs libc6-dev)"
+fi
+{
+  echo "CGROUP=$cgroup"
+  echo "JOBS=$jobs"
+  echo "FILTERS='${filters[*]:-}'"
+} > "$work/guest.conf"
+printf '%s\n' "$guest_exec" > "$work/exec.sh"
+build_base "$CACHE/base.cpio"
+parts=("$CACHE/base.cpio")
+if [ -n "$modules" ]; then
+  build_modules "$kver" "$modules" "$kdir/modules.cpio"
+  parts+=("$kdir/modules.cpio")
+else
+  log "no modules directory: veth, bridge, overlay and netfilter exist in the guest only if built in"
+fi
+build_suite "$work/suite.cpio" "$bin" "$dbgexit" "$work/guest.conf" "$work/exec.sh"
+cat "${parts[@]}" "$work/suite.cpio" > "$work/initramfs.cpio"
+t_built=$(date +%s.%N)
+log "kernel $kver ($ksrc), initramfs $(du -m "$work/initramfs.cpio" | cut -f1) MiB, prepared in $(python3 -c "print(round($t_built-$t_start,1))") s"
+
+# --- qemu -------------------------------------------------------------------
+# boot ACCEL TIMEOUT: one guest run; sets qrc (qemu's status, 124 on timeout).
+boot() {
+  local acc="$1" limit="$2" cpu=qemu64 accopt=(-accel tcg)
+  if [ "$acc" = kvm ]; then accopt=(-enable-kvm); cpu=host; fi
+  : > "$work/console.log"; : > "$work/report.out"
+  set +e
+  timeout -k 5 "$limit" qemu-system-x86_64 "${accopt[@]}" -M pc -cpu "$cpu" -smp "$smp" -m "$mem" \
+    -nodefaults -nographic -no-reboot \
+    -kernel "$vmlinux" -initrd "$work/initramfs.cpio" \
+    -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init quiet" \
+    -serial "file:$work/console.log" -serial "file:$work/report.out" \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -monitor none </dev/null >"$work/qemu.log" 2>&1 &
+  qpid=$!
+  wait "$qpid"; qrc=$?
+  set -e
+}
+
+kvm_verdict="$CACHE/kvm-$(uname -r)"
+use=tcg
+if [ "$accel" = kvm ]; then use=kvm
+elif [ "$accel" = auto ] && [ -w /dev/kvm ] && [ "$(cat "$kvm_verdict" 2>/dev/null)" != broken ]; then use=kvm
+fi
+t_q0=$(date +%s.%N)
+if [ "$use" = kvm ]; then
+  # KVM boots in a second where it works; on hosts where it cannot run stock
+  # kernels (nested Firecracker) the guest never reaches init: give it a short
+  # probe, remember the verdict for this host kernel, fall back to TCG.
+  boot kvm "$([ "$accel" = kvm ] && echo "$timeout" || echo 20)"
+  if grep -q ISOCHECK-BOOTED "$work/report.out"; then
+    echo works > "$kvm_verdict"
+  elif [ "$accel" = auto ]; then
+    log "KVM did not boot the guest (qemu status $qrc): falling back to TCG, remembered in $kvm_verdict"
+    echo broken > "$kvm_verdict"
+    use=tcg
+    t_q0=$(date +%s.%N)
+    boot tcg "$timeout"
+  fi
+else
+  boot tcg "$timeout"
+fi
+t_q1=$(date +%s.%N)
+
+# --- the verdict ----------------------------------------------------------
+python3 "$HERE/kernel/collect.py" --report-out "$work/report.out" --console "$work/console.log" \
+  --qemu-status "$qrc" --timeout "$timeout" --kernel "$kver" --source "$ksrc" --accel "$use" \
+  --cgroup "$cgroup" --wall "$(python3 -c "print($t_q1-$t_q0)")" --out "$out"
+rc=$?
+exit "$rc"
