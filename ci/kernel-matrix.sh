@@ -38,16 +38,16 @@ for v in "${versions[@]}"; do
   [ -f "$outdir/$v.json" ] && reports+=("$v=$outdir/$v.json")
 done
 
-echo
-python3 "$HERE/kernel/matrix.py" "${reports[@]}"
-echo
-printf '%s\n' "${timings[@]}"
-
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/isocheck"
 [ -x "$bin" ] || bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/isocheck"
 for ((i = 0; i < ${#pass[@]}; i++)); do
   [ "${pass[$i]}" = --isocheck ] && bin="${pass[$((i + 1))]}"
 done
+echo
+"$bin" matrix "${reports[@]}"
+echo
+printf '%s\n' "${timings[@]}"
+
 if [ -f "$outdir/$baseline.json" ]; then
   for v in "${versions[@]}"; do
     [ "$v" = "$baseline" ] || [ ! -f "$outdir/$v.json" ] && continue

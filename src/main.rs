@@ -57,6 +57,12 @@ enum Cmd {
         #[arg(value_name = "NEW.json")]
         new: PathBuf,
     },
+    /// One table over several reports (e.g. one per kernel): experiments x reports
+    Matrix {
+        /// Reports, each optionally labelled: LABEL=FILE (default label: the report's kernel)
+        #[arg(value_name = "[LABEL=]REPORT.json", required = true, num_args = 1..)]
+        reports: Vec<String>,
+    },
     /// Single-threaded child operations the experiments run (internal)
     #[command(hide = true)]
     Helper {
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Cmd::List { markdown: false } => cmd_list(),
         Cmd::Doctor => cmd_doctor(),
         Cmd::Diff { old, new } => cmd_diff(&old, &new),
+        Cmd::Matrix { reports } => cmd_matrix(&reports),
         Cmd::Helper { .. } => unreachable!("dispatched above"),
     }
 }
@@ -340,6 +347,22 @@ fn cmd_doctor() -> ExitCode {
     for (n, why) in unmet {
         let _ = writeln!(out, "  {n:<20} {why}");
     }
+    ExitCode::SUCCESS
+}
+
+fn cmd_matrix(args: &[String]) -> ExitCode {
+    let mut cols = Vec::new();
+    for a in args {
+        let (label, path) = match a.split_once('=') {
+            Some((l, p)) => (Some(l.to_string()), p),
+            None => (None, a.as_str()),
+        };
+        match Report::load(std::path::Path::new(path)) {
+            Ok(r) => cols.push((label.unwrap_or_else(|| r.host.kernel.clone()), r)),
+            Err(e) => return usage_error(e),
+        }
+    }
+    print!("{}", report::matrix(&cols));
     ExitCode::SUCCESS
 }
 

@@ -264,6 +264,68 @@ fn is_regression(old: Option<Status>, new: Option<Status>) -> bool {
     old == Some(Status::Passed) && matches!(new, Some(Status::Failed | Status::Broken) | None)
 }
 
+/// Observations that name this run rather than the kernel's behaviour are
+/// left out of the comparison or reduced to their shape: durations, pids
+/// (other than the 0 and 1 that namespaces are about), namespace inode
+/// numbers, the suite's run-unique names and Docker ids, and the control
+/// run's values (its outcome is compared through the status and `control`).
+/// Without this every cell of a kernel matrix differs.
+pub fn stable(key: &str, v: &Value) -> Option<Value> {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    let timing = ["_ms", "_us", "_usec", "nr_periods"]
+        .iter()
+        .any(|t| last.ends_with(t));
+    if key == "control" || key.starts_with("control.") || key == "control_failure" || timing {
+        return None;
+    }
+    if let Some(n) = v.as_u64() {
+        if (0xEFFF_FFF0..=0xFFFF_FFFF).contains(&n) {
+            return Some(Value::String("<ns-inode>".into()));
+        }
+        if last.contains("pid") && n > 1 {
+            return Some(Value::String("<pid>".into()));
+        }
+    }
+    match v {
+        Value::String(s) => Some(Value::String(mask_run_names(s))),
+        Value::Array(a) => Some(Value::Array(
+            a.iter().filter_map(|x| stable(key, x)).collect(),
+        )),
+        other => Some(other.clone()),
+    }
+}
+
+/// Replaces `isoc-<run>-<n>…` names and 64-hex Docker ids in a text.
+pub fn mask_run_names(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        if let Some(tail) = rest.strip_prefix("isoc-") {
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(tail.len());
+            out.push_str("isoc-<run>");
+            rest = &tail[end..];
+            continue;
+        }
+        let hex = rest.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+        if hex >= 64 {
+            out.push_str("<id>");
+            rest = &rest[hex..];
+            continue;
+        }
+        let step = rest
+            .chars()
+            .next()
+            .map_or(1, |c| c.len_utf8())
+            .max(hex.max(1).min(rest.len()));
+        let step = if hex > 0 { hex } else { step };
+        out.push_str(&rest[..step]);
+        rest = &rest[step..];
+    }
+    out
+}
+
 pub fn diff(old: &Report, new: &Report) -> Diff {
     let index = |r: &Report| -> BTreeMap<String, ExperimentResult> {
         r.experiments
@@ -294,7 +356,9 @@ pub fn diff(old: &Report, new: &Report) -> Diff {
                     flatten(k, v, &mut m);
                 }
             }
-            m
+            m.into_iter()
+                .filter_map(|(k, v)| stable(&k, &v).map(|v| (k, v)))
+                .collect::<BTreeMap<_, _>>()
         };
         let (fa, fb) = (flat(a), flat(b));
         let mut keys: Vec<&String> = fa.keys().chain(fb.keys()).collect();
@@ -354,5 +418,96 @@ pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
         );
     }
     let _ = writeln!(out, "{} regression(s)", d.regressions());
+    out
+}
+
+/// The stable observations of one experiment, flattened.
+fn stable_observations(e: &ExperimentResult) -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    for (k, v) in &e.observations {
+        flatten(k, v, &mut m);
+    }
+    m.into_iter()
+        .filter_map(|(k, v)| stable(&k, &v).map(|v| (k, v)))
+        .collect()
+}
+
+/// One table over several reports (kernels): experiments as rows, reports
+/// as columns. A cell is the status, with `*` where the stable observations
+/// differ from the first column's (`isocheck diff` gives the details).
+pub fn matrix(cols: &[(String, Report)]) -> String {
+    let word = |s: Status| match s {
+        Status::Passed => "pass",
+        Status::Failed => "FAIL",
+        Status::Ignored => "ign",
+        Status::Broken => "BROKEN",
+    };
+    let mut ids: Vec<&str> = Vec::new();
+    for (_, r) in cols {
+        for e in &r.experiments {
+            if !ids.contains(&e.id.as_str()) {
+                ids.push(&e.id);
+            }
+        }
+    }
+    let find = |r: &'_ Report, id: &str| r.experiments.iter().find(|e| e.id == id).cloned();
+    let mut rows: Vec<Vec<String>> = vec![std::iter::once("experiment".to_string())
+        .chain(cols.iter().map(|(l, _)| l.clone()))
+        .collect()];
+    for id in &ids {
+        let base = cols
+            .first()
+            .and_then(|(_, r)| find(r, id))
+            .map(|e| stable_observations(&e));
+        let mut row = vec![id.to_string()];
+        for (k, (_, r)) in cols.iter().enumerate() {
+            row.push(match find(r, id) {
+                None => "-".into(),
+                Some(e) => {
+                    let differs =
+                        k > 0 && base.as_ref().is_some_and(|b| *b != stable_observations(&e));
+                    format!("{}{}", word(e.status), if differs { "*" } else { "" })
+                }
+            });
+        }
+        rows.push(row);
+    }
+    rows.push(
+        std::iter::once("kernel".to_string())
+            .chain(cols.iter().map(|(_, r)| r.host.kernel.clone()))
+            .collect(),
+    );
+    rows.push(
+        std::iter::once("cgroup".to_string())
+            .chain(cols.iter().map(|(_, r)| {
+                r.host
+                    .cgroup
+                    .get("layout")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            }))
+            .collect(),
+    );
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, r) in rows.iter().enumerate() {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 || i == rows.len() - 3 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "{}", rule.join("  "));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "(* = stable observations differ from the first column; see `isocheck diff`)"
+    );
     out
 }
