@@ -592,3 +592,23 @@ fn readme_lists_every_experiment_as_the_registry_has_it() {
         "README's table is stale: run ci/update-readme.sh"
     );
 }
+
+/// The registry is the catalogue: every catalogue id is an experiment, and
+/// every experiment is a catalogue id (fixtures/catalogue-ids.txt is the
+/// catalogue's id column).
+#[test]
+fn registry_matches_the_catalogue() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/catalogue-ids.txt"
+    ))
+    .unwrap();
+    let mut catalogue: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    let mut registry: Vec<&str> = isocheck::experiments::all().iter().map(|e| e.id).collect();
+    catalogue.sort();
+    registry.sort();
+    assert_eq!(registry, catalogue);
+}
