@@ -222,7 +222,7 @@ impl Need {
     pub fn unmet(&self, host: &HostFacts) -> Option<String> {
         match self {
             Need::Root => (!host.is_root)
-                .then(|| "needs root: run with sudo (see README, 'Running as root')".to_string()),
+                .then(|| "needs root: run as root or through sudo (ci/isocheck and ci/test do; README, Quick start)".to_string()),
             Need::Tool(t) => (!host.has_tool(*t)).then(|| {
                 format!(
                     "needs `{}` on PATH: install package {} (ci/install-host-deps.sh does)",
