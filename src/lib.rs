@@ -14,4 +14,5 @@ pub mod netns;
 pub mod process;
 pub mod report;
 pub mod runner;
+pub mod seccomp;
 pub mod testmain;
