@@ -57,6 +57,19 @@ impl Section {
         }
     }
 
+    /// The id prefixes (before the dot) the catalogue uses in this section.
+    pub fn id_prefixes(self) -> &'static [&'static str] {
+        match self {
+            Section::Pid => &["pid"],
+            Section::Net => &["net"],
+            Section::Mnt => &["mnt"],
+            Section::OtherNs => &["uts", "ipc", "user", "cgroupns", "time", "ns"],
+            Section::Cgroup => &["cg"],
+            Section::Seccomp => &["sc"],
+            Section::Docker => &["docker"],
+        }
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             Section::Pid => "1. PID namespace",
