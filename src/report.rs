@@ -282,8 +282,11 @@ pub fn stable(key: &str, v: &Value) -> Option<Value> {
         if (0xEFFF_FFF0..=0xFFFF_FFFF).contains(&n) {
             return Some(Value::String("<ns-inode>".into()));
         }
-        if last.contains("pid") && n > 1 {
+        if (last.contains("pid") || last.contains("procs")) && n > 1 {
             return Some(Value::String("<pid>".into()));
+        }
+        if last.ends_with("_id") {
+            return Some(Value::String("<id>".into()));
         }
     }
     match v {
@@ -295,8 +298,20 @@ pub fn stable(key: &str, v: &Value) -> Option<Value> {
     }
 }
 
-/// Replaces `isoc-<run>-<n>…` names and 64-hex Docker ids in a text.
+/// Replaces `isoc-<run>-<n>…` names, 64-hex Docker ids and the ephemeral
+/// port of an `address:port` in a text.
 pub fn mask_run_names(s: &str) -> String {
+    let s = match s.rsplit_once(':') {
+        Some((addr, port))
+            if port.len() >= 4
+                && port.chars().all(|c| c.is_ascii_digit())
+                && addr.parse::<std::net::IpAddr>().is_ok() =>
+        {
+            format!("{addr}:<port>")
+        }
+        _ => s.to_string(),
+    };
+    let s = s.as_str();
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while !rest.is_empty() {

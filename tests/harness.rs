@@ -612,3 +612,21 @@ fn registry_matches_the_catalogue() {
     registry.sort();
     assert_eq!(registry, catalogue);
 }
+
+#[rstest]
+#[case("pid_inside", json!(1), Some(json!(1)))]
+#[case("host_pid", json!(48211), Some(json!("<pid>")))]
+#[case("cgroup_procs", json!([506, 507]), Some(json!(["<pid>", "<pid>"])))]
+#[case("types.pid.own_ns", json!(4026532301u64), Some(json!("<ns-inode>")))]
+#[case("wait_ms", json!(12), None)]
+#[case("control.pid_inside", json!(4242), None)]
+#[case("peer", json!("198.51.100.1:59467"), Some(json!("198.51.100.1:<port>")))]
+#[case("stderr", json!("cgdelete: cannot remove group 'isocheck/isoc-1f2e3d-12-grp3': busy"), Some(json!("cgdelete: cannot remove group 'isocheck/isoc-<run>': busy")))]
+#[case("kmem", json!("accepted"), Some(json!("accepted")))]
+fn diff_keeps_only_what_the_kernel_decides(
+    #[case] key: &str,
+    #[case] v: serde_json::Value,
+    #[case] want: Option<serde_json::Value>,
+) {
+    assert_eq!(report::stable(key, &v), want);
+}

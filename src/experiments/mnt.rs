@@ -166,8 +166,8 @@ fn findmnt_sees_own_table(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let kernel_table = mount_table(me["mountinfo"].as_str().unwrap_or(""));
     let kernel_id = proc_mount_id(&kernel_table);
     ctx.observe("findmnt_proc_rows", rows.len());
-    ctx.observe("inside_proc_mount_id_cli", cli_id);
-    ctx.observe("inside_proc_mount_id_kernel", kernel_id);
+    ctx.observe("inside_cli_proc_mount_id", cli_id);
+    ctx.observe("inside_kernel_proc_mount_id", kernel_id);
     ctx.observe("host_proc_mount_id", proc_mount_id(&host));
     check!(
         cli_id.is_some(),

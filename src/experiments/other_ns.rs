@@ -154,8 +154,7 @@ fn sysv_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
         ctx.cmd("unshare")
             .args(["--ipc", "cat", "/proc/sysvipc/shm"]),
     )?;
-    ctx.observe("key", &key_hex);
-    ctx.observe("inside_keys", &inside);
+    ctx.observe("inside_lists_key", inside.contains(&key_hex));
     ctx.observe("host_has_key_cli", host_cli.contains(&key_hex));
     ctx.observe("host_has_key_kernel", host_kernel_keys.contains(&key));
     ctx.observe("fresh_ns_segments", ipcs_keys(&fresh).len());
