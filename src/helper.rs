@@ -102,78 +102,81 @@ fn write_file(path: &str, data: &str) -> Result<(), String> {
     std::fs::write(path, data).map_err(|e| format!("writing {data:?} to {path}: {e}"))
 }
 
-fn op_unshare(args: &[String]) -> i32 {
-    let mut flags = CloneFlags::empty();
-    let (mut do_fork, mut mount_proc, mut print_pid) = (false, false, false);
-    let mut propagation = "private".to_string();
-    let mut hostname: Option<String> = None;
-    let mut mono_offset: Option<i64> = None;
-    let mut map_root: Option<u32> = None;
-    let mut i = 0;
-    let mut cmd: Vec<String> = Vec::new();
-    while i < args.len() {
-        let a = args[i].as_str();
-        let mut val = || {
-            i += 1;
-            args.get(i).cloned().unwrap_or_default()
+/// The options of `helper unshare`, parsed once.
+struct Unshare {
+    flags: CloneFlags,
+    fork: bool,
+    mount_proc: bool,
+    print_pid: bool,
+    propagation: String,
+    hostname: Option<String>,
+    mono_offset: Option<i64>,
+    map_root: Option<u32>,
+    cmd: Vec<String>,
+}
+
+impl Unshare {
+    fn parse(args: &[String]) -> Result<Unshare, String> {
+        let mut u = Unshare {
+            flags: CloneFlags::empty(),
+            fork: false,
+            mount_proc: false,
+            print_pid: false,
+            propagation: "private".into(),
+            hostname: None,
+            mono_offset: None,
+            map_root: None,
+            cmd: Vec::new(),
         };
-        match a {
-            "--ns" => {
-                for k in val().split(',').filter(|k| !k.is_empty()) {
-                    match ns_flag(k) {
-                        Some(f) => flags |= f,
-                        None => return die(format!("unknown namespace type {k}")),
+        let mut i = 0;
+        while i < args.len() {
+            let a = args[i].as_str();
+            let mut val = || {
+                i += 1;
+                args.get(i).cloned().unwrap_or_default()
+            };
+            match a {
+                "--ns" => {
+                    for k in val().split(',').filter(|k| !k.is_empty()) {
+                        u.flags |= ns_flag(k).ok_or(format!("unknown namespace type {k}"))?;
                     }
                 }
+                "--fork" => u.fork = true,
+                "--mount-proc" => u.mount_proc = true,
+                "--print-pid" => u.print_pid = true,
+                "--propagation" => u.propagation = val(),
+                "--hostname" => u.hostname = Some(val()),
+                "--monotonic-offset" => u.mono_offset = val().parse().ok(),
+                "--map-root-to" => u.map_root = val().parse().ok(),
+                "--" => {
+                    u.cmd = args[i + 1..].to_vec();
+                    break;
+                }
+                other => return Err(format!("unshare: unknown option {other}")),
             }
-            "--fork" => do_fork = true,
-            "--mount-proc" => mount_proc = true,
-            "--print-pid" => print_pid = true,
-            "--propagation" => propagation = val(),
-            "--hostname" => hostname = Some(val()),
-            "--monotonic-offset" => mono_offset = val().parse().ok(),
-            "--map-root-to" => map_root = val().parse().ok(),
-            "--" => {
-                cmd = args[i + 1..].to_vec();
-                break;
-            }
-            other => return die(format!("unshare: unknown option {other}")),
+            i += 1;
         }
-        i += 1;
+        if u.flags.contains(CloneFlags::CLONE_NEWPID) || u.mount_proc {
+            u.fork = true;
+        }
+        Ok(u)
     }
-    if flags.contains(CloneFlags::CLONE_NEWPID) || mount_proc {
-        do_fork = true;
-    }
+}
 
-    if let Some(uid) = map_root {
+fn op_unshare(args: &[String]) -> i32 {
+    let u = match Unshare::parse(args) {
+        Ok(u) => u,
+        Err(e) => return die(e),
+    };
+    if let Some(uid) = u.map_root {
         // Only a process outside the new user namespace may map root to an
         // unprivileged uid: split in two, the parent writes the maps.
-        return user_ns_split(flags, uid, |f| {
-            finish_unshare(
-                f,
-                do_fork,
-                mount_proc,
-                print_pid,
-                &propagation,
-                &hostname,
-                mono_offset,
-                &cmd,
-            )
-        });
+        return user_ns_split(u.flags, uid, |rest| finish_unshare(&u, rest));
     }
-    if let Err(e) = unshare(flags) {
-        return die(format!("unshare({flags:?}): {e}"));
+    if let Err(e) = unshare(u.flags) {
+        return die(format!("unshare({:?}): {e}", u.flags));
     }
-    finish_unshare(
-        flags,
-        do_fork,
-        mount_proc,
-        print_pid,
-        &propagation,
-        &hostname,
-        mono_offset,
-        &cmd,
-    )
+    finish_unshare(&u, u.flags)
 }
 
 fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i32) -> i32 {
@@ -227,19 +230,11 @@ fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish_unshare(
-    flags: CloneFlags,
-    do_fork: bool,
-    mount_proc: bool,
-    print_pid: bool,
-    propagation: &str,
-    hostname: &Option<String>,
-    mono_offset: Option<i64>,
-    cmd: &[String],
-) -> i32 {
-    if flags.contains(CloneFlags::CLONE_NEWNS) && propagation != "unchanged" {
-        let p = match propagation {
+/// After unshare(2): propagation, hostname, time offsets, then exec, or
+/// fork (the child mounting /proc) and wait.
+fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
+    if flags.contains(CloneFlags::CLONE_NEWNS) && u.propagation != "unchanged" {
+        let p = match u.propagation.as_str() {
             "private" => MsFlags::MS_PRIVATE,
             "shared" => MsFlags::MS_SHARED,
             "slave" => MsFlags::MS_SLAVE,
@@ -252,26 +247,26 @@ fn finish_unshare(
             MsFlags::MS_REC | p,
             None::<&str>,
         ) {
-            return die(format!("making / {propagation}: {e}"));
+            return die(format!("making / {}: {e}", u.propagation));
         }
     }
-    if let Some(h) = hostname {
+    if let Some(h) = &u.hostname {
         if let Err(e) = nix::unistd::sethostname(h) {
             return die(format!("sethostname: {e}"));
         }
     }
-    if let Some(off) = mono_offset {
+    if let Some(off) = u.mono_offset {
         // Offsets can only be written before the first process enters the
         // new time namespace, i.e. before the fork below.
         if let Err(e) = write_file("/proc/self/timens_offsets", &format!("monotonic {off} 0\n")) {
             return die(e);
         }
     }
-    if !do_fork {
-        if mount_proc {
+    if !u.fork {
+        if u.mount_proc {
             return die("--mount-proc needs --fork");
         }
-        return exec(cmd);
+        return exec(&u.cmd);
     }
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -279,7 +274,7 @@ fn finish_unshare(
             // namespace init behind.
             // SAFETY: plain prctl in the child.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-            if mount_proc {
+            if u.mount_proc {
                 let r = mount(
                     Some("proc"),
                     "/proc",
@@ -291,10 +286,10 @@ fn finish_unshare(
                     return die(format!("mounting /proc: {e}"));
                 }
             }
-            exec(cmd)
+            exec(&u.cmd)
         }
         Ok(ForkResult::Parent { child }) => {
-            if print_pid {
+            if u.print_pid {
                 println!("child-pid {}", child.as_raw());
                 let _ = std::io::stdout().flush();
             }
