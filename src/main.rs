@@ -201,7 +201,8 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         eprintln!("[{n:>3}/{total}] {}", report::line(r).trim_start());
     };
-    let results = runner::run_all(&selected, jobs, &progress);
+    let results = runner::run_all(&selected, jobs, &runner::load_durations(), &progress);
+    runner::save_durations(&results);
     let wall = start.elapsed();
     for e in cleanup::sweep_this_run() {
         eprintln!("isocheck: end-of-run cleanup: {e}");

@@ -77,11 +77,27 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
         .as_ref()
         .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
 
-    let (r, obs) = run_variant(exp, Variant::Isolated);
+    // The control run shares nothing with the isolated one (its own tag,
+    // names and teardown), so both run at once: an experiment with a
+    // control costs the longer of the two, not their sum.
+    let ((r, obs), control) = std::thread::scope(|s| {
+        let control = exp
+            .control
+            .map(|_| s.spawn(|| run_variant(exp, Variant::Control)));
+        let isolated = run_variant(exp, Variant::Isolated);
+        let control = control.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                (
+                    Err(Problem::Broken("control run panicked".into())),
+                    BTreeMap::new(),
+                )
+            })
+        });
+        (isolated, control)
+    });
     res.observations = obs;
     apply(&mut res, r);
-    if res.status == Status::Passed && exp.control.is_some() {
-        let (r, obs) = run_variant(exp, Variant::Control);
+    if let (Status::Passed, Some((r, obs))) = (res.status, control) {
         res.observations
             .insert("control".into(), Value::Object(obs.into_iter().collect()));
         match r {
@@ -111,6 +127,33 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
     res
 }
 
+/// Where `isocheck run` keeps the last run's durations (a scheduling hint
+/// only: a missing or stale file changes the order, never a result).
+pub fn durations_file() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("isocheck").join("durations.json"))
+}
+
+pub fn load_durations() -> HashMap<String, u64> {
+    durations_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_durations(results: &[ExperimentResult]) {
+    let mut d = load_durations();
+    for r in results.iter().filter(|r| r.status != Status::Ignored) {
+        d.insert(r.id.clone(), r.duration_ms);
+    }
+    if let Some(p) = durations_file() {
+        let _ = p.parent().map(std::fs::create_dir_all);
+        let _ = serde_json::to_string(&d).map(|t| std::fs::write(p, t));
+    }
+}
+
 fn apply(res: &mut ExperimentResult, r: Result<(), Problem>) {
     match r {
         Ok(()) => {}
@@ -137,14 +180,20 @@ const ENGINE_JOBS: usize = 4;
 /// Runs `exps` on `jobs` workers (plus a small pool for engine-bound ones);
 /// `progress` sees each result as it lands. Results come back in the order
 /// of `exps`.
+/// `durations` (ms, from an earlier run) puts the longest experiments first,
+/// so the run does not end waiting on one long experiment started last.
 pub fn run_all(
     exps: &[&'static Experiment],
     jobs: usize,
+    durations: &HashMap<String, u64>,
     progress: &(dyn Fn(&ExperimentResult) + Sync),
 ) -> Vec<ExperimentResult> {
     let slots: Mutex<Vec<Option<ExperimentResult>>> = Mutex::new(vec![None; exps.len()]);
-    let (engine, local): (Vec<usize>, Vec<usize>) =
-        (0..exps.len()).partition(|i| exps[*i].needs.contains(&crate::needs::Need::Docker));
+    let mut order: Vec<usize> = (0..exps.len()).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(durations.get(exps[*i].id).copied().unwrap_or(0)));
+    let (engine, local): (Vec<usize>, Vec<usize>) = order
+        .into_iter()
+        .partition(|i| exps[*i].needs.contains(&crate::needs::Need::Docker));
     std::thread::scope(|s| {
         for (queue, workers) in [(&engine, ENGINE_JOBS), (&local, jobs.max(1))] {
             let next = Arc::new(AtomicUsize::new(0));
