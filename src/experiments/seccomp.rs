@@ -1,45 +1,54 @@
 //! Catalogue section 6: seccomp.
 //!
-//! Every filter here is loaded in a child built to die: the seed's program,
-//! or `isocheck helper seccomp-*`. A SIGSYS never reaches a test process.
+//! Three layers: the seed's own C program (`fixtures/seccomp/seccomp.c`,
+//! built with gcc against libseccomp), the same filter through the
+//! libseccomp crate in the project's helper, and a Docker-format profile
+//! (`fixtures/seccomp/docker-default-like.json`, see `crate::seccomp`)
+//! applied by the helper. No filter is ever loaded in the test process: every
+//! process that may die of SIGSYS is a child built for it, and each runs with
+//! RLIMIT_CORE 0 in a scratch directory so a `core` pattern leaves no file.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
-use crate::helper::{self, HelperOp};
+use crate::helper::{exec, status_code, HelperOp};
 use crate::needs::{Need, Tool};
-use crate::process::{run, run_ok, wait_until, Spawned};
-use crate::seccomp::{status_fields, translate, DOCKER_DEFAULT_CAPS};
-use crate::{check, check_eq};
+use crate::process::{run, Ran};
+use crate::{broken, check, check_eq};
 use libseccomp::{ScmpAction, ScmpFilterContext, ScmpSyscall};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult};
 use serde_json::{json, Value};
-use std::ffi::CString;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
 use std::time::Duration;
 
-const SEED_C: &str = include_str!("../../fixtures/seccomp/seccomp.c");
-const PROFILE: &str = include_str!("../../fixtures/seccomp/docker-default-like.json");
-const EXECVE_RULE: &str = "\tseccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(execve), 0);";
-const WRITE_RULE: &str = "\t//seccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(write), 0);";
+const GCC_NEEDS: &[Need] = &[Need::Tool(Tool::Gcc), Need::LibseccompDev];
+const UNSHARE_NEEDS: &[Need] = &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare)];
 const SIGSYS: i32 = libc::SIGSYS;
-
-const BUILD: &[Need] = &[Need::Tool(Tool::Gcc), Need::LibseccompDev];
+const SHELL_PROMPT: &str = "i will give you a shell\n";
+/// What the shell prints if it ever runs: `$((6*7))` proves a shell evaluated it.
+const SHELL_INPUT: &str = "echo shell-ran-$((6*7))\n";
+const SHELL_RAN: &str = "shell-ran-42";
+const EXECVE_RULE: &str = "\tseccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(execve), 0);\n";
+const WRITE_RULE: &str = "\t//seccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(write), 0);\n";
 
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "sc.seed-program",
         section: Section::Seccomp,
-        asserts: "the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (shell status 159); no shell runs",
-        needs: BUILD,
-        control: Some("the same program built without the execve rule"),
+        asserts: "the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (31, shell status 159); no shell runs",
+        needs: GCC_NEEDS,
+        control: Some("built without the execve rule: the shell runs"),
         body: seed_program,
         exclusive: None,
     },
     Experiment {
         id: "sc.kill-write-variant",
         section: Section::Seccomp,
-        asserts: "with the seed's commented write rule enabled nothing is printed and the program dies by SIGSYS",
-        needs: BUILD,
+        asserts: "with the commented `write` rule enabled nothing is printed and the program dies by SIGSYS",
+        needs: GCC_NEEDS,
         control: None,
         body: kill_write_variant,
         exclusive: None,
@@ -47,16 +56,16 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "sc.execve-killed",
         section: Section::Seccomp,
-        asserts: "a libseccomp KillProcess rule on execve: Seccomp: 2, Seccomp_filters: 1 in the child's status, then SIGSYS at execve",
+        asserts: "libseccomp crate, KillProcess on execve: SIGSYS on exec; `Seccomp: 2`, `Seccomp_filters: 1` in /proc/<pid>/status before it",
         needs: &[Need::Root],
-        control: Some("the same child without a filter"),
+        control: Some("no filter: exec succeeds"),
         body: execve_killed,
         exclusive: None,
     },
     Experiment {
         id: "sc.actions",
         section: Section::Seccomp,
-        asserts: "KillProcess, KillThread (only the thread), Trap (SIGSYS, si_code SYS_SECCOMP, si_syscall execve), Errno(EPERM), Log behave as documented",
+        asserts: "execve from a second thread: KillProcess kills the process, KillThread only the thread, Trap gives SIGSYS with si_code SYS_SECCOMP and si_syscall execve, Errno(EPERM) returns -1/EPERM, Log lets it through",
         needs: &[Need::Root],
         control: None,
         body: actions,
@@ -65,8 +74,8 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "sc.inherited",
         section: Section::Seccomp,
-        asserts: "a filter survives fork and execve: a grandchild shows Seccomp: 2 / Seccomp_filters: 1 and its unshare gets EPERM",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare)],
+        asserts: "a filter survives fork and execve: a grandchild shows `Seccomp: 2`, `Seccomp_filters: 1` and its uname(2) is blocked",
+        needs: &[Need::Root],
         control: None,
         body: inherited,
         exclusive: None,
@@ -74,17 +83,17 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "sc.default-profile-blocks-unshare",
         section: Section::Seccomp,
-        asserts: "under the project's Docker-format default-like profile, applied with libseccomp, `unshare -U true` fails with EPERM",
-        needs: &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare)],
-        control: Some("the same command unconfined"),
+        asserts: "under the Docker-default-like profile (no CAP_SYS_ADMIN) `unshare -U true` fails with EPERM; unshare(2), clone(CLONE_NEWUSER), setns(2) get EPERM",
+        needs: UNSHARE_NEEDS,
+        control: Some("unconfined: no profile applied"),
         body: default_profile_blocks_unshare,
         exclusive: None,
     },
     Experiment {
         id: "sc.unconfined-allows-unshare",
         section: Section::Seccomp,
-        asserts: "without a filter `unshare -U true` succeeds and the status shows Seccomp: 0",
-        needs: &[Need::UserNamespaces, Need::Tool(Tool::Unshare)],
+        asserts: "without a filter `unshare -U true` succeeds and the status shows `Seccomp: 0`",
+        needs: UNSHARE_NEEDS,
         control: None,
         body: unconfined_allows_unshare,
         exclusive: None,
@@ -92,496 +101,767 @@ pub static EXPERIMENTS: &[Experiment] = &[
 ];
 
 pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("seccomp-exec", op_exec),
-    ("seccomp-profile", op_profile),
-    ("seccomp-inherit", op_inherit),
+    ("seccomp-exec", op_seccomp_exec),
+    ("seccomp-thread", op_seccomp_thread),
+    ("seccomp-profile", op_seccomp_profile),
+    ("seccomp-probe", op_seccomp_probe),
 ];
 
-/// Builds a variant of the seed's program with gcc into the experiment's
-/// scratch directory (never the source tree).
-fn build(ctx: &mut Ctx, name: &str, source: &str) -> anyhow::Result<PathBuf> {
-    let dir = ctx.scratch()?;
-    let c = dir.join(format!("{name}.c"));
-    let bin = dir.join(name);
-    std::fs::write(&c, source)?;
-    run_ok(
-        ctx.cmd("gcc")
-            .arg("-o")
-            .arg(&bin)
-            .arg(&c)
-            .arg("-lseccomp")
-            .current_dir(&dir),
-    )?;
-    Ok(bin)
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/seccomp")
 }
 
-/// Runs a built program with a shell command on its stdin (what the shell
-/// it execs would read), directly and through `sh` for `$?`.
-fn run_program(ctx: &Ctx, bin: &std::path::Path) -> anyhow::Result<(crate::process::Ran, String)> {
-    let input = "echo shell-ran\n";
-    let mut child = ctx
-        .cmd(bin)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+/// A child that must not leave a core file when SIGSYS kills it.
+fn no_core(c: &mut Command) -> &mut Command {
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::setrlimit(libc::RLIMIT_CORE, &zero) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Runs with `input` on stdin (then EOF).
+fn run_with_input(cmd: &mut Command, input: &str) -> anyhow::Result<Ran> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()?;
     if let Some(mut i) = child.stdin.take() {
+        // A child killed before it reads closes the pipe: EPIPE is expected.
         let _ = i.write_all(input.as_bytes());
     }
     let out = child.wait_with_output()?;
-    use std::os::unix::process::ExitStatusExt;
-    let direct = crate::process::Ran {
+    Ok(Ran {
         code: out.status.code(),
         signal: out.status.signal(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    let sh = run_ok(ctx.cmd("sh").args([
-        "-c",
-        &format!(
-            "printf '{}' | {} 2>/dev/null; echo \"status=$?\"",
-            input.replace('\n', "\\n"),
-            bin.display()
-        ),
-    ]))?;
-    let status = sh
-        .lines()
-        .find_map(|l| l.strip_prefix("status="))
-        .unwrap_or("")
-        .to_string();
-    Ok((direct, status))
+    })
+}
+
+fn replace_once(src: &str, from: &str, to: &str) -> anyhow::Result<String> {
+    let n = src.matches(from).count();
+    if n != 1 {
+        anyhow::bail!("the fixture seccomp.c holds {from:?} {n} times, expected once");
+    }
+    Ok(src.replacen(from, to, 1))
+}
+
+/// Builds the seed's program, changed by `edit`, in the scratch dir; runs it
+/// once directly (for the signal) and once through a shell (for `$?`).
+fn build_and_run(ctx: &mut Ctx, edit: impl Fn(&str) -> anyhow::Result<String>) -> Outcome {
+    let seed = crate::experiment::read(fixtures_dir().join("seccomp.c"))?;
+    let src = edit(&seed)?;
+    let dir = ctx.scratch()?;
+    std::fs::write(dir.join("seccomp.c"), &src)?;
+    // The seed's own command line, run where the source is.
+    let gcc =
+        run(ctx
+            .cmd("gcc")
+            .current_dir(&dir)
+            .args(["-o", "seccomp", "seccomp.c", "-lseccomp"]))?;
+    if !gcc.success() {
+        let e = gcc.stderr.trim();
+        if e.contains("seccomp.h") || e.contains("-lseccomp") {
+            return Err(crate::experiment::Problem::Unmet(format!(
+                "gcc cannot build against libseccomp: install libseccomp-dev ({e})"
+            )));
+        }
+        broken!("gcc -o seccomp seccomp.c -lseccomp failed: {e}");
+    }
+    let bin = dir.join("seccomp");
+    let direct = run_with_input(no_core(&mut ctx.cmd(&bin)).current_dir(&dir), SHELL_INPUT)?;
+    let via_sh = run(no_core(&mut ctx.cmd("/bin/sh"))
+        .current_dir(&dir)
+        .arg("-c")
+        .arg(format!(
+            "printf '%s' '{SHELL_INPUT}' | ./seccomp; echo \"status=$?\""
+        )))?;
+    let (printed, status) = via_sh
+        .stdout
+        .rsplit_once("status=")
+        .map(|(p, s)| (p.to_string(), s.trim().parse::<i32>().ok()))
+        .unwrap_or((via_sh.stdout.clone(), None));
+    ctx.observe("stdout", &direct.stdout);
+    ctx.observe("signal", direct.signal);
+    ctx.observe("exit_code", direct.code);
+    ctx.observe("shell_stdout", &printed);
+    ctx.observe("shell_status", status);
+    ctx.observe("shell_ran", direct.stdout.contains(SHELL_RAN));
+    Ok(())
 }
 
 fn seed_program(ctx: &mut Ctx, v: Variant) -> Outcome {
-    let source = if v.isolated() {
-        SEED_C.to_string()
-    } else {
-        SEED_C.replace(EXECVE_RULE, "\t/* control: no execve rule */")
-    };
-    if v.isolated() && !SEED_C.contains(EXECVE_RULE) {
-        crate::broken!("the fixture no longer holds the seed's execve rule");
-    }
-    let bin = build(ctx, "seccomp", &source)?;
-    let (r, sh_status) = run_program(ctx, &bin)?;
-    ctx.observe("stdout", &r.stdout);
-    ctx.observe("signal", r.signal);
-    ctx.observe("exit_code", r.code);
-    ctx.observe("shell_status", &sh_status);
-    check_eq!(
-        r.stdout.as_str(),
-        "i will give you a shell\n",
-        "what the program printed"
+    build_and_run(ctx, |s| {
+        if v.isolated() {
+            Ok(s.to_string())
+        } else {
+            replace_once(s, EXECVE_RULE, &format!("//{}", EXECVE_RULE.trim_start()))
+        }
+    })?;
+    let o = ctx.observations().clone();
+    check!(
+        o["shell_ran"] == json!(false),
+        "a shell ran: the program printed {}",
+        o["stdout"]
     );
-    check_eq!(r.signal, Some(SIGSYS), "the signal the program died of");
-    check_eq!(sh_status.as_str(), "159", "$? in a shell");
+    check_eq!(o["stdout"], json!(SHELL_PROMPT), "what the program printed");
+    check_eq!(o["signal"], json!(SIGSYS), "the signal that ended it");
+    check_eq!(o["shell_stdout"], json!(SHELL_PROMPT), "printed, run by sh");
+    check_eq!(o["shell_status"], json!(128 + SIGSYS), "`$?` in sh");
     Ok(())
 }
 
 fn kill_write_variant(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    if !SEED_C.contains(WRITE_RULE) {
-        crate::broken!("the fixture no longer holds the seed's commented write rule");
-    }
-    let source = SEED_C.replace(WRITE_RULE, &WRITE_RULE.replace("//", ""));
-    let bin = build(ctx, "seccomp-write", &source)?;
-    let (r, sh_status) = run_program(ctx, &bin)?;
-    ctx.observe("stdout", &r.stdout);
-    ctx.observe("signal", r.signal);
-    ctx.observe("shell_status", &sh_status);
-    check_eq!(r.stdout.as_str(), "", "what the program printed");
-    check_eq!(r.signal, Some(SIGSYS), "the signal the program died of");
-    check_eq!(sh_status.as_str(), "159", "$? in a shell");
+    build_and_run(ctx, |s| {
+        replace_once(s, WRITE_RULE, &WRITE_RULE.replacen("//", "", 1))
+    })?;
+    let o = ctx.observations().clone();
+    check_eq!(o["stdout"], json!(""), "what the program printed");
+    check_eq!(o["signal"], json!(SIGSYS), "the signal that ended it");
+    check_eq!(o["shell_status"], json!(128 + SIGSYS), "`$?` in sh");
     Ok(())
 }
 
-fn state(pid: i32) -> Option<char> {
-    procfs::process::Process::new(pid)
-        .ok()?
-        .stat()
-        .ok()
-        .map(|s| s.state)
+/// `Seccomp:` and `Seccomp_filters:` of a process, through procfs (the
+/// crate has no field for the filter count, so that one is read raw).
+fn seccomp_status(pid: i32) -> anyhow::Result<(Option<u32>, Option<u32>)> {
+    let mode = procfs::process::Process::new(pid)?.status()?.seccomp;
+    let raw = crate::experiment::read(format!("/proc/{pid}/status"))?;
+    let filters = status_field(&raw, "Seccomp_filters");
+    Ok((mode, filters))
+}
+
+fn status_field(status: &str, key: &str) -> Option<u32> {
+    status.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 fn execve_killed(ctx: &mut Ctx, v: Variant) -> Outcome {
-    let action = if v.isolated() { "kill-process" } else { "none" };
-    let mut child = Spawned::start(ctx.helper().args(["seccomp-exec", action, "--stop"]))?;
-    let ready = child.read_line()?;
-    check_eq!(ready.as_str(), "ready", "the helper's first line");
-    let pid = child.pid();
-    // The child stops itself after loading the filter, before the execve.
-    wait_until(Duration::from_secs(5), || state(pid) == Some('T'));
-    let status = crate::experiment::read(format!("/proc/{pid}/status"))?;
-    let (mode, filters) = status_fields(&status);
-    let mode_procfs = procfs::process::Process::new(pid)?.status()?.seccomp;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGCONT)?;
-    let ws = child.wait()?;
-    use std::os::unix::process::ExitStatusExt;
+    let mut c = ctx.helper();
+    c.arg("seccomp-exec");
+    if v.isolated() {
+        c.args(["--rule", "execve=kill-process"]);
+    }
+    c.args(["--wait", "--", "/bin/sh", "-c", "echo shell-ran"]);
+    let mut child = no_core(&mut c)
+        .current_dir(ctx.scratch()?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take();
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut ready = String::new();
+    out.read_line(&mut ready)?;
+    if ready.trim() != "ready" {
+        let _ = child.kill();
+        let _ = child.wait();
+        broken!("helper did not get ready: {ready:?}");
+    }
+    // The filter is loaded and the exec has not happened yet.
+    let (mode, filters) = seccomp_status(child.id() as i32)?;
+    if let Some(i) = stdin.as_mut() {
+        i.write_all(b"go\n")?;
+    }
+    drop(stdin);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest)?;
+    let status = child.wait()?;
     ctx.observe("seccomp_mode", mode);
-    ctx.observe("seccomp_mode_procfs", mode_procfs);
     ctx.observe("seccomp_filters", filters);
-    ctx.observe("signal", ws.signal());
-    ctx.observe("exit_code", ws.code());
+    ctx.observe("signal", status.signal());
+    ctx.observe("exit_code", status.code());
+    ctx.observe("stdout_after_exec", &rest);
+    check_eq!(mode, Some(2), "`Seccomp:` of the child before the exec");
+    check_eq!(filters, Some(1), "`Seccomp_filters:` of the child");
+    check!(!rest.contains("shell-ran"), "the exec succeeded: {rest:?}");
     check_eq!(
-        mode,
-        Some(2),
-        "Seccomp: (2 = filter mode) while the child lives"
+        status.signal(),
+        Some(SIGSYS),
+        "the signal that ended the child"
     );
-    check_eq!(mode_procfs, Some(2), "seccomp mode read through procfs");
-    check_eq!(filters, Some(1), "Seccomp_filters:");
-    check_eq!(ws.signal(), Some(SIGSYS), "the signal execve brought");
     Ok(())
 }
 
-fn helper_json(ctx: &Ctx, args: &[&str]) -> anyhow::Result<(crate::process::Ran, Value)> {
-    let r = run(ctx.helper().args(args))?;
-    let j = r
-        .stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    Ok((r, j))
+fn helper_json(r: &Ran) -> Option<Value> {
+    r.stdout.lines().rev().find_map(|l| {
+        serde_json::from_str::<Value>(l)
+            .ok()
+            .filter(Value::is_object)
+    })
 }
 
 fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let mut seen = serde_json::Map::new();
-    let (kp, _) = helper_json(ctx, &["seccomp-exec", "kill-process"])?;
-    seen.insert(
-        "kill_process".into(),
-        json!({"signal": kp.signal, "stdout": kp.stdout}),
-    );
-    let (kt, ktj) = helper_json(ctx, &["seccomp-exec", "kill-thread"])?;
-    seen.insert(
-        "kill_thread".into(),
-        json!({"exit": kt.code, "signal": kt.signal, "report": ktj}),
-    );
-    let (tr, trj) = helper_json(ctx, &["seccomp-exec", "trap"])?;
-    seen.insert("trap".into(), json!({"exit": tr.code, "report": trj}));
-    let (er, erj) = helper_json(ctx, &["seccomp-exec", "errno"])?;
-    seen.insert("errno".into(), json!({"exit": er.code, "report": erj}));
-    let (lg, _) = helper_json(ctx, &["seccomp-exec", "log"])?;
-    seen.insert(
-        "log".into(),
-        json!({"exit": lg.code, "stdout": lg.stdout.trim()}),
-    );
+    let mut results = Vec::new();
+    for a in ["kill-process", "kill-thread", "trap", "errno", "log"] {
+        let r = run(no_core(&mut ctx.helper())
+            .current_dir(ctx.scratch()?)
+            .args(["seccomp-thread", a]))?;
+        let j = helper_json(&r).unwrap_or(Value::Null);
+        seen.insert(
+            a.into(),
+            json!({"signal": r.signal, "code": r.code, "report": j,
+                   "exec_ran": r.stdout.contains("exec-ran"), "stderr": r.stderr.trim()}),
+        );
+        results.push((a, r, j));
+    }
     ctx.observe("actions", &seen);
-
-    check_eq!(
-        kp.signal,
-        Some(SIGSYS),
-        "KillProcess: the signal the process died of"
-    );
-    check!(!kp.stdout.contains("exec-ran"), "KillProcess: the exec ran");
-    check_eq!(kt.code, Some(0), "KillThread: the process exits normally");
-    check_eq!(
-        ktj["thread_gone"],
-        json!(true),
-        "KillThread: the execve thread is gone"
-    );
-    check_eq!(
-        ktj["main_alive"],
-        json!(true),
-        "KillThread: the main thread lives on"
-    );
-    check_eq!(
-        trj["si_signo"].as_i64(),
-        Some(SIGSYS as i64),
-        "Trap: the signal delivered"
-    );
-    check_eq!(
-        trj["si_code"].as_i64(),
-        Some(1),
-        "Trap: si_code (SYS_SECCOMP = 1)"
-    );
-    check_eq!(
-        trj["si_syscall"].as_i64(),
-        Some(libc::SYS_execve),
-        "Trap: si_syscall"
-    );
-    check_eq!(tr.code, Some(0), "Trap: the process survives its handler");
-    check_eq!(
-        erj["ret"].as_i64(),
-        Some(-1),
-        "Errno: execve's return value"
-    );
-    check_eq!(
-        erj["errno"].as_str(),
-        Some("EPERM"),
-        "Errno: execve's errno"
-    );
-    check_eq!(er.code, Some(0), "Errno: the process lives on");
-    check_eq!(lg.code, Some(0), "Log: the exec'd shell's exit");
-    check_eq!(lg.stdout.trim(), "exec-ran", "Log: the call went through");
+    for (a, r, j) in &results {
+        let ran = r.stdout.contains("exec-ran");
+        match *a {
+            "kill-process" => {
+                check_eq!(r.signal, Some(SIGSYS), "KillProcess: signal of the process");
+                check!(
+                    !ran && j.is_null(),
+                    "KillProcess: the process went on: {r:?}"
+                );
+            }
+            "kill-thread" => {
+                check_eq!(r.code, Some(0), "KillThread: the process exits normally");
+                check!(!ran, "KillThread: the exec went through");
+                check_eq!(
+                    j["thread_gone"],
+                    json!(true),
+                    "KillThread: the thread is gone"
+                );
+                check_eq!(
+                    j["returned"],
+                    json!(false),
+                    "KillThread: execve never returned"
+                );
+                check_eq!(
+                    j["main_alive"],
+                    json!(true),
+                    "KillThread: main thread reports"
+                );
+            }
+            "trap" => {
+                check!(!ran, "Trap: the exec went through");
+                check_eq!(j["trapped"], json!(true), "Trap: SIGSYS handler ran");
+                check_eq!(j["si_code"], json!(1), "Trap: si_code (SYS_SECCOMP)");
+                check_eq!(j["si_syscall"], json!(libc::SYS_execve), "Trap: si_syscall");
+                check_eq!(j["returned"], json!(true), "Trap: the thread went on");
+            }
+            "errno" => {
+                check!(!ran, "Errno: the exec went through");
+                check_eq!(j["trapped"], json!(false), "Errno: no signal");
+                check_eq!(j["ret"], json!(-1), "Errno: execve's return");
+                check_eq!(j["errno"], json!(libc::EPERM), "Errno: errno");
+            }
+            _ => {
+                check!(ran, "Log: the exec did not go through: {r:?}");
+                check_eq!(r.code, Some(0), "Log: the shell's exit code");
+            }
+        }
+    }
     Ok(())
 }
 
 fn inherited(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let out = run_ok(ctx.helper().arg("seccomp-inherit"))?;
-    let (mode, filters) = status_fields(&out);
-    let rc = out
+    let exe = crate::helper::helper_path();
+    let script = format!(
+        "grep -E '^Seccomp(_filters)?:' /proc/self/status; uname -s; echo \"uname_status=$?\"; '{}' helper seccomp-probe",
+        exe.display()
+    );
+    let r = run(ctx
+        .helper()
+        .args(["seccomp-exec", "--rule", "uname=errno", "--fork", "--"])
+        .args(["/bin/sh", "-c", &script]))?;
+    let probe = helper_json(&r).unwrap_or(Value::Null);
+    let cli_mode = status_field(&r.stdout, "Seccomp");
+    let cli_filters = status_field(&r.stdout, "Seccomp_filters");
+    let uname_status = r
+        .stdout
         .lines()
-        .find_map(|l| l.strip_prefix("rc="))
-        .unwrap_or("")
-        .to_string();
-    ctx.observe("grandchild_seccomp", mode);
-    ctx.observe("grandchild_filters", filters);
-    ctx.observe("unshare_rc", &rc);
-    ctx.observe("output", &out);
+        .find_map(|l| l.strip_prefix("uname_status="))
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    ctx.observe("grandchild_seccomp", cli_mode);
+    ctx.observe("grandchild_seccomp_filters", cli_filters);
+    ctx.observe("uname_status", uname_status);
+    ctx.observe("uname_stderr", r.stderr.trim());
+    ctx.observe("probe", &probe);
+    ctx.observe("exit_code", r.code);
     check_eq!(
-        mode,
+        cli_mode,
         Some(2),
-        "Seccomp: of a grandchild (after fork and execve)"
+        "`Seccomp:` of grep, a grandchild after execve"
     );
-    check_eq!(filters, Some(1), "Seccomp_filters: of a grandchild");
+    check_eq!(cli_filters, Some(1), "`Seccomp_filters:` of grep");
     check!(
-        out.contains("Operation not permitted"),
-        "the grandchild's unshare was not refused with EPERM: {out}"
+        uname_status.is_some_and(|s| s != 0) && r.stderr.contains("Operation not permitted"),
+        "uname(1) in a grandchild was not blocked: status {uname_status:?}, stderr {:?}",
+        r.stderr.trim()
     );
-    check_eq!(rc.as_str(), "1", "unshare's exit status in the grandchild");
+    check_eq!(
+        probe["seccomp"],
+        json!(2),
+        "procfs `Seccomp` of the probe grandchild"
+    );
+    check_eq!(
+        probe["seccomp_filters"],
+        json!(1),
+        "`Seccomp_filters` of the probe"
+    );
+    check_eq!(
+        probe["uname_errno"],
+        json!(libc::EPERM),
+        "uname(2) errno in the probe"
+    );
     Ok(())
 }
 
-fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
-    let profile = ctx.scratch()?.join("docker-default-like.json");
-    std::fs::write(&profile, PROFILE)?;
-    let r = if v.isolated() {
-        run(ctx.helper().args([
-            "seccomp-profile",
-            &profile.to_string_lossy(),
-            "--",
-            "unshare",
-            "-U",
-            "true",
-        ]))?
+/// Runs `cmd` under the profile (isolated) or unconfined (control).
+fn under_profile(ctx: &Ctx, confined: bool, cmd: &[&str]) -> anyhow::Result<Ran> {
+    let mut c = ctx.helper();
+    c.arg("seccomp-profile");
+    if confined {
+        c.arg("--profile")
+            .arg(crate::seccomp::profile_path())
+            .args(["--caps", "docker-default"]);
     } else {
-        run(ctx.cmd("unshare").args(["-U", "true"]))?
-    };
-    ctx.observe("exit", r.code);
-    ctx.observe("stderr", r.stderr.trim());
+        c.arg("--unconfined");
+    }
+    c.arg("--").args(cmd);
+    run(&mut c)
+}
+
+fn probe_under(ctx: &Ctx, confined: bool) -> anyhow::Result<Value> {
+    let exe = crate::helper::helper_path();
+    let exe = exe.to_string_lossy();
+    let r = under_profile(ctx, confined, &[&exe, "helper", "seccomp-probe"])?;
+    helper_json(&r).ok_or_else(|| anyhow::anyhow!("probe printed no report: {r:?}"))
+}
+
+fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let confined = v.isolated();
+    let cli = under_profile(ctx, confined, &["unshare", "-U", "true"])?;
+    let grep = under_profile(ctx, confined, &["grep", "^Seccomp:", "/proc/self/status"])?;
+    let probe = probe_under(ctx, confined)?;
+    ctx.observe("unshare_exit", cli.shell_status());
+    ctx.observe("unshare_stderr", cli.stderr.trim());
+    ctx.observe("grep_seccomp", status_field(&grep.stdout, "Seccomp"));
+    ctx.observe("probe", &probe);
     check!(
-        r.code != Some(125),
-        "the profile could not be applied: {}",
-        r.stderr.trim()
+        !cli.success()
+            && cli
+                .stderr
+                .contains("unshare failed: Operation not permitted"),
+        "`unshare -U true` was not refused with EPERM: exit {}, stderr {:?}",
+        cli.shell_status(),
+        cli.stderr.trim()
     );
-    check_eq!(r.code, Some(1), "exit status of `unshare -U true`");
-    check!(
-        r.stderr.contains("unshare failed: Operation not permitted"),
-        "unshare's message: {:?}",
-        r.stderr.trim()
+    check_eq!(
+        status_field(&grep.stdout, "Seccomp"),
+        Some(2),
+        "`Seccomp:` under the profile"
+    );
+    for k in ["unshare_errno", "clone_newuser_errno", "setns_errno"] {
+        check_eq!(probe[k], json!(libc::EPERM), "{k} under the profile");
+    }
+    // The profile is an allow-list, not a blanket ban: clone without
+    // namespace flags still works.
+    check_eq!(
+        probe["clone_plain_errno"],
+        json!(0),
+        "plain clone under the profile"
     );
     Ok(())
 }
 
 fn unconfined_allows_unshare(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let out = run_ok(ctx.cmd("sh").args([
-        "-c",
-        "grep '^Seccomp:' /proc/self/status; unshare -U true && echo unshare-ok",
-    ]))?;
-    let (mode, _) = status_fields(&out);
-    ctx.observe("seccomp_mode", mode);
-    ctx.observe("output", out.trim());
-    check_eq!(mode, Some(0), "Seccomp: of an unconfined process");
-    check!(
-        out.contains("unshare-ok"),
-        "`unshare -U true` failed unconfined: {out}"
+    let cli = under_profile(ctx, false, &["unshare", "-U", "true"])?;
+    let grep = under_profile(ctx, false, &["grep", "^Seccomp:", "/proc/self/status"])?;
+    let probe = probe_under(ctx, false)?;
+    ctx.observe("unshare_exit", cli.shell_status());
+    ctx.observe("unshare_stderr", cli.stderr.trim());
+    ctx.observe("grep_seccomp", status_field(&grep.stdout, "Seccomp"));
+    ctx.observe("probe", &probe);
+    check_eq!(
+        cli.shell_status(),
+        0,
+        "`unshare -U true` exit status ({})",
+        cli.stderr.trim()
+    );
+    check_eq!(
+        status_field(&grep.stdout, "Seccomp"),
+        Some(0),
+        "`Seccomp:` unconfined"
+    );
+    check_eq!(probe["seccomp"], json!(0), "procfs `Seccomp` unconfined");
+    check_eq!(
+        probe["unshare_errno"],
+        json!(0),
+        "unshare(CLONE_NEWUSER) unconfined"
     );
     Ok(())
 }
 
-// ---- helper ops: single-threaded children built to die ----
+// ---- helper ops (single-threaded children) ----
 
-static SIGNO: AtomicI32 = AtomicI32::new(0);
-static CODE: AtomicI32 = AtomicI32::new(0);
-static SYSCALL: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_sigsys(sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
-    SIGNO.store(sig, Ordering::SeqCst);
-    // SAFETY: the kernel passes a valid siginfo_t; for SIGSYS its union is
-    // { void *call_addr; int syscall; unsigned arch; } after the three ints
-    // and padding, i.e. `syscall` at byte 24 on x86_64.
-    unsafe {
-        CODE.store((*info).si_code, Ordering::SeqCst);
-        SYSCALL.store(
-            *((info as *const u8).add(24) as *const i32),
-            Ordering::SeqCst,
-        );
-    }
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("isocheck helper: {msg}");
+    125
 }
 
-fn execve_sh(script: &str) -> (i64, i32) {
-    let path = CString::new("/bin/sh").unwrap_or_default();
-    let args = [
-        CString::new("sh").unwrap_or_default(),
-        CString::new("-c").unwrap_or_default(),
-        CString::new(script).unwrap_or_default(),
-    ];
-    let argv: Vec<*const libc::c_char> = args
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-    // SAFETY: valid NUL-terminated strings and arrays; a raw syscall, as the
-    // seed's program makes it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_execve,
-            path.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-        )
+fn no_core_self() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    (ret, nix::errno::Errno::last_raw())
+    // SAFETY: plain syscall.
+    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
 }
 
-fn filter_on_execve(action: ScmpAction) -> Result<(), String> {
+fn parse_action(s: &str) -> Result<ScmpAction, String> {
+    Ok(match s {
+        "kill-process" => ScmpAction::KillProcess,
+        "kill-thread" => ScmpAction::KillThread,
+        "trap" => ScmpAction::Trap,
+        "errno" => ScmpAction::Errno(libc::EPERM),
+        "log" => ScmpAction::Log,
+        other => return Err(format!("unknown action {other:?}")),
+    })
+}
+
+/// Default allow, `syscall -> action` for each rule; loaded into this process.
+fn load_rules(rules: &[(String, ScmpAction)]) -> Result<(), String> {
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(|e| e.to_string())?;
-    f.add_rule(
-        action,
-        ScmpSyscall::from_name("execve").map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    f.load().map_err(|e| e.to_string())
+    for (s, a) in rules {
+        let nr = ScmpSyscall::from_name(s).map_err(|e| format!("syscall {s}: {e}"))?;
+        f.add_rule(*a, nr).map_err(|e| format!("rule {s}: {e}"))?;
+    }
+    f.load().map_err(|e| format!("seccomp_load: {e}"))
 }
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-/// `seccomp-exec ACTION [--stop]`: a filter with ACTION on execve, then an
-/// execve of `sh -c 'echo exec-ran'`. With --stop, print `ready` and stop
-/// (SIGSTOP) between loading and the execve, so the parent can read status.
-fn op_exec(args: &[String]) -> i32 {
-    let action = args.first().map(String::as_str).unwrap_or("none");
-    let stop = args.iter().any(|a| a == "--stop");
-    let act = match action {
-        "none" => None,
-        "kill-process" => Some(ScmpAction::KillProcess),
-        "kill-thread" => Some(ScmpAction::KillThread),
-        "trap" => Some(ScmpAction::Trap),
-        "errno" => Some(ScmpAction::Errno(libc::EPERM)),
-        "log" => Some(ScmpAction::Log),
-        other => {
-            eprintln!("seccomp-exec: unknown action {other}");
-            return 2;
+/// `seccomp-exec [--rule SYSCALL=ACTION]… [--wait] [--fork] -- CMD…`: loads
+/// the rules (none: no filter at all), optionally prints `ready` and waits
+/// for a line on stdin, optionally forks, then execs CMD.
+fn op_seccomp_exec(args: &[String]) -> i32 {
+    let mut rules = Vec::new();
+    let (mut wait, mut do_fork) = (false, false);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--rule" => {
+                i += 1;
+                let Some((s, a)) = args.get(i).and_then(|r| r.split_once('=')) else {
+                    return fail("--rule needs SYSCALL=ACTION");
+                };
+                match parse_action(a) {
+                    Ok(a) => rules.push((s.to_string(), a)),
+                    Err(e) => return fail(e),
+                }
+            }
+            "--wait" => wait = true,
+            "--fork" => do_fork = true,
+            "--" => break,
+            other => return fail(format!("seccomp-exec: unknown option {other}")),
         }
-    };
-    if action == "trap" {
-        // SAFETY: installing a handler that only stores to atomics.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_sigsys as *const () as usize;
-            sa.sa_flags = libc::SA_SIGINFO;
-            libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut());
+        i += 1;
+    }
+    let cmd = args.get(i + 1..).unwrap_or_default();
+    no_core_self();
+    if !rules.is_empty() {
+        if let Err(e) = load_rules(&rules) {
+            return fail(e);
         }
     }
-    if let Some(a) = act {
-        if let Err(e) = filter_on_execve(a) {
-            eprintln!("seccomp-exec: {e}");
-            return 125;
-        }
-    }
-    if stop {
+    if wait {
         println!("ready");
         let _ = std::io::stdout().flush();
-        let _ = nix::sys::signal::raise(nix::sys::signal::SIGSTOP);
+        let mut l = String::new();
+        let _ = std::io::stdin().read_line(&mut l);
     }
-    let report = |v: Value| {
-        println!("{v}");
+    if !do_fork {
+        return exec(cmd);
+    }
+    // SAFETY: single-threaded helper.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => exec(cmd),
+        Ok(ForkResult::Parent { child }) => waitpid(child, None).map(status_code).unwrap_or(125),
+        Err(e) => fail(format!("fork: {e}")),
+    }
+}
+
+static TRAPPED: AtomicBool = AtomicBool::new(false);
+static SI_CODE: AtomicI32 = AtomicI32::new(0);
+static SI_SYSCALL: AtomicI32 = AtomicI32::new(-1);
+static SI_ARCH: AtomicU32 = AtomicU32::new(0);
+static THREAD_TID: AtomicI32 = AtomicI32::new(0);
+static RETURNED: AtomicBool = AtomicBool::new(false);
+static RET: AtomicI64 = AtomicI64::new(0);
+static ERRNO: AtomicI32 = AtomicI32::new(0);
+
+/// The SIGSYS member of `siginfo_t` (`_sigsys` in the kernel's union), which
+/// the libc crate does not expose. `repr(C)` places the union after the three
+/// ints at pointer alignment, as the kernel does.
+#[repr(C)]
+struct SigsysInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    call_addr: *mut libc::c_void,
+    syscall: libc::c_int,
+    arch: libc::c_uint,
+}
+
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let i = unsafe { &*(info as *const SigsysInfo) };
+    SI_CODE.store(i.code, Ordering::SeqCst);
+    SI_SYSCALL.store(i.syscall, Ordering::SeqCst);
+    SI_ARCH.store(i.arch, Ordering::SeqCst);
+    TRAPPED.store(true, Ordering::SeqCst);
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// `seccomp-thread ACTION`: execve → ACTION, then a second thread calls
+/// execve("/bin/sh", "echo exec-ran") while the main thread watches. Prints
+/// one JSON line unless the exec replaced or killed the process.
+fn op_seccomp_thread(args: &[String]) -> i32 {
+    let action = match args.first().map(|a| parse_action(a)) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => return fail(e),
+        None => return fail("seccomp-thread needs an action"),
+    };
+    no_core_self();
+    // SAFETY: a plain sigaction with an async-signal-safe handler (atomics).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigsys as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) != 0 {
+            return fail("sigaction(SIGSYS)");
+        }
+    }
+    if let Err(e) = load_rules(&[("execve".into(), action)]) {
+        return fail(e);
+    }
+    // Threads created after the load inherit the filter.
+    let t = std::thread::spawn(|| {
+        // SAFETY: gettid and a raw execve with NUL-terminated arrays.
+        unsafe {
+            THREAD_TID.store(libc::gettid(), Ordering::SeqCst);
+            let argv = [
+                c"sh".as_ptr(),
+                c"-c".as_ptr(),
+                c"echo exec-ran".as_ptr(),
+                std::ptr::null(),
+            ];
+            let r = libc::syscall(
+                libc::SYS_execve,
+                c"/bin/sh".as_ptr(),
+                argv.as_ptr(),
+                environ,
+            );
+            let e = *libc::__errno_location();
+            RET.store(r, Ordering::SeqCst);
+            ERRNO.store(if r == -1 { e } else { 0 }, Ordering::SeqCst);
+        }
+        RETURNED.store(true, Ordering::SeqCst);
+    });
+    let gone = |tid: i32| tid > 0 && !Path::new(&format!("/proc/self/task/{tid}")).exists();
+    let settled = crate::process::wait_until(Duration::from_secs(10), || {
+        RETURNED.load(Ordering::SeqCst) || gone(THREAD_TID.load(Ordering::SeqCst))
+    });
+    let returned = RETURNED.load(Ordering::SeqCst);
+    if returned {
+        let _ = t.join();
+    } else {
+        // A killed thread never finishes its closure: joining would panic.
+        std::mem::forget(t);
+    }
+    let tid = THREAD_TID.load(Ordering::SeqCst);
+    let j = json!({
+        "settled": settled,
+        "returned": returned,
+        "ret": RET.load(Ordering::SeqCst),
+        "errno": ERRNO.load(Ordering::SeqCst),
+        "trapped": TRAPPED.load(Ordering::SeqCst),
+        "si_code": SI_CODE.load(Ordering::SeqCst),
+        "si_syscall": SI_SYSCALL.load(Ordering::SeqCst),
+        "si_arch": SI_ARCH.load(Ordering::SeqCst),
+        "thread_gone": gone(tid),
+        "main_alive": true,
+    });
+    println!("{j}");
+    0
+}
+
+/// `seccomp-profile (--profile FILE [--caps SPEC] | --unconfined) -- CMD…`:
+/// applies a Docker-format profile (nothing when it does not compile) and
+/// execs CMD.
+fn op_seccomp_profile(args: &[String]) -> i32 {
+    let mut profile: Option<String> = None;
+    let mut caps = "docker-default".to_string();
+    let mut unconfined = false;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--profile" => {
+                i += 1;
+                profile = args.get(i).cloned();
+            }
+            "--caps" => {
+                i += 1;
+                caps = args.get(i).cloned().unwrap_or_default();
+            }
+            "--unconfined" => unconfined = true,
+            "--" => break,
+            other => return fail(format!("seccomp-profile: unknown option {other}")),
+        }
+        i += 1;
+    }
+    let cmd = args.get(i + 1..).unwrap_or_default();
+    match (profile, unconfined) {
+        (None, true) => exec(cmd),
+        (Some(p), false) => {
+            let caps = match crate::seccomp::Caps::parse(&caps) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let env = crate::seccomp::Env {
+                caps,
+                ..crate::seccomp::Env::host()
+            };
+            let compiled = match crate::seccomp::load_file(Path::new(&p), &env) {
+                Ok(c) => c,
+                Err(e) => return fail(format!("profile {p}: {e}")),
+            };
+            if let Err(e) = compiled.load() {
+                return fail(format!("profile {p}: {e}"));
+            }
+            exec(cmd)
+        }
+        _ => fail("seccomp-profile needs exactly one of --profile FILE or --unconfined"),
+    }
+}
+
+fn errno_of(r: libc::c_long) -> i32 {
+    if r == -1 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    } else {
         0
-    };
-    match action {
-        "kill-thread" => {
-            // The thread inherits the filter; only it must die.
-            let _ = std::thread::spawn(|| {
-                execve_sh("echo exec-ran");
-            });
-            let gone = wait_until(Duration::from_secs(5), || threads() == 1);
-            report(json!({"main_alive": true, "thread_gone": gone}))
-        }
-        "trap" => {
-            let (ret, errno) = execve_sh("echo exec-ran");
-            report(json!({
-                "si_signo": SIGNO.load(Ordering::SeqCst),
-                "si_code": CODE.load(Ordering::SeqCst),
-                "si_syscall": SYSCALL.load(Ordering::SeqCst),
-                "ret": ret,
-                "errno": errno,
-            }))
-        }
-        "errno" => {
-            let (ret, errno) = execve_sh("echo exec-ran");
-            report(
-                json!({"ret": ret, "errno": format!("{:?}", nix::errno::Errno::from_raw(errno))}),
-            )
-        }
-        _ => {
-            let (_, errno) = execve_sh("echo exec-ran");
-            eprintln!("seccomp-exec: execve returned (errno {errno})");
-            125
-        }
     }
 }
 
-/// `seccomp-profile FILE -- CMD…`: apply a Docker-format profile for a
-/// default container's capabilities, then exec CMD.
-fn op_profile(args: &[String]) -> i32 {
-    let Some(file) = args.first() else {
-        eprintln!("usage: seccomp-profile FILE -- CMD...");
-        return 2;
-    };
-    let cmd: Vec<String> = args
-        .iter()
-        .skip_while(|a| *a != "--")
-        .skip(1)
-        .cloned()
-        .collect();
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("seccomp-profile: reading {file}: {e}");
-            return 125;
-        }
-    };
-    let kernel = crate::host::parse_kernel_version(
-        &nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    );
-    let filter = match translate(&text, DOCKER_DEFAULT_CAPS, kernel) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("seccomp-profile: {file}: {e}");
-            return 125;
-        }
-    };
-    if let Err(e) = filter.load() {
-        eprintln!("seccomp-profile: {e}");
-        return 125;
-    }
-    helper::exec(&cmd)
-}
-
-/// `seccomp-inherit`: Errno(EPERM) on unshare, then execve a shell whose
-/// forked children report their seccomp status and try unshare.
-fn op_inherit(_args: &[String]) -> i32 {
-    let load = || -> Result<(), String> {
-        let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(|e| e.to_string())?;
-        f.add_rule(
-            ScmpAction::Errno(libc::EPERM),
-            ScmpSyscall::from_name("unshare").map_err(|e| e.to_string())?,
+/// Raw clone(2) with `flags`; the child exits at once. Returns errno (0: ok).
+fn try_clone(flags: libc::c_long) -> i32 {
+    // SAFETY: no CLONE_VM: the child is a copy that only calls _exit.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | libc::SIGCHLD as libc::c_long,
+            0,
+            0,
+            0,
+            0,
         )
-        .map_err(|e| e.to_string())?;
-        f.load().map_err(|e| e.to_string())
     };
-    if let Err(e) = load() {
-        eprintln!("seccomp-inherit: {e}");
-        return 125;
+    if r == 0 {
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(0) };
     }
-    helper::exec(&[
-        "/bin/sh".into(),
-        "-c".into(),
-        "grep -E '^Seccomp(_filters)?:' /proc/self/status; unshare -U true 2>&1; echo rc=$?".into(),
-    ])
+    if r > 0 {
+        let _ = waitpid(nix::unistd::Pid::from_raw(r as i32), None);
+    }
+    errno_of(r)
+}
+
+/// `seccomp-probe`: what this process's filter lets through, as JSON.
+fn op_seccomp_probe(_args: &[String]) -> i32 {
+    let mode = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .ok()
+        .and_then(|s| s.seccomp);
+    let filters = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| status_field(&s, "Seccomp_filters"));
+    let uname_errno = match nix::sys::utsname::uname() {
+        Ok(_) => 0,
+        Err(e) => e as i32,
+    };
+    let setns_errno = match std::fs::File::open("/proc/self/ns/uts") {
+        Ok(f) => match nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUTS) {
+            Ok(()) => 0,
+            Err(e) => e as i32,
+        },
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    };
+    let clone_plain_errno = try_clone(0);
+    let clone_newuser_errno = try_clone(libc::CLONE_NEWUSER as libc::c_long);
+    // Last: it moves this process into a new user namespace.
+    let unshare_errno = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+        Ok(()) => 0,
+        Err(e) => e as i32,
+    };
+    println!(
+        "{}",
+        json!({
+            "seccomp": mode,
+            "seccomp_filters": filters,
+            "uname_errno": uname_errno,
+            "setns_errno": setns_errno,
+            "clone_plain_errno": clone_plain_errno,
+            "clone_newuser_errno": clone_newuser_errno,
+            "unshare_errno": unshare_errno,
+        })
+    );
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[test]
+    fn the_fixture_is_the_seeds_program() {
+        let seed = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/seed/docker-deep-dive.md"),
+        );
+        let fixture = std::fs::read_to_string(fixtures_dir().join("seccomp.c")).unwrap();
+        // The rules the variants edit are each there exactly once.
+        assert_eq!(fixture.matches(EXECVE_RULE).count(), 1);
+        assert_eq!(fixture.matches(WRITE_RULE).count(), 1);
+        if let Ok(seed) = seed {
+            assert!(
+                seed.contains(&fixture),
+                "fixtures/seccomp/seccomp.c is not verbatim the seed's"
+            );
+        }
+    }
+
+    #[rstest]
+    #[case("Name:\tx\nSeccomp:\t2\nSeccomp_filters:\t1\n", "Seccomp", Some(2))]
+    #[case("Seccomp:\t2\nSeccomp_filters:\t1\n", "Seccomp_filters", Some(1))]
+    #[case("Seccomp:\t0\n", "Seccomp_filters", None)]
+    fn status_fields(#[case] s: &str, #[case] k: &str, #[case] want: Option<u32>) {
+        assert_eq!(status_field(s, k), want);
+    }
+
+    #[rstest]
+    #[case("kill-process", Ok(ScmpAction::KillProcess))]
+    #[case("errno", Ok(ScmpAction::Errno(libc::EPERM)))]
+    #[case("kill", Err(()))]
+    fn actions_by_name(#[case] s: &str, #[case] want: Result<ScmpAction, ()>) {
+        assert_eq!(parse_action(s).map_err(|_| ()), want);
+    }
 }
