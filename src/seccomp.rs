@@ -35,7 +35,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where the project's Docker-default-like profile lives.
+/// The project's Docker-default-like profile, compiled in from the fixture
+/// (the one source of truth) so the suite also runs where the source tree
+/// is absent, e.g. in a qemu guest.
+pub const PROFILE_JSON: &str = include_str!("../fixtures/seccomp/docker-default-like.json");
+
+/// Where the project's Docker-default-like profile lives in the source tree.
 pub fn profile_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/seccomp/docker-default-like.json")
 }

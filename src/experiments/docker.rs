@@ -73,7 +73,7 @@ const SEED_LIMIT: u64 = 4_194_304;
 
 /// The project's Docker-format seccomp profile, embedded so the binary works
 /// wherever it is installed.
-const PROFILE: &str = include_str!("../../fixtures/seccomp/docker-default-like.json");
+const PROFILE: &str = crate::seccomp::PROFILE_JSON;
 
 macro_rules! exp {
     ($id:literal, $asserts:literal, $needs:expr, $body:ident) => {

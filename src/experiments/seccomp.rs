@@ -424,12 +424,14 @@ fn inherited(ctx: &mut Ctx, _v: Variant) -> Outcome {
 }
 
 /// Runs `cmd` under the profile (isolated) or unconfined (control).
-fn under_profile(ctx: &Ctx, confined: bool, cmd: &[&str]) -> anyhow::Result<Ran> {
+fn under_profile(ctx: &mut Ctx, confined: bool, cmd: &[&str]) -> anyhow::Result<Ran> {
+    let profile = ctx.scratch()?.join("docker-default-like.json");
+    std::fs::write(&profile, crate::seccomp::PROFILE_JSON)?;
     let mut c = ctx.helper();
     c.arg("seccomp-profile");
     if confined {
         c.arg("--profile")
-            .arg(crate::seccomp::profile_path())
+            .arg(&profile)
             .args(["--caps", "docker-default"]);
     } else {
         c.arg("--unconfined");
@@ -438,7 +440,7 @@ fn under_profile(ctx: &Ctx, confined: bool, cmd: &[&str]) -> anyhow::Result<Ran>
     run(&mut c)
 }
 
-fn probe_under(ctx: &Ctx, confined: bool) -> anyhow::Result<Value> {
+fn probe_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<Value> {
     let exe = crate::helper::helper_path();
     let exe = exe.to_string_lossy();
     let r = under_profile(ctx, confined, &[&exe, "helper", "seccomp-probe"])?;
