@@ -111,6 +111,10 @@ pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/seccomp")
 }
 
+/// The seed's program, compiled into the binary from the fixture, so the
+/// suite needs no source tree at run time.
+const SEED_C: &str = include_str!("../../fixtures/seccomp/seccomp.c");
+
 /// A child that must not leave a core file when SIGSYS kills it.
 fn no_core(c: &mut Command) -> &mut Command {
     // SAFETY: setrlimit is async-signal-safe.
@@ -159,8 +163,7 @@ fn replace_once(src: &str, from: &str, to: &str) -> anyhow::Result<String> {
 /// Builds the seed's program, changed by `edit`, in the scratch dir; runs it
 /// once directly (for the signal) and once through a shell (for `$?`).
 fn build_and_run(ctx: &mut Ctx, edit: impl Fn(&str) -> anyhow::Result<String>) -> Outcome {
-    let seed = crate::experiment::read(fixtures_dir().join("seccomp.c"))?;
-    let src = edit(&seed)?;
+    let src = edit(SEED_C)?;
     let dir = ctx.scratch()?;
     std::fs::write(dir.join("seccomp.c"), &src)?;
     // The seed's own command line, run where the source is.
