@@ -413,6 +413,8 @@ pub fn sweep_this_run() -> Vec<String> {
 pub fn release_run() {
     let _ = std::fs::remove_file(Path::new(LOCK_DIR).join(format!("{}.lock", run_id())));
     let _ = std::fs::remove_dir(LOCK_DIR);
+    // Empty unless another run is still using it.
+    let _ = std::fs::remove_dir(scratch_root());
 }
 
 /// Installs SIGINT/SIGTERM/SIGHUP handling: sweep this run, then exit with
