@@ -106,7 +106,8 @@ pub fn flock(f: &File, op: i32) -> bool {
     unsafe { libc::flock(f.as_raw_fd(), op) == 0 }
 }
 
-fn run_is_alive(id: &str) -> bool {
+/// Whether the run `id` still holds its lock (this process's run always does).
+pub fn run_is_alive(id: &str) -> bool {
     if id == run_id() {
         return true;
     }

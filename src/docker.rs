@@ -165,36 +165,43 @@ pub fn probe_engine() -> (Option<String>, Option<String>) {
     }
 }
 
-/// Parses the engine's container list into (id, tag label) pairs.
-pub fn parse_container_list(body: &str) -> Vec<(String, String)> {
+/// Parses an engine list (containers or images) into (id, value of
+/// `label`) pairs, skipping objects without the label.
+pub fn parse_labelled(body: &str, label: &str) -> Vec<(String, String)> {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| {
-                    Some((
-                        c["Id"].as_str()?.to_string(),
-                        c["Labels"][LABEL].as_str()?.to_string(),
-                    ))
-                })
-                .collect()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| {
+            Some((
+                o["Id"].as_str()?.to_string(),
+                o["Labels"][label].as_str()?.to_string(),
+            ))
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// The suite's objects of one kind (`containers` or `images`) that carry
+/// `label`, as (id, label value). Empty at once when the feature is off or no
+/// engine answered the probe, so the per-experiment leak check costs nothing
+/// on hosts without Docker.
+fn list_labelled(kind: &str, label: &str) -> Vec<(String, String)> {
+    if !engine_present() {
+        return Vec::new();
+    }
+    // all=1&filters={"label":["<label>"]}, URL-encoded.
+    let path = format!("/{kind}/json?all=1&filters=%7B%22label%22%3A%5B%22{label}%22%5D%7D");
+    match api("GET", &path) {
+        Ok(r) if r.status == 200 => parse_labelled(&r.body, label),
+        _ => Vec::new(),
+    }
 }
 
 /// The suite's containers: (id, tag label). Empty at once when the feature
 /// is off or no engine answered the probe, so the per-experiment leak check
 /// costs nothing on hosts without Docker.
 pub fn suite_containers() -> Vec<(String, String)> {
-    if !engine_present() {
-        return Vec::new();
-    }
-    // filters={"label":["isocheck.tag"]}, URL-encoded.
-    let path = "/containers/json?all=1&filters=%7B%22label%22%3A%5B%22isocheck.tag%22%5D%7D";
-    match api("GET", path) {
-        Ok(r) if r.status == 200 => parse_container_list(&r.body),
-        _ => Vec::new(),
-    }
+    list_labelled("containers", LABEL)
 }
 
 /// Removes a container (killing it first if it runs), with its volumes.
@@ -536,42 +543,9 @@ fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-fn run_alive(id: &str) -> bool {
-    if id == cleanup::run_id() {
-        return true;
-    }
-    match std::fs::File::open(format!("/run/isocheck/{id}.lock")) {
-        Ok(f) => !cleanup::flock(&f, libc::LOCK_SH | libc::LOCK_NB),
-        Err(_) => false,
-    }
-}
-
-/// Parses the engine's image list into (id, run label) pairs.
-pub fn parse_image_list(body: &str) -> Vec<(String, String)> {
-    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            Some((
-                i["Id"].as_str()?.to_string(),
-                i["Labels"][IMAGE_LABEL].as_str()?.to_string(),
-            ))
-        })
-        .collect()
-}
-
 /// The suite's images (tagged or not): (id, run id), by their label.
 pub fn suite_images() -> Vec<(String, String)> {
-    if !engine_present() {
-        return Vec::new();
-    }
-    // all=1&filters={"label":["isocheck.run"]}
-    let path = "/images/json?all=1&filters=%7B%22label%22%3A%5B%22isocheck.run%22%5D%7D";
-    match api("GET", path) {
-        Ok(r) if r.status == 200 => parse_image_list(&r.body),
-        _ => Vec::new(),
-    }
+    list_labelled("images", IMAGE_LABEL)
 }
 
 /// Set when the run ends: no container is created after that.
@@ -614,7 +588,7 @@ pub fn end_of_run() -> Vec<String> {
         }
         let images: Vec<String> = suite_images()
             .into_iter()
-            .filter(|(_, r)| r == cleanup::run_id() || !run_alive(r))
+            .filter(|(_, r)| r == cleanup::run_id() || !cleanup::run_is_alive(r))
             .map(|(id, _)| id)
             .collect();
         for id in &images {
@@ -681,7 +655,7 @@ mod tests {
     #[case("[]", vec![])]
     #[case("not json", vec![])]
     fn lists_labelled_containers(#[case] body: &str, #[case] want: Vec<(&str, &str)>) {
-        let got = parse_container_list(body);
+        let got = parse_labelled(body, LABEL);
         let want: Vec<(String, String)> = want
             .into_iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -697,7 +671,7 @@ mod tests {
             .into_iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        assert_eq!(parse_image_list(body), want);
+        assert_eq!(parse_labelled(body, IMAGE_LABEL), want);
     }
 
     fn elf(interp: bool) -> Vec<u8> {

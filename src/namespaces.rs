@@ -94,6 +94,21 @@ pub fn lsns(kind: &str) -> anyhow::Result<Vec<LsnsRow>> {
     anyhow::bail!("lsns -t {kind} failed 5 times: {last}")
 }
 
+/// Host pids whose `kind` namespace is `ino`, sorted (the /proc view of
+/// what `lsns` counts as NPROCS).
+pub fn pids_in_ns(kind: &str, ino: u64) -> Vec<i32> {
+    let mut v: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|p| inode(&p.to_string(), kind).ok() == Some(ino))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// Numeric entries of a /proc listing, sorted.
 pub fn pids_in(listing: &[String]) -> Vec<i32> {
     let mut v: Vec<i32> = listing.iter().filter_map(|n| n.parse().ok()).collect();

@@ -329,12 +329,12 @@ pub fn mask_run_names(s: &str) -> String {
             rest = &rest[hex..];
             continue;
         }
-        let step = rest
-            .chars()
-            .next()
-            .map_or(1, |c| c.len_utf8())
-            .max(hex.max(1).min(rest.len()));
-        let step = if hex > 0 { hex } else { step };
+        // A shorter hex run is copied whole, so its tail never starts a match.
+        let step = if hex > 0 {
+            hex
+        } else {
+            rest.chars().next().map_or(1, char::len_utf8)
+        };
         out.push_str(&rest[..step]);
         rest = &rest[step..];
     }

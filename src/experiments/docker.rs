@@ -145,20 +145,6 @@ fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + 
     })
 }
 
-/// Host pids whose pid namespace is `ns`.
-fn pids_in_ns(ns: u64) -> Vec<i32> {
-    let mut v: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|p| namespaces::inode(&p.to_string(), "pid").ok() == Some(ns))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
@@ -419,10 +405,12 @@ fn nprocs_rises(ctx: &mut Ctx, _v: Variant) -> Outcome {
     }
     // exec -d returns once the process is started; wait for /proc to show it.
     let seen = wait_until(Duration::from_secs(10), || {
-        pids_in_ns(pidns).iter().any(|p| comm(*p) == "sleep")
+        namespaces::pids_in_ns("pid", pidns)
+            .iter()
+            .any(|p| comm(*p) == "sleep")
     });
     let after = lsns_nprocs("pid", pidns)?;
-    let members: Vec<(i32, String)> = pids_in_ns(pidns)
+    let members: Vec<(i32, String)> = namespaces::pids_in_ns("pid", pidns)
         .into_iter()
         .map(|p| (p, comm(p)))
         .collect();

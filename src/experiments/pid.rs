@@ -4,7 +4,7 @@ use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
 use crate::helper::{self, HelperOp};
 use crate::namespaces;
 use crate::needs::{Need, Tool};
-use crate::process::{run, run_ok, wait_until, Spawned};
+use crate::process::{is_running, run, run_ok, wait_until, Spawned};
 use crate::{check, check_eq};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -277,15 +277,7 @@ fn lsns_nprocs(ino: u64) -> anyhow::Result<Option<u64>> {
 /// Processes whose pid namespace is `ino`, counted from /proc (the kernel
 /// layer of what lsns's NPROCS column says).
 fn procs_in_pid_ns(ino: u64) -> u64 {
-    std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str().map(String::from))
-                .filter(|n| n.parse::<u32>().is_ok())
-                .filter(|n| namespaces::inode(n, "pid").ok() == Some(ino))
-                .count() as u64
-        })
-        .unwrap_or(0)
+    namespaces::pids_in_ns("pid", ino).len() as u64
 }
 
 fn lsns_counts_processes(ctx: &mut Ctx, _v: Variant) -> Outcome {
@@ -456,10 +448,6 @@ fn print_json(v: Value) -> i32 {
     0
 }
 
-fn alive(pid: i32) -> bool {
-    crate::process::is_running(pid)
-}
-
 fn unshare_pid() -> Result<(), i32> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).map_err(|e| {
         eprintln!("isocheck helper: unshare(CLONE_NEWPID): {e}");
@@ -499,8 +487,10 @@ fn op_init_death(_args: &[String]) -> i32 {
     let before = members();
     let _ = kill(init, Signal::SIGKILL);
     let init_status = describe(waitpid(init, None));
-    let gone = wait_until(Duration::from_secs(5), || before.iter().all(|p| !alive(*p)));
-    let still: Vec<i32> = before.iter().copied().filter(|p| alive(*p)).collect();
+    let gone = wait_until(Duration::from_secs(5), || {
+        before.iter().all(|p| !is_running(*p))
+    });
+    let still: Vec<i32> = before.iter().copied().filter(|p| is_running(*p)).collect();
     let fork_after = match unsafe { fork() } {
         Ok(ForkResult::Child) => std::process::exit(0),
         Ok(ForkResult::Parent { child }) => {
@@ -603,8 +593,8 @@ fn op_signals(args: &[String]) -> i32 {
     let sigkill = if target == init {
         describe(waitpid(init, None))
     } else {
-        wait_until(Duration::from_secs(5), || !alive(target.as_raw()));
-        if alive(target.as_raw()) {
+        wait_until(Duration::from_secs(5), || !is_running(target.as_raw()));
+        if is_running(target.as_raw()) {
             "alive".into()
         } else {
             "killed by SIGKILL".to_string()

@@ -450,15 +450,24 @@ fn probe_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<Value> {
     helper_json(&r).ok_or_else(|| anyhow::anyhow!("probe printed no report: {r:?}"))
 }
 
-fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
-    let confined = v.isolated();
+/// The seed's check, with or without the profile: `unshare -U true`, the
+/// `Seccomp:` line a confined process sees, and the kernel-layer probe, all
+/// recorded as observations.
+fn unshare_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<(Ran, Option<u32>, Value)> {
     let cli = under_profile(ctx, confined, &["unshare", "-U", "true"])?;
     let grep = under_profile(ctx, confined, &["grep", "^Seccomp:", "/proc/self/status"])?;
+    let mode = status_field(&grep.stdout, "Seccomp");
     let probe = probe_under(ctx, confined)?;
     ctx.observe("unshare_exit", cli.shell_status());
     ctx.observe("unshare_stderr", cli.stderr.trim());
-    ctx.observe("grep_seccomp", status_field(&grep.stdout, "Seccomp"));
+    ctx.observe("grep_seccomp", mode);
     ctx.observe("probe", &probe);
+    Ok((cli, mode, probe))
+}
+
+fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let confined = v.isolated();
+    let (cli, mode, probe) = unshare_under(ctx, confined)?;
     check!(
         !cli.success()
             && cli
@@ -468,11 +477,7 @@ fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
         cli.shell_status(),
         cli.stderr.trim()
     );
-    check_eq!(
-        status_field(&grep.stdout, "Seccomp"),
-        Some(2),
-        "`Seccomp:` under the profile"
-    );
+    check_eq!(mode, Some(2), "`Seccomp:` under the profile");
     for k in ["unshare_errno", "clone_newuser_errno", "setns_errno"] {
         check_eq!(probe[k], json!(libc::EPERM), "{k} under the profile");
     }
@@ -487,24 +492,14 @@ fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
 }
 
 fn unconfined_allows_unshare(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let cli = under_profile(ctx, false, &["unshare", "-U", "true"])?;
-    let grep = under_profile(ctx, false, &["grep", "^Seccomp:", "/proc/self/status"])?;
-    let probe = probe_under(ctx, false)?;
-    ctx.observe("unshare_exit", cli.shell_status());
-    ctx.observe("unshare_stderr", cli.stderr.trim());
-    ctx.observe("grep_seccomp", status_field(&grep.stdout, "Seccomp"));
-    ctx.observe("probe", &probe);
+    let (cli, mode, probe) = unshare_under(ctx, false)?;
     check_eq!(
         cli.shell_status(),
         0,
         "`unshare -U true` exit status ({})",
         cli.stderr.trim()
     );
-    check_eq!(
-        status_field(&grep.stdout, "Seccomp"),
-        Some(0),
-        "`Seccomp:` unconfined"
-    );
+    check_eq!(mode, Some(0), "`Seccomp:` unconfined");
     check_eq!(probe["seccomp"], json!(0), "procfs `Seccomp` unconfined");
     check_eq!(
         probe["unshare_errno"],
