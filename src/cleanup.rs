@@ -140,7 +140,7 @@ pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
 /// A command that carries `tag` in its environment and is killed when the
 /// thread that spawned it goes away.
 pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Command {
-    let mut c = Command::new(program);
+    let mut c = crate::process::command(program);
     c.env(ENV_TAG, tag.as_str());
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {

@@ -508,13 +508,13 @@ fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<(
     let target = bin.join("busybox");
     std::fs::write(&target, busybox)?;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    let list = crate::process::run_ok(Command::new(&target).arg("--list"))?;
+    let list = crate::process::run_ok(crate::process::command(&target).arg("--list"))?;
     for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
         if applet != "busybox" {
             std::os::unix::fs::symlink("busybox", bin.join(applet))?;
         }
     }
-    let mut tar = Command::new("tar")
+    let mut tar = crate::process::command("tar")
         .arg("-C")
         .arg(root)
         .args(["-c", "."])
@@ -523,7 +523,7 @@ fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<(
         .spawn()
         .context("starting tar")?;
     let tar_out = tar.stdout.take().ok_or_else(|| anyhow!("tar stdout"))?;
-    let imp = Command::new(client())
+    let imp = crate::process::command(client())
         .args(["import", "-c", "ENV PATH=/bin", "-c"])
         .arg(format!("LABEL {IMAGE_LABEL}={}", cleanup::run_id()))
         .args(["-", name])

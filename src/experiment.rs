@@ -7,10 +7,16 @@
 //! same steps without the isolation" literal instead of a second, hand-written
 //! test that could drift.
 //!
-//! Errors come in three kinds, never folded together (as LTP's TPASS / TFAIL /
+//! Errors come in four kinds, never folded together (as LTP's TPASS / TFAIL /
 //! TBROK / TCONF): an assertion that did not hold (`Problem::Fail`), a step
 //! outside the behaviour under test that broke (`Problem::Broken`, what `?`
-//! gives), and a need discovered unmet only at run time (`Problem::Unmet`).
+//! gives), a need discovered unmet only at run time (`Problem::Unmet`), and
+//! the run leaving something on the host or changing its state
+//! (`Problem::HostState`, from the leak check and host guards).
+//!
+//! Only `Fail` can make a control "fail as expected": use `check!` /
+//! `check_eq!` for the isolation assertion alone, and `broken!` or `?` for
+//! every setup step, in both variants.
 
 use crate::cleanup::{self, Tag};
 use crate::needs::Need;
@@ -105,6 +111,11 @@ pub enum Problem {
     Broken(String),
     /// A need found unmet only while running.
     Unmet(String),
+    /// The run left something behind after teardown, or the real host's
+    /// state changed under it. Never the isolation under test: the runner
+    /// fails the experiment when the isolated run finds it and breaks it when
+    /// the control run does, never counting it as the control's failure.
+    HostState(String),
 }
 
 impl fmt::Display for Problem {
@@ -113,6 +124,7 @@ impl fmt::Display for Problem {
             Problem::Fail(m) => write!(f, "assertion failed: {m}"),
             Problem::Broken(m) => write!(f, "broken: {m}"),
             Problem::Unmet(m) => write!(f, "unmet need: {m}"),
+            Problem::HostState(m) => write!(f, "host state: {m}"),
         }
     }
 }

@@ -217,7 +217,7 @@ impl HostFacts {
             .iter()
             .filter(|t| self.has_tool(**t))
             .map(|t| {
-                let out = Command::new(t.command())
+                let out = crate::process::command(t.command())
                     .args(t.version_args())
                     .stdin(Stdio::null())
                     .output()
@@ -241,10 +241,10 @@ impl HostFacts {
     }
 }
 
+/// Where `cmd` is found on the suite's search path
+/// (`process::search_path`), the very path its commands start it from.
 pub fn which(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+    std::env::split_paths(&crate::process::search_path())
         .map(|d| d.join(cmd))
         .find(|p| {
             use std::os::unix::fs::PermissionsExt;

@@ -82,7 +82,7 @@ pub fn parse_lsns_json(text: &str) -> Result<Vec<LsnsRow>, String> {
 pub fn lsns(kind: &str) -> anyhow::Result<Vec<LsnsRow>> {
     let mut last = String::new();
     for _ in 0..5 {
-        let out = std::process::Command::new("lsns")
+        let out = crate::process::command("lsns")
             .args(["-J", "-t", kind, "-o", "NS,TYPE,NPROCS,PID"])
             .output()?;
         if out.status.success() {

@@ -269,7 +269,7 @@ impl Iptables {
 
     /// `iptables -V`, e.g. `iptables v1.8.9 (nf_tables)`.
     pub fn version(self) -> anyhow::Result<String> {
-        Ok(run_ok(Command::new(self.command()).arg("-V"))?
+        Ok(run_ok(crate::process::command(self.command()).arg("-V"))?
             .trim()
             .to_string())
     }
@@ -299,12 +299,16 @@ impl Iptables {
 
 /// `ip -j netns list`.
 pub fn netns_list() -> anyhow::Result<Vec<String>> {
-    parse_netns_list(&run_ok(Command::new("ip").args(["-j", "netns", "list"]))?)
+    parse_netns_list(&run_ok(
+        crate::process::command("ip").args(["-j", "netns", "list"]),
+    )?)
 }
 
 /// `ip -j addr` of the namespace this process is in (read only).
 pub fn own_links() -> anyhow::Result<Vec<Link>> {
-    parse_links(&run_ok(Command::new("ip").args(["-j", "addr", "show"]))?)
+    parse_links(&run_ok(
+        crate::process::command("ip").args(["-j", "addr", "show"]),
+    )?)
 }
 
 fn file_inode(p: &Path) -> Option<u64> {
@@ -543,7 +547,7 @@ impl Drop for Netns {
         if !self.live {
             return;
         }
-        let ok = Command::new("ip")
+        let ok = crate::process::command("ip")
             .args(["netns", "delete", &self.name])
             .stderr(std::process::Stdio::null())
             .status()
@@ -619,7 +623,7 @@ pub struct HostNetSnapshot {
 }
 
 fn output_of(prog: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(prog).args(args).output().ok()?;
+    let out = crate::process::command(prog).args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())

@@ -6,6 +6,34 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Directories searched for tools after the caller's PATH. sudo, CI runners
+/// and cron often drop the sbin directories, where iproute2, iptables and
+/// nft live; the needs probe (`host::which`) looks there too, so a tool it
+/// found is the very tool a command starts.
+const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin"];
+
+/// The search path of every command the suite starts: the caller's PATH,
+/// then [`SBIN_DIRS`]. Children inherit it, so `unshare … ip` and `sh -c`
+/// find the same tools as the probe.
+pub fn search_path() -> std::ffi::OsString {
+    let caller = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    let dirs: Vec<std::path::PathBuf> = std::env::split_paths(&caller)
+        .chain(SBIN_DIRS.iter().map(std::path::PathBuf::from))
+        .collect();
+    std::env::join_paths(dirs).unwrap_or(caller)
+}
+
+/// A command whose text the suite may read: `LC_ALL=C` (util-linux, iputils
+/// and coreutils translate their messages: "Das Netzwerk ist nicht
+/// erreichbar"), and the tool search path of [`search_path`]. Every command
+/// the suite starts is built here or in `cleanup::tagged_command`, which
+/// builds on it.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env("LC_ALL", "C").env("PATH", search_path());
+    c
+}
+
 /// What a finished command did.
 #[derive(Clone, Debug)]
 pub struct Ran {

@@ -48,10 +48,20 @@ fn run_variant(
     if !errors.is_empty() {
         msg.push_str(&format!(" (and could not remove: {})", errors.join("; ")));
     }
-    // A leak outranks a pass, but never hides the original failure.
+    (with_leak(r, msg), obs)
+}
+
+/// A leak is its own outcome: it outranks a pass and an assertion failure
+/// (so a control that leaked never counts as "failed as expected"), and is
+/// appended to a broken step rather than hiding it.
+fn with_leak(r: Result<(), Problem>, leak: String) -> Result<(), Problem> {
     match r {
-        Ok(()) => (Err(Problem::Fail(msg)), obs),
-        Err(p) => (Err(p), obs),
+        Ok(()) | Err(Problem::Unmet(_)) => Err(Problem::HostState(leak)),
+        Err(Problem::Fail(why)) => Err(Problem::HostState(format!(
+            "{leak} (the run also failed its assertion: {why})"
+        ))),
+        Err(Problem::HostState(m)) => Err(Problem::HostState(format!("{m}; {leak}"))),
+        Err(Problem::Broken(m)) => Err(Problem::Broken(format!("{m}; {leak}"))),
     }
 }
 
@@ -97,31 +107,15 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
     });
     res.observations = obs;
     apply(&mut res, r);
+    if res.status == Status::Passed && res.observations.is_empty() {
+        res.status = Status::Broken;
+        res.reason =
+            Some("asserted nothing: the run passed without recording an observation".into());
+    }
     if let (Status::Passed, Some((r, obs))) = (res.status, control) {
         res.observations
             .insert("control".into(), Value::Object(obs.into_iter().collect()));
-        match r {
-            Err(Problem::Fail(why)) => {
-                res.control = Some(ControlOutcome::FailedAsExpected);
-                res.observations
-                    .insert("control_failure".into(), Value::String(why));
-            }
-            Ok(()) => {
-                res.control = Some(ControlOutcome::PassedUnexpectedly);
-                res.status = Status::Failed;
-                res.reason = Some(format!(
-                    "the control ({}) passed too: the assertion proves nothing",
-                    exp.control.unwrap_or("without the isolation")
-                ));
-            }
-            Err(other) => {
-                res.status = match other {
-                    Problem::Unmet(_) => Status::Ignored,
-                    _ => Status::Broken,
-                };
-                res.reason = Some(format!("control run: {other}"));
-            }
-        }
+        judge_control(&mut res, exp, r);
     }
     res.duration_ms = start.elapsed().as_millis() as u64;
     res
@@ -154,10 +148,43 @@ pub fn save_durations(results: &[ExperimentResult]) {
     }
 }
 
+/// The control decides on its isolation assertion alone: only
+/// `Problem::Fail` is "failed as expected"; a broken step, a leak or a host
+/// change in the control run makes the whole experiment broken.
+fn judge_control(res: &mut ExperimentResult, exp: &Experiment, r: Result<(), Problem>) {
+    match r {
+        Err(Problem::Fail(why)) => {
+            res.control = Some(ControlOutcome::FailedAsExpected);
+            res.observations
+                .insert("control_failure".into(), Value::String(why));
+        }
+        Ok(()) => {
+            res.control = Some(ControlOutcome::PassedUnexpectedly);
+            res.status = Status::Failed;
+            res.reason = Some(format!(
+                "the control ({}) passed too: the assertion proves nothing",
+                exp.control.unwrap_or("without the isolation")
+            ));
+        }
+        Err(other) => {
+            res.status = match other {
+                Problem::Unmet(_) => Status::Ignored,
+                _ => Status::Broken,
+            };
+            res.reason = Some(format!("control run: {other}"));
+        }
+    }
+}
+
 fn apply(res: &mut ExperimentResult, r: Result<(), Problem>) {
     match r {
         Ok(()) => {}
         Err(Problem::Fail(m)) => {
+            res.status = Status::Failed;
+            res.reason = Some(m);
+        }
+        // The isolated run promised to leave the host as it found it.
+        Err(Problem::HostState(m)) => {
             res.status = Status::Failed;
             res.reason = Some(m);
         }

@@ -167,11 +167,43 @@ fn always_passes(ctx: &mut Ctx, _v: Variant) -> Outcome {
 fn breaks(_ctx: &mut Ctx, _v: Variant) -> Outcome {
     Err(Problem::Broken("setup went wrong".into()))
 }
-fn fails_only_in_control(_ctx: &mut Ctx, v: Variant) -> Outcome {
+fn fails_only_in_control(ctx: &mut Ctx, v: Variant) -> Outcome {
+    ctx.observe("value", 1);
     if v.isolated() {
         Ok(())
     } else {
         Err(Problem::Fail("no isolation, no effect".into()))
+    }
+}
+fn asserts_nothing(_ctx: &mut Ctx, _v: Variant) -> Outcome {
+    Ok(())
+}
+/// The control fails its assertion, but leaves a `sleep` behind: the leak,
+/// not the assertion, decides.
+fn control_fails_and_leaks(ctx: &mut Ctx, v: Variant) -> Outcome {
+    ctx.observe("value", 1);
+    if v.isolated() {
+        return Ok(());
+    }
+    let child = ctx.cmd("sleep").arg("60").spawn()?;
+    std::mem::forget(child);
+    Err(Problem::Fail("no isolation, no effect".into()))
+}
+fn control_setup_breaks(ctx: &mut Ctx, v: Variant) -> Outcome {
+    ctx.observe("value", 1);
+    if v.isolated() {
+        Ok(())
+    } else {
+        Err(Problem::Broken("unshare: setup step failed".into()))
+    }
+}
+/// A host guard (as the net section's) sees the host change in the control run.
+fn control_sees_host_change(ctx: &mut Ctx, v: Variant) -> Outcome {
+    ctx.observe("value", 1);
+    if v.isolated() {
+        Ok(())
+    } else {
+        Err(Problem::HostState("the real host's routes changed".into()))
     }
 }
 fn leaks_a_directory(ctx: &mut Ctx, _v: Variant) -> Outcome {
@@ -224,6 +256,34 @@ fn fake(
     Some(ControlOutcome::FailedAsExpected),
     ""
 )]
+#[case::control_leak_is_broken(
+    control_fails_and_leaks,
+    Some("no isolation"),
+    Status::Broken,
+    None,
+    "left behind"
+)]
+#[case::control_setup_break_is_broken(
+    control_setup_breaks,
+    Some("no isolation"),
+    Status::Broken,
+    None,
+    "setup step failed"
+)]
+#[case::control_host_change_is_broken(
+    control_sees_host_change,
+    Some("no isolation"),
+    Status::Broken,
+    None,
+    "routes changed"
+)]
+#[case::pass_without_observations_is_broken(
+    asserts_nothing,
+    None,
+    Status::Broken,
+    None,
+    "asserted nothing"
+)]
 #[case::no_control(always_passes, None, Status::Passed, None, "")]
 #[case::broken_is_not_failed(breaks, None, Status::Broken, None, "setup went wrong")]
 #[case::panic_is_broken(panics, None, Status::Broken, None, "panicked: boom")]
@@ -249,6 +309,14 @@ fn runner_reports_what_happened(
     let r = run_one(exp);
     assert_eq!(r.status, status, "{r:?}");
     assert_eq!(r.control, ctl, "{r:?}");
+    if ctl == Some(ControlOutcome::FailedAsExpected) {
+        // The report names the assertion the control failed.
+        assert_eq!(
+            r.observations.get("control_failure"),
+            Some(&serde_json::json!("no isolation, no effect")),
+            "{r:?}"
+        );
+    }
     if status != Status::Passed {
         let why = r.reason.clone().expect("a non-pass names its reason");
         assert!(why.contains(reason), "{why:?} should mention {reason:?}");

@@ -333,19 +333,26 @@ fn exec_is_nsenter(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "nsenter -t {hostpid} failed: {}",
         ne.stderr.trim()
     );
+    same_ns_as_init(&init, &me, &via_exec, "the docker exec process")?;
+    same_ns_as_init(&init, &me, &via_nsenter, "the nsenter process")
+}
+
+/// Each shared kind of `seen` equals the init's, which is not the host's.
+/// An unreadable link is never equal to another unreadable link: the
+/// init's missing is a broken step, the other side's missing a failure.
+pub fn same_ns_as_init(
+    init: &BTreeMap<String, u64>,
+    host: &BTreeMap<String, u64>,
+    seen: &BTreeMap<String, u64>,
+    who: &str,
+) -> Outcome {
     for k in SHARED_KINDS {
-        check_eq!(
-            via_exec.get(k),
-            init.get(k),
-            "{k} ns of the docker exec process vs the init"
-        );
-        check_eq!(
-            via_nsenter.get(k),
-            init.get(k),
-            "{k} ns of the nsenter process vs the init"
-        );
+        let Some(want) = init.get(k) else {
+            broken!("the container init's {k} ns link could not be read");
+        };
+        check_eq!(seen.get(k), Some(want), "{k} ns of {who} vs the init");
         check!(
-            init.get(k) != me.get(k),
+            host.get(k) != Some(want),
             "the container's {k} ns is the host's: nothing was entered"
         );
     }
@@ -601,26 +608,47 @@ fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "{} is not the container's cgroup",
         file.display()
     );
-    if refused.success() {
-        // An engine without the 6 MB minimum: then it must honour 4 MiB.
-        ctx.observe("seed_request_refused", false);
+    ctx.observe("seed_request_refused", !refused.success());
+    // An engine without the 6 MB minimum must then honour 4 MiB: read the
+    // limit of a live container made with the seed's request.
+    let seed_readback = if refused.success() {
+        let c = dk::run_shell(ctx, &["--network", "none", "--memory", &seed])?;
+        let (dir, v1) = memory_cgroup(dk::init_pid(ctx, &c)?)?;
+        let f = dir.join(if v1 {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        });
+        Some(read(&f)?.trim().to_string())
     } else {
-        ctx.observe("seed_request_refused", true);
+        None
+    };
+    ctx.observe("seed_request_cgroup_value", &seed_readback);
+    judge_seed_request(refused.shell_status(), &refusal, seed_readback.as_deref())
+}
+
+/// The seed's `--memory 4194304`: refused with status 125 and a stated
+/// minimum above it, or accepted and read back exactly from the cgroup.
+pub fn judge_seed_request(status: i32, answer: &str, readback: Option<&str>) -> Outcome {
+    if status == 0 {
+        let want = SEED_LIMIT.to_string();
         check_eq!(
-            refused.shell_status(),
-            125,
-            "docker run status for a refused request"
+            readback,
+            Some(want.as_str()),
+            "the cgroup limit of a container run with the seed's --memory {SEED_LIMIT}"
         );
-        let Some(min) = minimum else {
-            return Err(Problem::Fail(format!(
-                "refusal without the engine's minimum: {refusal:?}"
-            )));
-        };
-        check!(
-            SEED_LIMIT < min,
-            "refused {SEED_LIMIT} though the stated minimum is {min}"
-        );
+        return Ok(());
     }
+    check_eq!(status, 125, "docker run status for a refused request");
+    let Some(min) = parse_minimum(answer) else {
+        return Err(Problem::Fail(format!(
+            "refusal without the engine's minimum: {answer:?}"
+        )));
+    };
+    check!(
+        SEED_LIMIT < min,
+        "refused {SEED_LIMIT} though the stated minimum is {min}"
+    );
     Ok(())
 }
 
@@ -637,6 +665,17 @@ fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let pid = dk::init_pid(ctx, &c)?;
     let (dir, v1) = memory_cgroup(pid)?;
     let before = oom_kills(&dir, v1)?;
+    // State.OOMKilled is also set by an exec's OOM kill (moby#18433): the
+    // kernel log names the process each kill hit, so the init's own kill
+    // shows by its host pid.
+    let mut kmsg = match Kmsg::from_now() {
+        Ok(k) => k,
+        Err(e) => {
+            return Err(Problem::Unmet(format!(
+                "reading /dev/kmsg (to tell the init's OOM kill from an exec's): {e}"
+            )))
+        }
+    };
     let ex = dk::exec(
         ctx,
         &c,
@@ -664,6 +703,13 @@ fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
     }
     let w = dk::docker_ok(ctx, &["wait", &c.id])?;
     let st = dk::inspect(ctx, &c)?;
+    let mut killed = Vec::new();
+    wait_until(Duration::from_secs(5), || {
+        killed.extend(oom_killed_pids(&kmsg.records()));
+        killed.contains(&pid)
+    });
+    ctx.observe("init_host_pid", pid);
+    ctx.observe("oom_killed_host_pids", &killed);
     ctx.observe("wait_status", w.trim());
     ctx.observe("state_exit_code", &st["State"]["ExitCode"]);
     ctx.observe("state_oom_killed", &st["State"]["OOMKilled"]);
@@ -684,7 +730,55 @@ fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
         Some(true),
         "State.OOMKilled"
     );
+    check!(
+        killed.contains(&pid),
+        "the kernel log names no OOM kill of the init (host pid {pid}), only {killed:?}: OOMKilled may be the exec's"
+    );
     Ok(())
+}
+
+/// `/dev/kmsg` read from the moment it was opened, without blocking.
+struct Kmsg(std::fs::File);
+
+impl Kmsg {
+    fn from_now() -> std::io::Result<Kmsg> {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")?;
+        f.seek(SeekFrom::End(0))?;
+        Ok(Kmsg(f))
+    }
+
+    /// The records logged since the last call (one per read(2)).
+    fn records(&mut self) -> Vec<String> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                // EPIPE: records were overwritten; the next read goes on.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// Host pids in the kernel's "Killed process PID (comm)" OOM lines.
+pub fn oom_killed_pids(records: &[String]) -> Vec<i32> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let rest = &r[r.find("Killed process ")? + 15..];
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
 }
 
 const SECCOMP_PROBE: &str = "grep Seccomp: /proc/self/status; unshare -U true; echo status=$?";
@@ -1121,6 +1215,71 @@ fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    const REFUSAL: &str =
+        "docker: Error response from daemon: Minimum memory limit allowed is 6MB.";
+
+    /// The seed's request, as engines answer it: refused with a minimum
+    /// (here), or accepted, when the cgroup must read back 4194304.
+    #[rstest]
+    #[case(125, REFUSAL, None, true)]
+    #[case(125, "docker: some other error", None, false)]
+    #[case(0, "", Some("4194304"), true)]
+    #[case(0, "", Some("6291456"), false)]
+    #[case(0, "", None, false)]
+    fn seed_request(
+        #[case] st: i32,
+        #[case] ans: &str,
+        #[case] rb: Option<&str>,
+        #[case] ok: bool,
+    ) {
+        let r = judge_seed_request(st, ans, rb);
+        assert_eq!(r.is_ok(), ok, "{r:?}");
+    }
+
+    /// Two unreadable links never compare equal.
+    #[test]
+    fn unreadable_links_are_not_the_same_ns() {
+        let m = |v: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            v.iter().map(|(k, i)| (k.to_string(), *i)).collect()
+        };
+        let empty = m(&[]);
+        let init = m(&[("pid", 1), ("net", 2), ("mnt", 3), ("uts", 4), ("ipc", 5)]);
+        let host = m(&[
+            ("pid", 11),
+            ("net", 12),
+            ("mnt", 13),
+            ("uts", 14),
+            ("ipc", 15),
+        ]);
+        assert!(matches!(
+            same_ns_as_init(&empty, &host, &empty, "x"),
+            Err(Problem::Broken(_))
+        ));
+        assert!(matches!(
+            same_ns_as_init(&init, &host, &empty, "x"),
+            Err(Problem::Fail(_))
+        ));
+        assert!(matches!(
+            same_ns_as_init(&init, &init, &init, "x"),
+            Err(Problem::Fail(_))
+        ));
+        assert!(same_ns_as_init(&init, &host, &init, "x").is_ok());
+    }
+
+    /// Recorded kernel lines: the exec's dd killed first, then the init.
+    #[test]
+    fn oom_kills_name_their_host_pids() {
+        let recs = vec![
+            "3,2001,77,-;Memory cgroup out of memory: Killed process 4242 (dd) total-vm:70000kB"
+                .to_string(),
+            "6,2002,78,-;oom_reaper: reaped process 4242 (dd)".to_string(),
+            "3,2003,79,-;Memory cgroup out of memory: Killed process 4100 (dd) total-vm:70000kB"
+                .to_string(),
+        ];
+        assert_eq!(oom_killed_pids(&recs), vec![4242, 4100]);
+        assert!(!oom_killed_pids(&recs[..2]).contains(&4100));
+    }
 
     #[rstest]
     #[case("12:memory:/docker/abc\n0::/\n", Some("memory"), Some("/docker/abc"))]

@@ -24,7 +24,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "mnt.findmnt-sees-own-table",
         section: Section::Mnt,
-        asserts: "findmnt inside shows the new proc mount; the host's mountinfo does not contain it",
+        asserts: "findmnt of the inner process shows a new proc mount stacked on /proc whose listing is the new pid ns ([1]); the host's /proc stack is unchanged while it lives",
         needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Findmnt)],
         control: None,
         body: findmnt_sees_own_table,
@@ -139,50 +139,117 @@ fn proc_view_differs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     Ok(())
 }
 
+/// Proc mounts stacked exactly on /proc in `findmnt -n -r -o TARGET,FSTYPE`.
+fn stacked_proc(findmnt: &str) -> usize {
+    findmnt
+        .lines()
+        .filter(|l| l.split_whitespace().collect::<Vec<_>>() == ["/proc", "proc"])
+        .count()
+}
+
+/// What a user sees of /proc around one inner process: proc mounts stacked
+/// on /proc on the host (before and while it lives) and in its own table,
+/// and the pids its /proc lists.
+#[derive(Debug, serde::Serialize)]
+pub struct ProcView {
+    pub host_before: usize,
+    pub host_during: usize,
+    pub inner_stacked: usize,
+    pub inner_pids: Vec<i64>,
+}
+
+/// Mount IDs cannot tell a leak (a copied or propagated mount gets a new
+/// ID); paths, types and the pid view can.
+pub fn judge_proc_view(v: &ProcView) -> Result<(), String> {
+    if v.inner_stacked != v.host_before + 1 {
+        return Err(format!(
+            "inside, {} proc mounts are stacked on /proc; the host has {}: no new one on top",
+            v.inner_stacked, v.host_before
+        ));
+    }
+    if v.host_during != v.host_before {
+        return Err(format!(
+            "the host's /proc stack went from {} to {} proc mounts while the inner process lived",
+            v.host_before, v.host_during
+        ));
+    }
+    if v.inner_pids != [1] {
+        return Err(format!(
+            "the inner /proc lists {:?}, not the new pid ns's [1]: a copy of the host's",
+            v.inner_pids
+        ));
+    }
+    Ok(())
+}
+
+/// The host pid of the `sleep` under `parent` (itself, or its child once
+/// unshare(1) forked), after its exec: --mount-proc is done by then.
+fn inner_sleep(parent: i32) -> anyhow::Result<i32> {
+    let comm = |p: i32| std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    let mut found = None;
+    crate::process::wait_until(std::time::Duration::from_secs(5), || {
+        let mut cands = vec![parent];
+        cands.extend(crate::process::children_of(parent));
+        found = cands.into_iter().find(|p| comm(*p).trim() == "sleep");
+        found.is_some()
+    });
+    found.ok_or_else(|| anyhow::anyhow!("no `sleep` under {parent} after 5 s"))
+}
+
+fn proc_view_of(
+    ctx: &mut Ctx,
+    layer: &str,
+    host_before: usize,
+    pid: i32,
+) -> anyhow::Result<ProcView> {
+    let row_cmd = ["-n", "-r", "-o", "TARGET,FSTYPE"];
+    let p = pid.to_string();
+    let v = ProcView {
+        host_before,
+        host_during: stacked_proc(&run_ok(ctx.cmd("findmnt").args(row_cmd))?),
+        inner_stacked: stacked_proc(&run_ok(
+            ctx.cmd("findmnt").args(["--task", &p]).args(row_cmd),
+        )?),
+        inner_pids: numeric(
+            &entries(&PathBuf::from(format!("/proc/{p}/root/proc")))?
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    };
+    ctx.observe(layer, &v);
+    Ok(v)
+}
+
 fn findmnt_sees_own_table(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let inside = run_ok(ctx.cmd("unshare").args([
+    let host_before = stacked_proc(&run_ok(ctx.cmd("findmnt").args([
+        "-n",
+        "-r",
+        "-o",
+        "TARGET,FSTYPE",
+    ]))?);
+    // The seed's command, kept alive so the host can be looked at meanwhile.
+    let mut cli = crate::process::Spawned::start(ctx.cmd("unshare").args([
         "--fork",
         "--pid",
         "--mount-proc",
-        "findmnt",
-        "-n",
-        "-o",
-        "ID,TARGET,FSTYPE",
-        "/proc",
+        "sleep",
+        "60",
     ]))?;
-    let me = crate::experiments::pid::whoami_in(ctx, &["--ns", "pid,mnt", "--mount-proc"])?;
-    let host = mount_table(&host_mountinfo()?);
-    let host_ids: BTreeSet<u64> = host.iter().map(|(id, _, _)| *id).collect();
-    let rows: Vec<Vec<&str>> = inside
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    // The last /proc row is the top of the stack: the new proc mount.
-    let cli_id: Option<u64> = rows
-        .iter()
-        .rev()
-        .find(|r| r.get(1) == Some(&"/proc") && r.get(2) == Some(&"proc"))
-        .and_then(|r| r[0].parse().ok());
-    let kernel_table = mount_table(me["mountinfo"].as_str().unwrap_or(""));
-    let kernel_id = proc_mount_id(&kernel_table);
-    ctx.observe("findmnt_proc_rows", rows.len());
-    ctx.observe("inside_cli_proc_mount_id", cli_id);
-    ctx.observe("inside_kernel_proc_mount_id", kernel_id);
-    ctx.observe("host_proc_mount_id", proc_mount_id(&host));
-    check!(
-        cli_id.is_some(),
-        "findmnt inside shows no proc mount on /proc: {inside:?}"
-    );
-    check!(
-        kernel_id.is_some(),
-        "the child's mountinfo has no proc mount on /proc"
-    );
-    for (what, id) in [("findmnt", cli_id), ("mountinfo", kernel_id)] {
-        let id = id.unwrap_or(0);
-        check!(
-            !host_ids.contains(&id),
-            "the inside proc mount ({what}: id {id}) is in the host's mount table"
-        );
+    let cli_view = proc_view_of(ctx, "unshare_cli", host_before, inner_sleep(cli.pid())?)?;
+    cli.kill();
+    // Kernel layer: unshare(2) + mount(2) in the project's helper.
+    let (mut k, pid) = crate::experiments::pid::start_inside(
+        ctx,
+        &["--ns", "pid,mnt", "--mount-proc"],
+        &["sleep", "60"],
+    )?;
+    let kernel_view = proc_view_of(ctx, "helper_unshare", host_before, inner_sleep(pid)?)?;
+    k.kill();
+    for (layer, v) in [("unshare(1)", &cli_view), ("unshare(2)", &kernel_view)] {
+        if let Err(why) = judge_proc_view(v) {
+            return Err(crate::experiment::Problem::Fail(format!("{layer}: {why}")));
+        }
     }
     Ok(())
 }
@@ -330,7 +397,7 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
     let busybox =
         crate::host::which("busybox").ok_or_else(|| anyhow::anyhow!("busybox not found"))?;
     std::fs::copy(&busybox, bin.join("busybox"))?;
-    let list = run_ok(std::process::Command::new(&busybox).arg("--list"))?;
+    let list = run_ok(crate::process::command(&busybox).arg("--list"))?;
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
     }
@@ -464,6 +531,39 @@ fn op_pivot_shell(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_view_judges_paths_types_and_pids() {
+        let good = ProcView {
+            host_before: 1,
+            host_during: 1,
+            inner_stacked: 2,
+            inner_pids: vec![1],
+        };
+        assert!(judge_proc_view(&good).is_ok());
+        // A copied host /proc: nothing new on top, the host's pids listed.
+        let copied = ProcView {
+            inner_stacked: 1,
+            inner_pids: vec![1, 2, 97],
+            ..good
+        };
+        assert!(judge_proc_view(&copied).is_err());
+        // The new proc mount propagated to the host.
+        let propagated = ProcView {
+            host_during: 2,
+            inner_pids: vec![1],
+            ..copied
+        };
+        assert!(judge_proc_view(&ProcView {
+            inner_stacked: 2,
+            ..propagated
+        })
+        .is_err());
+        assert_eq!(
+            stacked_proc("/ ext4\n/proc proc\n/proc/sys/fs/binfmt_misc binfmt_misc\n/proc proc\n"),
+            2
+        );
+    }
 
     #[test]
     fn mount_table_reads_ids_points_and_types() {

@@ -1,12 +1,12 @@
 //! Catalogue section 4: the other namespaces of the seed's `lsns` table.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
 use crate::experiments::pid::{start_inside, whoami_in};
 use crate::helper::HelperOp;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok};
-use crate::{check, check_eq};
+use crate::{broken, check, check_eq};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -23,7 +23,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "ipc.sysv-isolated",
         section: Section::OtherNs,
-        asserts: "a SysV shm segment made in a new ipc ns is invisible to the host's ipcs, and the host's are invisible inside",
+        asserts: "a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns",
         needs: &[Need::Root, Need::Tool(Tool::Ipcs), Need::Tool(Tool::Nsenter), Need::Tool(Tool::Unshare)],
         control: None,
         body: sysv_isolated,
@@ -50,7 +50,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment {
         id: "time.offsets",
         section: Section::OtherNs,
-        asserts: "a new time ns with a monotonic (boottime) offset shifts that clock of the child by the offset, and nothing else",
+        asserts: "a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime",
         needs: &[Need::Root, Need::Kernel(5, 6), Need::Tool(Tool::Unshare)],
         control: None,
         body: time_offsets,
@@ -69,6 +69,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
 
 pub static HELPER_OPS: &[(&str, HelperOp)] = &[
     ("shm-hold", op_shm_hold),
+    ("mq-probe", op_mq_probe),
     ("try-host-resources", op_try_host),
 ];
 
@@ -115,21 +116,82 @@ pub fn ipcs_keys(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Keys and a POSIX message queue name unique to this experiment's tag (a
+/// SysV key cannot carry a name; never 0, IPC_PRIVATE).
+fn ipc_names(tag: &str) -> (u32, u32, String) {
+    let h = tag.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    });
+    let low = h & 0x00ff_ffff;
+    (0x1500_0000 | low, 0x1600_0000 | low, format!("/{tag}"))
+}
+
+/// SysV shm keys in the host's `/proc/sysvipc/shm` (kernel layer).
+fn proc_shm_keys(text: &str) -> Vec<u32> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse::<i64>().ok())
+        .map(|k| k as u32)
+        .collect()
+}
+
+/// A SysV segment and a POSIX message queue made in the host's ipc ns,
+/// removed at teardown (IPC_RMID, mq_unlink).
+fn host_ipc_objects(ctx: &mut Ctx, key: u32, mq: &str) -> anyhow::Result<()> {
+    // SAFETY: plain syscalls on values this function owns.
+    let id = unsafe { libc::shmget(key as i32, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+    anyhow::ensure!(
+        id >= 0,
+        "shmget on the host: {}",
+        std::io::Error::last_os_error()
+    );
+    ctx.defer("remove the host's shm segment", move || {
+        // SAFETY: removes the segment this experiment made.
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    });
+    let name = std::ffi::CString::new(mq)?;
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+    // SAFETY: a NUL-terminated name; default attributes.
+    let fd = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            flags,
+            0o600,
+            std::ptr::null::<libc::mq_attr>(),
+        )
+    };
+    anyhow::ensure!(
+        fd >= 0,
+        "mq_open {mq} on the host: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: closes the descriptor just opened.
+    unsafe { libc::mq_close(fd) };
+    ctx.defer("unlink the host's message queue", move || {
+        // SAFETY: unlinks the queue this experiment made.
+        unsafe { libc::mq_unlink(name.as_ptr()) };
+    });
+    Ok(())
+}
+
+/// `mq-probe NAME` through `cmd`: "present" or the errno of mq_open.
+fn mq_seen(cmd: &mut std::process::Command, mq: &str) -> anyhow::Result<String> {
+    let helper = crate::helper::helper_path();
+    Ok(run_ok(cmd.arg(&helper).args(["helper", "mq-probe", mq]))?
+        .trim()
+        .to_string())
+}
+
 fn sysv_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    // A key unique to this run: pid-derived, never 0 (IPC_PRIVATE).
-    let key = 0x1500_0000u32
-        | (std::process::id() & 0xffff) << 8
-        | (ctx.tag.as_str().len() as u32 & 0xff);
-    let key_hex = format!("0x{key:08x}");
+    let (key, host_key, mq) = ipc_names(ctx.tag.as_str());
+    let (key_hex, host_hex) = (format!("0x{key:08x}"), format!("0x{host_key:08x}"));
+    let inside_mq = format!("{mq}-inside");
+    host_ipc_objects(ctx, host_key, &mq)?;
+    let helper = crate::helper::helper_path().to_string_lossy().into_owned();
     let (_holder, pid) = start_inside(
         ctx,
         &["--ns", "ipc"],
-        &[
-            &crate::helper::helper_path().to_string_lossy(),
-            "helper",
-            "shm-hold",
-            &key.to_string(),
-        ],
+        &[&helper, "helper", "shm-hold", &key.to_string(), &inside_mq],
     )?;
     let t = pid.to_string();
     // Wait for the segment through the namespace's own view: ipcs via nsenter.
@@ -140,45 +202,73 @@ fn sysv_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .unwrap_or_default();
         inside.contains(&key_hex)
     });
-    let host_cli = ipcs_keys(&run_ok(ctx.cmd("ipcs").arg("-m"))?);
-    let host_kernel = crate::experiment::read("/proc/sysvipc/shm")?;
-    let host_kernel_keys: Vec<u32> = host_kernel
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next()?.parse::<i64>().ok())
-        .map(|k| k as u32)
-        .collect();
-    // The other way: a fresh ipc ns sees none of the host's segments.
-    let fresh = run_ok(ctx.cmd("unshare").args(["--ipc", "ipcs", "-m"]))?;
-    let fresh_kernel = run_ok(
-        ctx.cmd("unshare")
-            .args(["--ipc", "cat", "/proc/sysvipc/shm"]),
-    )?;
-    ctx.observe("inside_lists_key", inside.contains(&key_hex));
-    ctx.observe("host_has_key_cli", host_cli.contains(&key_hex));
-    ctx.observe("host_has_key_kernel", host_kernel_keys.contains(&key));
-    ctx.observe("fresh_ns_segments", ipcs_keys(&fresh).len());
+    let seen = json!({
+        "inside": {"shm": inside, "mq_inside": mq_seen(ctx.cmd("nsenter").args(["-t", &t, "--ipc"]), &inside_mq)?},
+        "host": {"shm": ipcs_keys(&run_ok(ctx.cmd("ipcs").arg("-m"))?),
+                 "proc_shm": proc_shm_keys(&crate::experiment::read("/proc/sysvipc/shm")?),
+                 "mq_inside": mq_seen(&mut ctx.cmd("env"), &inside_mq)?,
+                 "mq_host": mq_seen(&mut ctx.cmd("env"), &mq)?},
+        "fresh": {"shm": ipcs_keys(&run_ok(ctx.cmd("unshare").args(["--ipc", "ipcs", "-m"]))?),
+                  "proc_shm": proc_shm_keys(&run_ok(ctx.cmd("unshare").args(["--ipc", "cat", "/proc/sysvipc/shm"]))?),
+                  "mq_host": mq_seen(ctx.cmd("unshare").arg("--ipc"), &mq)?},
+        "keys": {"inside": key_hex, "host": host_hex, "mq": mq},
+    });
+    ctx.observe("seen", &seen);
+    judge_ipc(&seen, key, host_key)
+}
+
+/// Both directions, each with its positive side (the object is there where
+/// it was made), so an empty view cannot pass.
+pub fn judge_ipc(seen: &Value, key: u32, host_key: u32) -> Outcome {
+    let (key_hex, host_hex) = (
+        json!(format!("0x{key:08x}")),
+        json!(format!("0x{host_key:08x}")),
+    );
+    let has = |v: &Value, x: &Value| v.as_array().is_some_and(|a| a.contains(x));
+    let (inside, host, fresh) = (&seen["inside"], &seen["host"], &seen["fresh"]);
     check!(
-        inside.contains(&key_hex),
-        "ipcs -m inside the ipc ns does not list {key_hex}: {inside:?}"
+        has(&inside["shm"], &key_hex),
+        "ipcs -m inside the ipc ns does not list {key_hex}"
+    );
+    check_eq!(
+        inside["mq_inside"],
+        json!("present"),
+        "the namespace's mqueue, seen inside"
     );
     check!(
-        !host_cli.contains(&key_hex),
+        !has(&host["shm"], &key_hex),
         "the host's ipcs -m lists the namespace's segment {key_hex}"
     );
     check!(
-        !host_kernel_keys.contains(&key),
+        !has(&host["proc_shm"], &json!(key)),
         "the host's /proc/sysvipc/shm lists the namespace's segment"
     );
     check_eq!(
-        ipcs_keys(&fresh),
-        Vec::<String>::new(),
-        "segments ipcs -m lists in a fresh ipc ns"
+        host["mq_inside"],
+        json!("ENOENT"),
+        "the namespace's mqueue, opened on the host"
+    );
+    check!(
+        has(&host["shm"], &host_hex),
+        "the host's ipcs -m does not list its own segment {host_hex}"
     );
     check_eq!(
-        fresh_kernel.lines().count(),
-        1,
-        "lines of /proc/sysvipc/shm in a fresh ipc ns (header only)"
+        host["mq_host"],
+        json!("present"),
+        "the host's mqueue, seen on the host"
+    );
+    check!(
+        !has(&fresh["shm"], &host_hex),
+        "ipcs -m in a new ipc ns lists the host's segment {host_hex}"
+    );
+    check!(
+        !has(&fresh["proc_shm"], &json!(host_key)),
+        "/proc/sysvipc/shm in a new ipc ns lists the host's segment"
+    );
+    check_eq!(
+        fresh["mq_host"],
+        json!("ENOENT"),
+        "the host's mqueue, opened in a new ipc ns"
     );
     Ok(())
 }
@@ -312,89 +402,126 @@ fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
     Ok(())
 }
 
+/// The three clocks a time namespace could shift, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Clocks {
+    pub monotonic: f64,
+    pub boottime: f64,
+    pub realtime: f64,
+}
+
+impl Clocks {
+    fn now() -> Clocks {
+        use nix::time::{clock_gettime, ClockId};
+        let c = |id| {
+            clock_gettime(id)
+                .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+                .unwrap_or(-1.0)
+        };
+        Clocks {
+            monotonic: c(ClockId::CLOCK_MONOTONIC),
+            boottime: c(ClockId::CLOCK_BOOTTIME),
+            realtime: c(ClockId::CLOCK_REALTIME),
+        }
+    }
+
+    /// From `helper whoami`'s JSON.
+    fn from_whoami(me: &Value) -> Clocks {
+        let f = |k: &str| me[k].as_f64().unwrap_or(-1.0);
+        Clocks {
+            monotonic: f("monotonic"),
+            boottime: f("boottime"),
+            realtime: f("realtime"),
+        }
+    }
+}
+
+/// Why `inside` (read between the host's `before` and `after`) is not the
+/// host's clocks with CLOCK_MONOTONIC alone shifted by `off`.
+pub fn offset_mismatch(before: Clocks, after: Clocks, inside: Clocks, off: f64) -> Option<String> {
+    let within = |x: f64, lo: f64, hi: f64| x >= lo && x <= hi;
+    if !within(
+        inside.monotonic,
+        before.monotonic + off,
+        after.monotonic + off,
+    ) {
+        return Some(format!(
+            "CLOCK_MONOTONIC inside {:.3} not within host [{:.3}, {:.3}] + {off}",
+            inside.monotonic, before.monotonic, after.monotonic
+        ));
+    }
+    if !within(inside.boottime, before.boottime, after.boottime) {
+        return Some(format!(
+            "CLOCK_BOOTTIME inside {:.3} shifted",
+            inside.boottime
+        ));
+    }
+    if !within(inside.realtime, before.realtime, after.realtime) {
+        return Some(format!(
+            "CLOCK_REALTIME inside {:.3} shifted",
+            inside.realtime
+        ));
+    }
+    None
+}
+
 fn time_offsets(ctx: &mut Ctx, _v: Variant) -> Outcome {
     const OFF: f64 = 86400.0;
-    let clock = |id| {
-        nix::time::clock_gettime(id)
-            .map(|t| t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
-            .unwrap_or(-1.0)
-    };
-    use nix::time::ClockId;
-    const CLOCK_MONOTONIC: ClockId = ClockId::CLOCK_MONOTONIC;
-    const CLOCK_BOOTTIME: ClockId = ClockId::CLOCK_BOOTTIME;
-    const CLOCK_REALTIME: ClockId = ClockId::CLOCK_REALTIME;
-    let (m0, b0, r0) = (
-        clock(CLOCK_MONOTONIC),
-        clock(CLOCK_BOOTTIME),
-        clock(CLOCK_REALTIME),
-    );
+    let helper = crate::helper::helper_path();
+    let before = Clocks::now();
+    // Kernel layer: unshare(2) + /proc/self/timens_offsets, then fork.
     let me = whoami_in(
         ctx,
         &["--ns", "time", "--fork", "--monotonic-offset", "86400"],
     )?;
-    // CLI layer: unshare(1)'s --boottime offset, read through /proc/uptime.
-    let up = run(ctx.cmd("unshare").args([
-        "--time",
-        "--fork",
-        "--boottime",
-        "86400",
-        "cat",
-        "/proc/uptime",
-    ]))?;
-    let (m1, b1, r1) = (
-        clock(CLOCK_MONOTONIC),
-        clock(CLOCK_BOOTTIME),
-        clock(CLOCK_REALTIME),
-    );
-    let host_uptime: f64 = crate::experiment::read("/proc/uptime")?
-        .split_whitespace()
-        .next()
-        .and_then(|x| x.parse().ok())
-        .unwrap_or(-1.0);
-    let inside_uptime: f64 = up
-        .stdout
-        .split_whitespace()
-        .next()
-        .and_then(|x| x.parse().ok())
-        .unwrap_or(-1.0);
-    let mono = me["monotonic"].as_f64().unwrap_or(-1.0);
-    let boot = me["boottime"].as_f64().unwrap_or(-1.0);
-    let real = me["realtime"].as_f64().unwrap_or(-1.0);
-    ctx.observe("monotonic_shift", ((mono - m0) / 60.0).round() * 60.0);
-    ctx.observe("boottime_shift_kernel", ((boot - b0) / 60.0).round() * 60.0);
-    ctx.observe(
-        "uptime_shift_cli",
-        ((inside_uptime - host_uptime) / 60.0).round() * 60.0,
-    );
-    check!(
-        up.success(),
-        "unshare --time --boottime failed: {}",
-        up.stderr.trim()
-    );
-    check!(
-        mono >= m0 + OFF && mono <= m1 + OFF,
-        "CLOCK_MONOTONIC inside {mono:.3} not within host [{m0:.3}, {m1:.3}] + {OFF}"
-    );
-    check!(
-        boot >= b0 && boot <= b1,
-        "CLOCK_BOOTTIME inside {boot:.3} shifted (host [{b0:.3}, {b1:.3}])"
-    );
-    check!(
-        real >= r0 && real <= r1,
-        "CLOCK_REALTIME inside {real:.3} shifted (host [{r0:.3}, {r1:.3}])"
-    );
-    check!(
-        inside_uptime >= host_uptime + OFF - 5.0 && inside_uptime <= host_uptime + OFF,
-        "/proc/uptime inside {inside_uptime} is not the host's {host_uptime} + {OFF}"
-    );
+    // CLI layer: unshare(1)'s --monotonic offset, the same clock read back.
+    let cli = run(ctx
+        .cmd("unshare")
+        .args(["--time", "--fork", "--monotonic", "86400"])
+        .arg(&helper)
+        .args(["helper", "whoami"]))?;
+    let after = Clocks::now();
+    if !cli.success() {
+        broken!("unshare --time --monotonic failed: {}", cli.stderr.trim());
+    }
+    let cli_me: Value = serde_json::from_str(cli.stdout.trim())
+        .map_err(|e| anyhow::anyhow!("whoami under unshare(1): {e}: {:.200}", cli.stdout))?;
+    let (kernel, cli) = (Clocks::from_whoami(&me), Clocks::from_whoami(&cli_me));
+    let shift = |c: Clocks| ((c.monotonic - before.monotonic) / 60.0).round() * 60.0;
+    ctx.observe("monotonic_shift_kernel", shift(kernel));
+    ctx.observe("monotonic_shift_cli", shift(cli));
+    if let Some(why) = offset_mismatch(before, after, kernel, OFF) {
+        return Err(Problem::Fail(format!(
+            "helper unshare --monotonic-offset: {why}"
+        )));
+    }
+    if let Some(why) = offset_mismatch(before, after, cli, OFF) {
+        return Err(Problem::Fail(format!("unshare --monotonic: {why}")));
+    }
     Ok(())
+}
+
+/// The namespace types the catalogue names that `/proc/self/ns` lacks (a
+/// kernel built without one): reported, never skipped.
+pub fn missing_types(host: &BTreeMap<String, u64>) -> Vec<&'static str> {
+    namespaces::TYPES
+        .iter()
+        .copied()
+        .filter(|k| !host.contains_key(*k))
+        .collect()
 }
 
 fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let host = namespaces::inodes("self");
+    let missing = missing_types(&host);
+    ctx.observe("missing_types", &missing);
+    check!(
+        missing.is_empty(),
+        "this kernel has no {missing:?} namespace (/proc/self/ns lacks it): the lsns table's types are not all isolatable here"
+    );
     let mut procs = Vec::new();
     let mut pids = BTreeMap::new();
-    for kind in namespaces::TYPES.iter().filter(|k| host.contains_key(**k)) {
+    for kind in namespaces::TYPES {
         let (s, pid) = start_inside(ctx, &["--ns", kind], &["sleep", "60"])?;
         // For types other than pid and time the unsharing helper is in the
         // new ns too, and lsns names the lowest pid of a namespace.
@@ -441,8 +568,9 @@ fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
 
 // ---- helper ops ----
 
-/// `shm-hold KEY`: make a SysV segment with KEY in this ipc ns and wait to
-/// be killed; the segment dies with the namespace.
+/// `shm-hold KEY [MQNAME]`: make a SysV segment with KEY (and a POSIX
+/// message queue) in this ipc ns and wait to be killed; both die with the
+/// namespace.
 fn op_shm_hold(args: &[String]) -> i32 {
     let key: i32 = args
         .first()
@@ -454,9 +582,50 @@ fn op_shm_hold(args: &[String]) -> i32 {
         eprintln!("shmget: {}", std::io::Error::last_os_error());
         return 125;
     }
+    if let Some(name) = args
+        .get(1)
+        .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
+    {
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+        // SAFETY: a NUL-terminated name; default attributes.
+        let fd = unsafe {
+            libc::mq_open(
+                name.as_ptr(),
+                flags,
+                0o600,
+                std::ptr::null::<libc::mq_attr>(),
+            )
+        };
+        if fd < 0 {
+            eprintln!("mq_open: {}", std::io::Error::last_os_error());
+            return 125;
+        }
+    }
     loop {
         nix::unistd::pause();
     }
+}
+
+/// `mq-probe NAME`: prints `present` when mq_open(NAME) works in this ipc
+/// ns, otherwise the errno's name (ENOENT: not in this namespace).
+fn op_mq_probe(args: &[String]) -> i32 {
+    let Some(name) = args
+        .first()
+        .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
+    else {
+        eprintln!("mq-probe needs a queue name");
+        return 125;
+    };
+    // SAFETY: a NUL-terminated name, opened read-only and closed at once.
+    let fd = unsafe { libc::mq_open(name.as_ptr(), libc::O_RDONLY) };
+    if fd >= 0 {
+        // SAFETY: closes the descriptor just opened.
+        unsafe { libc::mq_close(fd) };
+        println!("present");
+    } else {
+        println!("{:?}", nix::errno::Errno::last());
+    }
+    0
 }
 
 fn errno_name(r: Result<(), nix::errno::Errno>) -> String {
@@ -487,6 +656,61 @@ fn op_try_host(args: &[String]) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_namespace_type_is_reported() {
+        let mut host: BTreeMap<String, u64> = namespaces::TYPES
+            .iter()
+            .map(|k| (k.to_string(), 1))
+            .collect();
+        assert!(missing_types(&host).is_empty());
+        host.remove("time");
+        assert_eq!(missing_types(&host), vec!["time"]);
+    }
+
+    fn clocks(m: f64, b: f64, r: f64) -> Clocks {
+        Clocks {
+            monotonic: m,
+            boottime: b,
+            realtime: r,
+        }
+    }
+
+    /// Recorded shapes: the monotonic clock shifted (pass), boottime shifted
+    /// instead (what `unshare --boottime` gives), and no shift at all.
+    #[test]
+    fn the_offset_must_move_monotonic_alone() {
+        let (b, a) = (clocks(100.0, 110.0, 1e9), clocks(101.0, 111.0, 1e9 + 1.0));
+        let ok = clocks(100.5 + 86400.0, 110.5, 1e9 + 0.5);
+        assert_eq!(offset_mismatch(b, a, ok, 86400.0), None);
+        let boot = clocks(100.5, 110.5 + 86400.0, 1e9 + 0.5);
+        assert!(offset_mismatch(b, a, boot, 86400.0).is_some());
+        let both = clocks(100.5 + 86400.0, 110.5 + 86400.0, 1e9 + 0.5);
+        assert!(offset_mismatch(b, a, both, 86400.0)
+            .unwrap()
+            .contains("BOOTTIME"));
+    }
+
+    fn ipc_seen(fresh_shm: Value, fresh_mq: &str) -> Value {
+        json!({
+            "inside": {"shm": ["0x15000001"], "mq_inside": "present"},
+            "host": {"shm": ["0x16000001"], "proc_shm": [0x1600_0001u32],
+                     "mq_inside": "ENOENT", "mq_host": "present"},
+            "fresh": {"shm": fresh_shm, "proc_shm": [], "mq_host": fresh_mq},
+        })
+    }
+
+    /// "The host's are invisible inside" can fail: recorded views where the
+    /// host's segment or queue shows in a new ipc ns.
+    #[test]
+    fn ipc_host_objects_seen_inside_fail() {
+        let (k, hk) = (0x1500_0001, 0x1600_0001);
+        assert!(judge_ipc(&ipc_seen(json!([]), "ENOENT"), k, hk).is_ok());
+        let shm = judge_ipc(&ipc_seen(json!(["0x16000001"]), "ENOENT"), k, hk);
+        assert!(matches!(shm, Err(Problem::Fail(_))), "{shm:?}");
+        let mq = judge_ipc(&ipc_seen(json!([]), "present"), k, hk);
+        assert!(matches!(mq, Err(Problem::Fail(_))), "{mq:?}");
+    }
 
     #[test]
     fn ipcs_keys_reads_the_key_column() {

@@ -5,7 +5,7 @@ use crate::helper::{self, HelperOp};
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{is_running, run, run_ok, wait_until, Spawned};
-use crate::{check, check_eq};
+use crate::{broken, check, check_eq};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
@@ -144,7 +144,9 @@ fn init_is_pid_1(ctx: &mut Ctx, v: Variant) -> Outcome {
         .cmd("unshare")
         .args(&args)
         .args(["/bin/sh", "-c", "echo $$"]))?;
-    check!(r.success(), "unshare {args:?} failed: {}", r.stderr.trim());
+    if !r.success() {
+        broken!("unshare {args:?} failed: {}", r.stderr.trim());
+    }
     let shell_pid = r.stdout.trim().to_string();
     ctx.observe("echo_dollar_dollar", &shell_pid);
 
@@ -610,6 +612,24 @@ fn op_signals(args: &[String]) -> i32 {
     }))
 }
 
+/// The host pid and `PPid:` of the process whose innermost `NSpid` is
+/// `ns_pid`, among (host pid, /proc status text) pairs of one pid ns.
+pub fn find_by_nspid(statuses: &[(i32, String)], ns_pid: i32) -> Option<(i32, i32)> {
+    statuses.iter().find_map(|(pid, text)| {
+        let nspid = namespaces::parse_nspid(text)?;
+        if nspid.len() < 2 || nspid.last() != Some(&ns_pid) {
+            return None;
+        }
+        let ppid = text
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some((*pid, ppid))
+    })
+}
+
 fn op_orphan(_args: &[String]) -> i32 {
     let (r, w) = nix::unistd::pipe().expect("pipe");
     if let Err(c) = unshare_pid() {
@@ -657,20 +677,55 @@ fn op_orphan(_args: &[String]) -> i32 {
         .split_whitespace()
         .filter_map(|x| x.parse::<i64>().ok());
     let (ns_pid, ppid_inside) = (it.next(), it.next());
-    // The orphan's host pid: the ns init's only child now.
-    let kids = crate::process::children_of(init.as_raw());
-    let host_ppid = kids
-        .first()
-        .and_then(|k| procfs::process::Process::new(*k).ok())
-        .and_then(|p| p.stat().ok())
-        .map(|s| s.ppid);
+    // The orphan as a user finds it: the process of the init's pid ns
+    // whose NSpid ends in the pid it printed, and that process's PPid.
+    let statuses: Vec<(i32, String)> = namespaces::inode(&init.to_string(), "pid")
+        .map(|ino| namespaces::pids_in_ns("pid", ino))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            Some((
+                p,
+                std::fs::read_to_string(format!("/proc/{p}/status")).ok()?,
+            ))
+        })
+        .collect();
+    let found = ns_pid.and_then(|n| find_by_nspid(&statuses, n as i32));
+    let (kids, host_ppid) = (found.map(|f| f.0), found.map(|f| f.1));
     let _ = kill(init, Signal::SIGKILL);
     let _ = waitpid(init, None);
     print_json(json!({
         "orphan_ns_pid": ns_pid,
         "orphan_ppid_inside": ppid_inside,
         "init_host_pid": init.as_raw(),
-        "orphan_host_pids": kids,
+        "orphan_host_pid": kids,
         "orphan_host_ppid": host_ppid,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_by_nspid;
+
+    fn status(nspid: &str, ppid: i32) -> String {
+        format!("Name:\tsleep\nPPid:\t{ppid}\nNSpid:\t{nspid}\n")
+    }
+
+    /// Recorded from a run: the ns init (host 4100, ns 1), its first child
+    /// (4101, ns 2) and the orphan (4103, ns 3). The orphan is found by its
+    /// NSpid, not by being the init's child, so a wrong reparenting shows.
+    #[test]
+    fn the_orphan_is_found_by_nspid_and_its_ppid_can_disagree() {
+        let mut recorded = vec![
+            (4100, status("4100\t1", 4099)),
+            (4101, status("4101\t2", 4100)),
+            (4103, status("4103\t3", 4100)),
+        ];
+        assert_eq!(find_by_nspid(&recorded, 3), Some((4103, 4100)));
+        // Reparented to the host's init instead: the check's input differs.
+        recorded[2].1 = status("4103\t3", 1);
+        assert_eq!(find_by_nspid(&recorded, 3), Some((4103, 1)));
+        // A host process (one NSpid level) never matches.
+        assert_eq!(find_by_nspid(&[(3, status("3", 1))], 3), None);
+    }
 }

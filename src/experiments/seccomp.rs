@@ -317,7 +317,9 @@ fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
         seen.insert(
             a.into(),
             json!({"signal": r.signal, "code": r.code, "report": j,
-                   "exec_ran": r.stdout.contains("exec-ran"), "stderr": r.stderr.trim()}),
+                   "exec_ran": r.stdout.contains("exec-ran"),
+                   "seccomp_after_exec": seccomp_after_exec(&r.stdout),
+                   "stderr": r.stderr.trim()}),
         );
         results.push((a, r, j));
     }
@@ -365,12 +367,27 @@ fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
                 check_eq!(j["errno"], json!(libc::EPERM), "Errno: errno");
             }
             _ => {
+                // Without the filter the exec goes through too: the exec'd
+                // shell must show the filter still installed.
+                check_eq!(
+                    seccomp_after_exec(&r.stdout),
+                    Some(2),
+                    "Log: `Seccomp:` of the exec'd shell"
+                );
                 check!(ran, "Log: the exec did not go through: {r:?}");
                 check_eq!(r.code, Some(0), "Log: the shell's exit code");
             }
         }
     }
     Ok(())
+}
+
+/// The `seccomp=N` line the exec'd shell of `seccomp-thread` prints.
+pub fn seccomp_after_exec(stdout: &str) -> Option<i64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("seccomp="))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn inherited(ctx: &mut Ctx, _v: Variant) -> Outcome {
@@ -662,7 +679,9 @@ fn op_seccomp_thread(args: &[String]) -> i32 {
             let argv = [
                 c"sh".as_ptr(),
                 c"-c".as_ptr(),
-                c"echo exec-ran".as_ptr(),
+                // The shell, once exec'd, reads its own `Seccomp:` with
+                // builtins only (a second exec would meet the filter again).
+                c"while read -r k v; do case $k in Seccomp:) echo \"seccomp=$v\";; esac; done < /proc/self/status; echo exec-ran".as_ptr(),
                 std::ptr::null(),
             ];
             let r = libc::syscall(
@@ -831,6 +850,16 @@ fn op_seccomp_probe(_args: &[String]) -> i32 {
 mod tests {
     use super::*;
     use rstest::rstest;
+
+    /// sc.actions' Log case: the exec going through is not enough, since it
+    /// would without any filter; the exec'd shell's `Seccomp:` decides.
+    #[rstest]
+    #[case("seccomp=2\nexec-ran\n", Some(2))]
+    #[case("seccomp=0\nexec-ran\n", Some(0))]
+    #[case("exec-ran\n", None)]
+    fn log_reads_the_filter_after_the_exec(#[case] out: &str, #[case] want: Option<i64>) {
+        assert_eq!(seccomp_after_exec(out), want);
+    }
 
     #[test]
     fn the_fixture_is_the_seeds_program() {
