@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Installs the host packages the experiments need. Idempotent: packages already
 # present are skipped, so a second run costs one dpkg query.
-# Usage: ci/install-host-deps.sh [--docker] [--qemu]
+# Usage: ci/install-host-deps.sh [--docker] [--qemu] [--locales]
+# --locales also generates de_DE.UTF-8 and fr_FR.UTF-8, to check that the
+# suite gives the same verdicts under a translated locale
+# (LC_ALL=de_DE.UTF-8 ci/isocheck: every command it reads runs with LC_ALL=C).
 set -euo pipefail
 
 want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
       libseccomp-dev gcc pkg-config busybox-static python3 nftables)
+locales=()
 for arg in "$@"; do
   case "$arg" in
     --docker) want+=(docker.io) ;;
     --qemu) want+=(qemu-system-x86 kmod libc6-dev) ;;  # kmod: depmod for the guest's modules
-    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    --locales) want+=(locales); locales=(de_DE.UTF-8 fr_FR.UTF-8) ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "install-host-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +33,27 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# Generates the wanted locales that `locale -a` lacks (after the packages).
+gen_locales() {
+  local l norm todo=()
+  for l in "${locales[@]}"; do
+    norm=$(printf '%s' "$l" | sed 's/UTF-8/utf8/')
+    locale -a 2>/dev/null | grep -qx "$norm" || todo+=("$l")
+  done
+  [ ${#todo[@]} -eq 0 ] && return 0
+  for l in "${todo[@]}"; do
+    sed -i "s/^# *\($l UTF-8\)/\1/" /etc/locale.gen
+    grep -q "^$l UTF-8" /etc/locale.gen || echo "$l UTF-8" >> /etc/locale.gen
+  done
+  echo "install-host-deps: generating ${todo[*]}" >&2
+  locale-gen >/dev/null
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  gen_locales
+  exit 0
+fi
 
 echo "install-host-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
@@ -44,3 +69,4 @@ if printf '%s\n' "${missing[@]}" | grep -qx qemu-system-x86 && grep -qs bookworm
   extra=(-t bookworm-backports)
 fi
 apt-get install -y -qq --no-install-recommends "${extra[@]}" "${missing[@]}" >/dev/null
+gen_locales

@@ -231,3 +231,25 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+#[cfg(test)]
+mod command_env_tests {
+    /// What every command of the suite runs with, whatever the caller's
+    /// locale and PATH: untranslated messages, and the probe's search path.
+    #[test]
+    fn commands_run_untranslated_with_the_sbin_dirs() {
+        let out = super::command("sh")
+            .args(["-c", "echo \"$LC_ALL|$PATH\""])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (lc, path) = text.trim().split_once('|').unwrap();
+        assert_eq!(lc, "C");
+        let dirs: Vec<&str> = path.split(':').collect();
+        assert!(
+            dirs.contains(&"/usr/sbin") && dirs.contains(&"/sbin"),
+            "{path}"
+        );
+        assert_eq!(std::ffi::OsString::from(path), super::search_path());
+    }
+}

@@ -312,6 +312,9 @@ fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.observe("inside_entries_kernel", inside_kernel.len());
     ctx.observe("host_entries", host_entries);
     ctx.observe("host_sees_mount", host_mounted);
+    // The deciding check first: the control's mount is seen by the host.
+    check!(!host_mounted, "the host's mount table has a mount on {t}");
+    check_eq!(host_entries, 0, "entries of {t} seen from the host");
     check_eq!(
         inside_cli.len(),
         usr_bin.len(),
@@ -325,8 +328,6 @@ fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
         inside_kernel == usr_bin,
         "the bind target (mount(2) in the helper) does not list /usr/bin's entries"
     );
-    check!(!host_mounted, "the host's mount table has a mount on {t}");
-    check_eq!(host_entries, 0, "entries of {t} seen from the host");
     Ok(())
 }
 
