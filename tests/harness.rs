@@ -322,7 +322,8 @@ fn runner_reports_what_happened(
         assert!(why.contains(reason), "{why:?} should mention {reason:?}");
     }
     // Teardown ran and the leak was removed: nothing of the tag remains.
-    assert!(isocheck::cleanup::leaks(&isocheck::cleanup::run_tag()).is_empty());
+    let left = isocheck::cleanup::leaks(&isocheck::cleanup::run_tag());
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -383,6 +384,8 @@ fn rusty_fork_children_really_run_the_test_body() {
 
 #[test]
 #[file_serial(isocheck_host)]
+// Its live directory carries this process's run tag (see below).
+#[serial(run_tag)]
 fn leftovers_of_a_dead_run_are_swept_and_a_live_runs_are_not() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipping: needs root");
@@ -403,6 +406,82 @@ fn leftovers_of_a_dead_run_are_swept_and_a_live_runs_are_not() {
     assert!(!dead.exists());
     assert!(mine.exists(), "a live run's resource was swept");
     std::fs::remove_dir(&mine).unwrap();
+}
+
+/// A POSIX message queue made on the host, as the ipc section makes one.
+fn host_mqueue(name: &str) {
+    let c = std::ffi::CString::new(format!("/{name}")).unwrap();
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+    // SAFETY: a NUL-terminated name; default attributes.
+    let fd = unsafe { libc::mq_open(c.as_ptr(), flags, 0o600, std::ptr::null::<libc::mq_attr>()) };
+    assert!(fd >= 0, "mq_open: {}", std::io::Error::last_os_error());
+    // SAFETY: closes the descriptor just opened.
+    unsafe { libc::mq_close(fd) };
+}
+
+fn mqueue_exists(name: &str) -> bool {
+    let c = std::ffi::CString::new(format!("/{name}")).unwrap();
+    // SAFETY: a NUL-terminated name, closed at once.
+    let fd = unsafe { libc::mq_open(c.as_ptr(), libc::O_RDONLY) };
+    if fd >= 0 {
+        // SAFETY: closes the descriptor just opened.
+        unsafe { libc::mq_close(fd) };
+    }
+    fd >= 0
+}
+
+fn shm_key_exists(key: u32) -> bool {
+    let text = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    isocheck::cleanup::suite_shm_ids(&text)
+        .iter()
+        .any(|(_, k)| *k == key)
+}
+
+/// What a SIGKILLed ipc.sysv-isolated leaves: a SysV segment (found by its
+/// key family and the tag written in it) and a POSIX message queue (by
+/// name). A dead run's are swept, a live run's are kept and its leak check
+/// sees them.
+#[test]
+#[file_serial(isocheck_host)]
+// Its live objects carry this process's run tag, which the runner tests
+// check is clean after each of them.
+#[serial(run_tag)]
+fn ipc_objects_of_a_dead_run_are_swept_and_a_live_runs_are_not() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    use isocheck::cleanup::{create_tagged_shm, leaks, run_tag, sweep_dead_runs, Leftover};
+    let low = std::process::id() & 0xffff;
+    let (dead_key, live_key) = (0x16fe_0000 | low, 0x16fd_0000 | low);
+    let dead = "isoc-dead2-1";
+    let live = format!("{}9", run_tag());
+    create_tagged_shm(dead_key, dead).unwrap();
+    create_tagged_shm(live_key, &live).unwrap();
+    host_mqueue(&format!("{dead}-inside"));
+    host_mqueue(&live);
+    let mine = leaks(&run_tag());
+    assert!(
+        mine.iter()
+            .any(|l| matches!(l, Leftover::Shm { key, .. } if *key == live_key)),
+        "{mine:?}"
+    );
+    assert!(mine.contains(&Leftover::Mqueue(live.clone())), "{mine:?}");
+    let removed = sweep_dead_runs();
+    assert!(
+        removed
+            .iter()
+            .any(|l| matches!(l, Leftover::Shm { tag, .. } if tag == dead)),
+        "{removed:?}"
+    );
+    assert!(removed.contains(&Leftover::Mqueue(format!("{dead}-inside"))));
+    assert!(!shm_key_exists(dead_key) && !mqueue_exists(&format!("{dead}-inside")));
+    assert!(
+        shm_key_exists(live_key) && mqueue_exists(&live),
+        "a live run's ipc object was swept"
+    );
+    assert!(isocheck::cleanup::remove(mine).is_empty());
+    assert!(!shm_key_exists(live_key) && !mqueue_exists(&live));
 }
 
 // ---- the report and its diff ----

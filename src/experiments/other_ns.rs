@@ -138,13 +138,8 @@ fn proc_shm_keys(text: &str) -> Vec<u32> {
 /// A SysV segment and a POSIX message queue made in the host's ipc ns,
 /// removed at teardown (IPC_RMID, mq_unlink).
 fn host_ipc_objects(ctx: &mut Ctx, key: u32, mq: &str) -> anyhow::Result<()> {
-    // SAFETY: plain syscalls on values this function owns.
-    let id = unsafe { libc::shmget(key as i32, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-    anyhow::ensure!(
-        id >= 0,
-        "shmget on the host: {}",
-        std::io::Error::last_os_error()
-    );
+    let id = crate::cleanup::create_tagged_shm(key, ctx.tag.as_str())
+        .map_err(|e| anyhow::anyhow!("shmget on the host: {e}"))?;
     ctx.defer("remove the host's shm segment", move || {
         // SAFETY: removes the segment this experiment made.
         unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
@@ -572,14 +567,15 @@ fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
 /// message queue) in this ipc ns and wait to be killed; both die with the
 /// namespace.
 fn op_shm_hold(args: &[String]) -> i32 {
-    let key: i32 = args
+    let key: u32 = args
         .first()
         .and_then(|k| k.parse::<u32>().ok())
-        .unwrap_or(0) as i32;
-    // SAFETY: plain syscall.
-    let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-    if id < 0 {
-        eprintln!("shmget: {}", std::io::Error::last_os_error());
+        .unwrap_or(0);
+    // Tagged like the host's, so a segment that escaped the namespace is
+    // still found by the leak check.
+    let tag = std::env::var(crate::cleanup::ENV_TAG).unwrap_or_default();
+    if let Err(e) = crate::cleanup::create_tagged_shm(key, &tag) {
+        eprintln!("shmget: {e}");
         return 125;
     }
     if let Some(name) = args
