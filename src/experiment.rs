@@ -200,6 +200,8 @@ pub struct Ctx {
     pub tag: Tag,
     pub variant: Variant,
     observations: BTreeMap<String, Value>,
+    /// Keys of `observations` a guard recorded, not the body's assertion.
+    guard_keys: std::collections::BTreeSet<String>,
     teardown: Vec<(String, Teardown)>,
     scratch: Option<PathBuf>,
     counter: u32,
@@ -211,6 +213,7 @@ impl Ctx {
             tag,
             variant,
             observations: BTreeMap::new(),
+            guard_keys: Default::default(),
             teardown: Vec::new(),
             scratch: None,
             counter: 0,
@@ -221,6 +224,22 @@ impl Ctx {
     pub fn observe(&mut self, key: &str, value: impl Serialize) {
         let v = serde_json::to_value(value).unwrap_or(Value::Null);
         self.observations.insert(key.to_string(), v);
+    }
+
+    /// Records a guard's bookkeeping (as the net section's host check): in
+    /// the report like any observation, but it does not count as the body
+    /// having asserted something.
+    pub fn observe_guard(&mut self, key: &str, value: impl Serialize) {
+        self.observe(key, value);
+        self.guard_keys.insert(key.to_string());
+    }
+
+    /// Whether the body recorded an observation of its own (a pass without
+    /// one asserted nothing).
+    pub fn asserted_something(&self) -> bool {
+        self.observations
+            .keys()
+            .any(|k| !self.guard_keys.contains(k))
     }
 
     pub fn observations(&self) -> &BTreeMap<String, Value> {

@@ -35,10 +35,18 @@ fn run_variant(
     let mut ctx = Ctx::new(tag.clone(), variant);
     let r = catch_unwind(AssertUnwindSafe(|| (exp.body)(&mut ctx, variant)))
         .unwrap_or_else(|p| Err(Problem::Broken(format!("panicked: {}", panic_message(p)))));
+    // A pass must carry observations; guards' bookkeeping (`observe_guard`)
+    // does not count. A control that passes is failed either way, and a
+    // leak outranks this (checked below, so it stays a failure).
+    let unasserted = variant.isolated() && r.is_ok() && !ctx.asserted_something();
     ctx.run_teardown();
     let obs = ctx.take_observations();
     drop(ctx);
     let leaks = cleanup::leaks(&tag);
+    if leaks.is_empty() && unasserted {
+        let why = "asserted nothing: the run passed without recording an observation";
+        return (Err(Problem::Broken(why.into())), obs);
+    }
     if leaks.is_empty() {
         return (r, obs);
     }
@@ -107,11 +115,6 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
     });
     res.observations = obs;
     apply(&mut res, r);
-    if res.status == Status::Passed && res.observations.is_empty() {
-        res.status = Status::Broken;
-        res.reason =
-            Some("asserted nothing: the run passed without recording an observation".into());
-    }
     if let (Status::Passed, Some((r, obs))) = (res.status, control) {
         res.observations
             .insert("control".into(), Value::Object(obs.into_iter().collect()));

@@ -206,6 +206,11 @@ fn control_sees_host_change(ctx: &mut Ctx, v: Variant) -> Outcome {
         Err(Problem::HostState("the real host's routes changed".into()))
     }
 }
+/// Only a guard's bookkeeping, as the net section's host check records it.
+fn only_guard_bookkeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    ctx.observe_guard("host_net_check", "deferred");
+    Ok(())
+}
 fn leaks_a_directory(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let dir = isocheck::cleanup::scratch_root().join(ctx.name("leak"));
     std::fs::create_dir_all(&dir)?;
@@ -284,6 +289,13 @@ fn fake(
     None,
     "asserted nothing"
 )]
+#[case::guard_bookkeeping_is_not_an_observation(
+    only_guard_bookkeeping,
+    None,
+    Status::Broken,
+    None,
+    "asserted nothing"
+)]
 #[case::no_control(always_passes, None, Status::Passed, None, "")]
 #[case::broken_is_not_failed(breaks, None, Status::Broken, None, "setup went wrong")]
 #[case::panic_is_broken(panics, None, Status::Broken, None, "panicked: boom")]
@@ -338,6 +350,48 @@ fn unmet_needs_are_ignored_with_the_reason_never_passed() {
     let r = run_one(exp);
     assert_eq!(r.status, Status::Ignored);
     assert!(r.reason.unwrap().contains("kernel >= 999.0"));
+}
+
+fn net_steps_asserting_nothing(_ctx: &mut Ctx, _v: Variant) -> Outcome {
+    Ok(())
+}
+fn net_row_asserting_nothing(ctx: &mut Ctx, v: Variant) -> Outcome {
+    isocheck::experiments::net::host_guarded(ctx, v, net_steps_asserting_nothing)
+}
+
+/// The net section's real guard, both when it defers the host comparison
+/// (another net row holds the span open) and when it closes the span: what
+/// it records never makes a row that asserted nothing pass.
+#[rstest]
+#[case::deferring(true)]
+#[case::closing(false)]
+#[serial(run_tag)]
+fn the_net_guards_records_do_not_count_as_asserting(#[case] span_held_open: bool) {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    if span_held_open {
+        isocheck::netns::host_span_enter().unwrap();
+    }
+    let exp = Box::leak(Box::new(fake(
+        "net.fake",
+        net_row_asserting_nothing,
+        None,
+        &[],
+    )));
+    let r = run_one(exp);
+    if span_held_open {
+        let _ = isocheck::netns::host_span_leave();
+    }
+    let guard_key = if span_held_open {
+        "host_net_check"
+    } else {
+        "host_net_unchanged"
+    };
+    assert!(r.observations.contains_key(guard_key), "{r:?}");
+    assert_eq!(r.status, Status::Broken, "{r:?}");
+    assert!(r.reason.unwrap().contains("asserted nothing"));
 }
 
 // rusty-fork: the host probe is a process-wide OnceLock, so a probe under a

@@ -133,19 +133,21 @@ pub static HELPER_OPS: &[(&str, HelperOp)] = &[
 /// (`netns::host_span_enter`): the experiment that closes the span compares
 /// the real host's network state with the span's start, and any difference
 /// fails it. The steps' namespaces are all dropped (deleted) before.
-fn host_guarded(ctx: &mut Ctx, v: Variant, steps: fn(&mut Ctx, Variant) -> Outcome) -> Outcome {
+/// Its records are guard bookkeeping: they never make a row that asserted
+/// nothing look as if it had.
+pub fn host_guarded(ctx: &mut Ctx, v: Variant, steps: fn(&mut Ctx, Variant) -> Outcome) -> Outcome {
     netns::host_span_enter()?;
     let r = steps(ctx, v);
     let Some(diff) = netns::host_span_leave()? else {
-        ctx.observe(
+        ctx.observe_guard(
             "host_net_check",
             "deferred to the last net experiment of the span",
         );
         return r;
     };
-    ctx.observe("host_net_unchanged", diff.is_empty());
+    ctx.observe_guard("host_net_unchanged", diff.is_empty());
     if !diff.is_empty() {
-        ctx.observe("host_net_diff", &diff);
+        ctx.observe_guard("host_net_diff", &diff);
         // The host changing outranks what the steps found, and is never the
         // control's isolation assertion (whichever run closes the span).
         return Err(Problem::HostState(format!(
