@@ -5,7 +5,7 @@ use crate::helper::{self, HelperOp};
 use crate::host::unescape_mount;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok};
-use crate::{check, check_eq};
+use crate::{broken, check, check_eq};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -367,11 +367,9 @@ fn propagation(ctx: &mut Ctx, _v: Variant) -> Outcome {
             "isocheck-prop",
             &sub_s,
         ]))?;
-        check!(
-            r.success(),
-            "mount in unshare --propagation {mode}: {}",
-            r.stderr.trim()
-        );
+        if !r.success() {
+            broken!("mount in unshare --propagation {mode}: {}", r.stderr.trim());
+        }
         let visible = mounted_at(&sub)?;
         seen.insert(mode.into(), json!(visible));
         while umount2(&sub, MntFlags::MNT_DETACH).is_ok() {}

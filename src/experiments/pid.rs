@@ -210,7 +210,11 @@ fn ps_sees_only_namespace(ctx: &mut Ctx, v: Variant) -> Outcome {
     let host = host_pid_count();
     ctx.observe("host_pid_count", host);
 
-    check!(host > 3, "the host should see many processes, saw {host}");
+    // The host's own view is the environment the comparison needs, not
+    // the isolation.
+    if host <= 3 {
+        broken!("the host should see many processes, saw {host}");
+    }
     check_eq!(ps_pids, vec![1], "pids `ps -e` lists inside");
     check_eq!(proc_pids, vec![1], "numeric entries of /proc inside");
     Ok(())
