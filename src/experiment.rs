@@ -32,6 +32,7 @@ pub enum Section {
     Cgroup,
     Seccomp,
     Docker,
+    Escape,
 }
 
 impl Section {
@@ -43,6 +44,7 @@ impl Section {
         Section::Cgroup,
         Section::Seccomp,
         Section::Docker,
+        Section::Escape,
     ];
 
     pub fn key(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Section {
             Section::Cgroup => "cgroup",
             Section::Seccomp => "seccomp",
             Section::Docker => "docker",
+            Section::Escape => "escape",
         }
     }
 
@@ -67,6 +70,7 @@ impl Section {
             Section::Cgroup => &["cg"],
             Section::Seccomp => &["sc"],
             Section::Docker => &["docker"],
+            Section::Escape => &["esc"],
         }
     }
 
@@ -79,6 +83,7 @@ impl Section {
             Section::Cgroup => "5. cgroups",
             Section::Seccomp => "6. seccomp",
             Section::Docker => "7. Docker architecture",
+            Section::Escape => "8. Escape paths stay closed",
         }
     }
 }
