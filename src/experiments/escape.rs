@@ -170,6 +170,24 @@ fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
     c
 }
 
+/// `nsenter -t HOLDER -m isocheck helper [unshare NS… -- isocheck helper] OP
+/// ARGS…`: a helper op in the holder's mount ns, inside new namespaces when
+/// `ns` is given; its JSON line.
+fn op_in_holder(
+    ctx: &Ctx,
+    holder: &Spawned,
+    ns: Option<&[&str]>,
+    op: &[&str],
+) -> anyhow::Result<Value> {
+    let exe = helper_path();
+    let mut c = in_holder(ctx, holder);
+    c.arg(&exe).arg("helper");
+    if let Some(ns) = ns {
+        c.arg("unshare").args(ns).arg("--").arg(&exe).arg("helper");
+    }
+    last_json(&run_ok(c.args(op))?)
+}
+
 /// `key=value` lines of a shell probe.
 fn kv_lines(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -694,21 +712,12 @@ fn locked_mounts(ctx: &mut Ctx, v: Variant) -> Outcome {
     let flags = if v.isolated() { "-Urm" } else { "-m" };
     let script = format!("umount {c}; echo umount=$?; cat {f}");
     let cli = run(in_holder(ctx, &holder).args(["unshare", flags, "sh", "-c", &script]))?;
-    let exe = helper_path();
     let ns: &[&str] = if v.isolated() {
         &["--ns", "user,mnt", "--map-root-to", "0"]
     } else {
         &["--ns", "mnt"]
     };
-    let kernel = last_json(&run_ok(
-        in_holder(ctx, &holder)
-            .arg(&exe)
-            .args(["helper", "unshare"])
-            .args(ns)
-            .arg("--")
-            .arg(&exe)
-            .args(["helper", "esc-umount-reveal", &c, &f]),
-    )?)?;
+    let kernel = op_in_holder(ctx, &holder, Some(ns), &["esc-umount-reveal", &c, &f])?;
     drop(holder);
     let out = kv_lines(&cli.stdout);
     let shown = cli.stdout.contains("covered-by-suite-tmpfs");
@@ -784,43 +793,12 @@ fn userns_no_device_nodes(ctx: &mut Ctx, v: Variant) -> Outcome {
             ctx.tag
         ),
     )?;
-    let script = format!(
-        "mknod {ts}/cli c 1 3; echo mknod=$?; mount -t proc proc {ts}/p-cli; echo proc=$?; umount {ts}/p-cli 2>/dev/null; true"
-    );
-    let mut cli = in_holder(ctx, &holder);
-    if v.isolated() {
-        cli.args([
-            "unshare", "--setuid", UNPRIV_S, "--setgid", UNPRIV_S, "unshare", "-Urm",
-        ]);
-    }
-    let cli = run(cli.args(["sh", "-c", &script]))?;
-    let exe = helper_path();
-    let mut k = in_holder(ctx, &holder);
-    k.arg(&exe);
-    if v.isolated() {
-        k.args([
-            "helper",
-            "unshare",
-            "--ns",
-            "user,mnt",
-            "--map-root-to",
-            UNPRIV_S,
-            "--",
-        ])
-        .arg(&exe);
-    }
-    let kernel = last_json(&run_ok(k.args(["helper", "esc-mknod", &ts]))?)?;
+    let cli = device_node_cli(ctx, v, &holder, &ts)?;
+    let ns: &[&str] = &["--ns", "user,mnt", "--map-root-to", UNPRIV_S];
+    let ns = v.isolated().then_some(ns);
+    let kernel = op_in_holder(ctx, &holder, ns, &["esc-mknod", &ts])?;
     drop(holder);
-    let out = kv_lines(&cli.stdout);
-    ctx.observe("cli_mknod_status", out.get("mknod"));
-    ctx.observe("cli_proc_status", out.get("proc"));
-    ctx.observe(
-        "cli_stderr",
-        cli.stderr
-            .lines()
-            .map(|l| l.replace(&ts, "T"))
-            .collect::<Vec<_>>(),
-    );
+    ctx.observe("cli", &cli);
     ctx.observe("kernel", &kernel);
     check_eq!(
         kernel["mknod"].as_str(),
@@ -832,20 +810,40 @@ fn userns_no_device_nodes(ctx: &mut Ctx, v: Variant) -> Outcome {
         Some("EPERM"),
         "mount(proc) as uid 0 of the user ns (host pid ns)"
     );
-    check!(
-        out.get("mknod").map(String::as_str) != Some("0")
-            && cli.stderr.contains("Operation not permitted"),
-        "mknod(1) as uid 0 of `unshare -Urm` exited {:?}: {}",
-        out.get("mknod"),
-        cli.stderr.trim()
+    check_eq!(
+        cli.get("mknod").map(String::as_str),
+        Some("Operation not permitted"),
+        "mknod(1) c 1 3 as uid 0 of `unshare -Urm`"
     );
     check!(
-        out.get("proc").map(String::as_str) != Some("0")
-            && cli.stderr.contains("permission denied"),
-        "mount -t proc as uid 0 of `unshare -Urm` exited {:?}",
-        out.get("proc")
+        cli.get("proc")
+            .is_some_and(|m| m.ends_with("permission denied.")),
+        "mount -t proc as uid 0 of `unshare -Urm`: {:?}",
+        cli.get("proc")
     );
     Ok(())
+}
+
+/// The CLI layer: mknod(1) and mount(8) as uid 0 of `unshare -Urm` run by
+/// uid 100000 (or as real root in the control), in the holder's mount ns.
+fn device_node_cli(
+    ctx: &Ctx,
+    v: Variant,
+    holder: &Spawned,
+    ts: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let script = format!(
+        "m=$(mknod {ts}/cli c 1 3 2>&1) && echo mknod=ok || echo \"mknod=${{m##*: }}\"\n\
+         if m=$(mount -t proc proc {ts}/p-cli 2>&1); then echo proc=ok; umount {ts}/p-cli; \
+         else echo \"proc=$(echo \"$m\" | head -1)\"; fi"
+    );
+    let mut cli = in_holder(ctx, holder);
+    if v.isolated() {
+        cli.args(["unshare", "--setuid", UNPRIV_S, "--setgid", UNPRIV_S])
+            .args(["unshare", "-Urm"]);
+    }
+    let out = run_ok(cli.args(["sh", "-c", &script]))?;
+    Ok(kv_lines(&out.replace(ts, "T")))
 }
 
 /// `esc-mknod DIR`: mknod DIR/kernel (char 1:3) and mount proc on
@@ -962,51 +960,50 @@ fn no_new_privs(ctx: &mut Ctx, v: Variant) -> Outcome {
     )?;
     let prog = format!("{ts}/cat");
     let mut cli = in_holder(ctx, &holder);
-    cli.args([
-        "setpriv",
-        "--reuid",
-        UNPRIV_S,
-        "--regid",
-        UNPRIV_S,
-        "--clear-groups",
-    ]);
+    cli.args(["setpriv", "--reuid", UNPRIV_S, "--regid", UNPRIV_S])
+        .arg("--clear-groups");
     if v.isolated() {
         cli.arg("--no-new-privs");
     }
     let cli = run_ok(cli.args([&prog, "/proc/self/status"]))?;
     let nnp = if v.isolated() { "nnp" } else { "plain" };
-    let kernel = run_ok(in_holder(ctx, &holder).arg(helper_path()).args([
-        "helper",
-        "esc-exec-as",
-        UNPRIV_S,
-        nnp,
-        &prog,
-        "/proc/self/status",
-    ]))?;
+    let kernel = run_ok(
+        in_holder(ctx, &holder)
+            .arg(helper_path())
+            .args(["helper", "esc-exec-as", UNPRIV_S, nnp])
+            .args([&prog, "/proc/self/status"]),
+    )?;
     drop(holder);
-    let field = |s: &str, k: &str| -> Vec<String> {
-        s.lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|r| r.split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
-    };
-    for (layer, s) in [("cli", &cli), ("kernel", &kernel)] {
-        let uid = field(s, "Uid:");
-        let nnp = field(s, "NoNewPrivs:");
-        ctx.observe(&format!("{layer}_uid"), &uid);
-        ctx.observe(&format!("{layer}_no_new_privs"), &nnp);
+    let layers = [("cli", &cli), ("kernel", &kernel)];
+    for (layer, s) in layers {
+        ctx.observe(&format!("{layer}_uid"), status_field(s, "Uid:"));
+        ctx.observe(
+            &format!("{layer}_no_new_privs"),
+            status_field(s, "NoNewPrivs:"),
+        );
+    }
+    for (layer, s) in layers {
         check_eq!(
-            uid.get(1).map(String::as_str),
-            Some(UNPRIV_S),
+            status_field(s, "Uid:").get(1).cloned(),
+            Some(UNPRIV_S.to_string()),
             "{layer}: euid of the setuid-root copy"
         );
         check_eq!(
-            nnp.first().map(String::as_str),
-            Some("1"),
+            status_field(s, "NoNewPrivs:").first().cloned(),
+            Some("1".to_string()),
             "{layer}: NoNewPrivs of the setuid-root copy"
         );
     }
     Ok(())
+}
+
+/// The values of one `Key:` line of /proc/PID/status.
+fn status_field(status: &str, key: &str) -> Vec<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|r| r.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 /// `esc-exec-as UID nnp|plain PROG ARGS…`: drop to UID (and gid UID, no
@@ -1048,20 +1045,10 @@ fn docker_masked_paths(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     let c = dk::run_shell(ctx, &opts)?;
     let info = dk::inspect(ctx, &c)?;
-    let list = |k: &str| -> Vec<String> {
-        info["HostConfig"][k]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| p.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     // The control's own HostConfig lists none: ask the engine what a
     // default container gets, so both runs check the same paths.
     let (masked, readonly) = if v.isolated() {
-        (list("MaskedPaths"), list("ReadonlyPaths"))
+        path_lists(&info)
     } else {
         default_lists(ctx)?
     };
@@ -1105,6 +1092,11 @@ fn docker_masked_paths(ctx: &mut Ctx, v: Variant) -> Outcome {
 fn default_lists(ctx: &mut Ctx) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let c = dk::create(ctx, &["true"])?;
     let info = dk::inspect(ctx, &c)?;
+    Ok(path_lists(&info))
+}
+
+/// `HostConfig.MaskedPaths` and `HostConfig.ReadonlyPaths` of `docker inspect`.
+fn path_lists(info: &Value) -> (Vec<String>, Vec<String>) {
     let list = |k: &str| -> Vec<String> {
         info["HostConfig"][k]
             .as_array()
@@ -1115,7 +1107,7 @@ fn default_lists(ctx: &mut Ctx) -> anyhow::Result<(Vec<String>, Vec<String>)> {
             })
             .unwrap_or_default()
     };
-    Ok((list("MaskedPaths"), list("ReadonlyPaths")))
+    (list("MaskedPaths"), list("ReadonlyPaths"))
 }
 
 /// Per path inside the container: `P|missing`, or `P|file|BYTES` (first 64
@@ -1204,64 +1196,45 @@ fn cap_eff(status: &str) -> Option<u64> {
 fn docker_caps_dropped(ctx: &mut Ctx, v: Variant) -> Outcome {
     let mut opts = vec!["--network", "none"];
     if !v.isolated() {
-        opts.extend([
-            "--cap-add",
-            "SYS_ADMIN",
-            "--security-opt",
-            "seccomp=unconfined",
-        ]);
+        opts.extend(["--cap-add", "SYS_ADMIN"]);
+        opts.extend(["--security-opt", "seccomp=unconfined"]);
         opts.extend(["--security-opt", "apparmor=unconfined"]);
     }
     let c = dk::run_shell(ctx, &opts)?;
     let pid = dk::init_pid(ctx, &c)?;
     let kernel = cap_eff(&read(format!("/proc/{pid}/status"))?);
     let cli = cap_eff(&dk::exec(ctx, &c, &["cat", "/proc/1/status"])?.stdout);
-    let mnt = dk::exec(
-        ctx,
-        &c,
-        &[
-            "sh",
-            "-c",
-            "mkdir -p /tmp/esc && mount -t tmpfs esc /tmp/esc",
-        ],
-    )?;
+    let tmpfs = "mkdir -p /tmp/esc && mount -t tmpfs esc /tmp/esc";
+    let mnt = dk::exec(ctx, &c, &["sh", "-c", tmpfs])?;
     let link = dk::exec(ctx, &c, &["ip", "link", "add", "esc0", "type", "dummy"])?;
+    let said = |r: &crate::process::Ran| format!("{} {}", r.shell_status(), r.stderr.trim());
     ctx.observe("capeff_kernel", kernel.map(|c| format!("{c:016x}")));
     ctx.observe("capeff_cli", cli.map(|c| format!("{c:016x}")));
-    ctx.observe(
-        "mount_tmpfs",
-        format!("{} {}", mnt.shell_status(), mnt.stderr.trim()),
-    );
-    ctx.observe(
-        "ip_link_add",
-        format!("{} {}", link.shell_status(), link.stderr.trim()),
-    );
+    ctx.observe("mount_tmpfs", said(&mnt));
+    ctx.observe("ip_link_add", said(&link));
     // busybox mount(8) words EPERM and EACCES alike ("permission denied (are
     // you root?)"); CapEff below is the kernel's own account of why.
+    let denied = |r: &crate::process::Ran| {
+        !r.success()
+            && (r.stderr.contains("Operation not permitted")
+                || r.stderr.contains("permission denied"))
+    };
+    check!(denied(&mnt), "mount -t tmpfs inside: {}", said(&mnt));
     check!(
-        !mnt.success()
-            && (mnt.stderr.contains("Operation not permitted")
-                || mnt.stderr.contains("permission denied")),
-        "mount -t tmpfs inside exited {}: {}",
-        mnt.shell_status(),
-        mnt.stderr.trim()
-    );
-    check!(
-        !link.success() && link.stderr.contains("Operation not permitted"),
-        "ip link add inside exited {}: {}",
-        link.shell_status(),
-        link.stderr.trim()
+        denied(&link) && link.stderr.contains("Operation not permitted"),
+        "ip link add inside: {}",
+        said(&link)
     );
     check_eq!(
         kernel,
         cli,
-        "CapEff of the container's init from the host and from inside"
+        "CapEff of the init from the host and from inside"
     );
     let eff = kernel.unwrap_or(u64::MAX);
     for (name, bit) in CAPS {
         check!(
             eff & (1 << bit) == 0,
-            "CapEff {eff:016x} of the container's init has {name}"
+            "CapEff {eff:016x} of the init has {name}"
         );
     }
     Ok(())
