@@ -237,10 +237,7 @@ fn is_read_only(opts: &str) -> bool {
 ///   never opened;
 /// - all mounts live in a private mount ns that dies with the row's child.
 fn release_agent_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
-    if !read("/proc/filesystems")?
-        .lines()
-        .any(|l| l.trim_end().ends_with("\tcgroup"))
-    {
+    if !has_cgroup_v1_fs(&read("/proc/filesystems")?) {
         return Err(Problem::Unmet(
             "needs a kernel with cgroup v1 (CONFIG_CGROUP_V1 / no cgroup_no_v1=all): no `cgroup` in /proc/filesystems".into(),
         ));
@@ -311,7 +308,8 @@ const RA_TRY_SH: &str = r#"
 D=$1; TRY=$2
 if m=$(mount -t cgroup -o none,name=$TRY cgroup $D/try 2>&1); then
   echo named_mount=ok
-  if [ "$(stat -f -c %t $D/try)" = 27e0eb ] && grep -q " $D/try .* - cgroup .*name=$TRY" /proc/self/mountinfo; then
+  if [ "$(stat -f -c %t $D/try)" = 27e0eb ] && grep -q " $D/try .* - cgroup .*name=$TRY" /proc/self/mountinfo \
+     && [ "$(cat $D/try/notify_on_release)" = 0 ] && [ -z "$(find $D/try -mindepth 1 -type d)" ]; then
     w=$(printf %s /bin/true | dd of=$D/try/release_agent status=none 2>&1) && echo named_write=ok || echo "named_write=${w##*: }"
     printf '\n' > $D/try/release_agent 2>/dev/null
   else
@@ -331,7 +329,8 @@ w=$(printf %s /bin/true | dd of=$D/own/release_agent status=none 2>&1) && echo o
 const RA_OWN_SH: &str = r#"
 D=$1; OWN=$2; shift 2
 mount -t cgroup -o none,name=$OWN cgroup $D/own 2>/dev/null || { echo own_mount=refused; exit 0; }
-if [ "$(stat -f -c %t $D/own)" != 27e0eb ] || ! grep -q " $D/own .* - cgroup .*name=$OWN" /proc/self/mountinfo; then
+if [ "$(stat -f -c %t $D/own)" != 27e0eb ] || ! grep -q " $D/own .* - cgroup .*name=$OWN" /proc/self/mountinfo \
+   || [ "$(cat $D/own/notify_on_release)" != 0 ] || [ -n "$(find $D/own -mindepth 1 -type d)" ]; then
   umount $D/own; echo own_mount=unverified; exit 0
 fi
 echo own_mount=ok
@@ -399,6 +398,7 @@ fn check_release_agent(ctx: &mut Ctx, k: &Value, cli: &BTreeMap<String, String>)
     // or (where the kernel allows the mount) the release_agent write.
     let gate = |mount: &str, write: &str| match (mount, write) {
         ("ok", "EPERM") | ("ok", "Operation not permitted") => "write",
+        ("ok", w) if w.starts_with("not-attempted") => "unverified",
         ("ok", _) => "none",
         _ => "mount",
     };
@@ -409,6 +409,9 @@ fn check_release_agent(ctx: &mut Ctx, k: &Value, cli: &BTreeMap<String, String>)
     let cgate = gate(&get("named_mount"), &get("named_write"));
     ctx.observe("named_gate_kernel", kgate);
     ctx.observe("named_gate_cli", cgate);
+    if kgate == "unverified" || cgate == "unverified" {
+        broken!("a named v1 hierarchy mounted, but the path did not verifiably hold the suite's fresh hierarchy: its release_agent was not written");
+    }
     check!(
         kgate != "none",
         "uid 0 of the user ns mounted a named v1 hierarchy and wrote its release_agent ({})",
@@ -452,8 +455,17 @@ fn check_release_agent(ctx: &mut Ctx, k: &Value, cli: &BTreeMap<String, String>)
     Ok(())
 }
 
-/// True when `p` is the root of the named v1 hierarchy `name` (statfs says
-/// cgroup, and mountinfo shows a cgroup mount there with `name=NAME`).
+/// The kernel registers the cgroup v1 filesystem (`nodev\tcgroup`).
+pub fn has_cgroup_v1_fs(filesystems: &str) -> bool {
+    filesystems
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("cgroup"))
+}
+
+/// True when `p` is the root of the suite's fresh named v1 hierarchy `name`:
+/// statfs says cgroup, mountinfo shows a cgroup mount there with
+/// `name=NAME`, `notify_on_release` is 0 and there is no child cgroup (so
+/// nothing could ever be released). Only then is its release_agent written.
 fn is_named_hierarchy(p: &Path, name: &str) -> bool {
     let magic = nix::sys::statfs::statfs(p)
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC);
@@ -461,7 +473,9 @@ fn is_named_hierarchy(p: &Path, name: &str) -> bool {
     let named = mount_entry(&mi, p).is_some_and(|(t, _, sup)| {
         t == "cgroup" && sup.split(',').any(|o| o == format!("name={name}"))
     });
-    magic && named
+    let quiet = std::fs::read_to_string(p.join("notify_on_release")).is_ok_and(|n| n.trim() == "0");
+    let childless = std::fs::read_dir(p).is_ok_and(|rd| !rd.flatten().any(|e| e.path().is_dir()));
+    magic && named && quiet && childless
 }
 
 fn mount_cgroup(p: &Path, opts: &str) -> Result<(), Errno> {
@@ -1264,6 +1278,14 @@ mod tests {
             assert_eq!(eff & (1 << bit), 0);
         }
         assert_ne!(eff & (1 << 0), 0, "CAP_CHOWN is in Docker's default set");
+    }
+
+    #[test]
+    fn cgroup_v1_fs_is_found_by_its_exact_name() {
+        assert!(has_cgroup_v1_fs(
+            "nodev\tsysfs\nnodev\tcgroup\nnodev\tcgroup2\n"
+        ));
+        assert!(!has_cgroup_v1_fs("nodev\tsysfs\nnodev\tcgroup2\n"));
     }
 
     #[test]
