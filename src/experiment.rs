@@ -38,6 +38,7 @@ pub enum Section {
     Cgroup,
     Seccomp,
     Docker,
+    Escape,
 }
 
 impl Section {
@@ -49,6 +50,7 @@ impl Section {
         Section::Cgroup,
         Section::Seccomp,
         Section::Docker,
+        Section::Escape,
     ];
 
     pub fn key(self) -> &'static str {
@@ -60,6 +62,7 @@ impl Section {
             Section::Cgroup => "cgroup",
             Section::Seccomp => "seccomp",
             Section::Docker => "docker",
+            Section::Escape => "escape",
         }
     }
 
@@ -73,6 +76,7 @@ impl Section {
             Section::Cgroup => &["cg"],
             Section::Seccomp => &["sc"],
             Section::Docker => &["docker"],
+            Section::Escape => &["esc"],
         }
     }
 
@@ -85,6 +89,7 @@ impl Section {
             Section::Cgroup => "5. cgroups",
             Section::Seccomp => "6. seccomp",
             Section::Docker => "7. Docker architecture",
+            Section::Escape => "8. Escape paths stay closed",
         }
     }
 }

@@ -18,6 +18,7 @@ pub enum Tool {
     Ping,
     Unshare,
     Nsenter,
+    Setpriv,
     Lsns,
     Findmnt,
     Mount,
@@ -42,6 +43,7 @@ impl Tool {
         Tool::Ping,
         Tool::Unshare,
         Tool::Nsenter,
+        Tool::Setpriv,
         Tool::Lsns,
         Tool::Findmnt,
         Tool::Mount,
@@ -66,6 +68,7 @@ impl Tool {
             Tool::Ping => "ping",
             Tool::Unshare => "unshare",
             Tool::Nsenter => "nsenter",
+            Tool::Setpriv => "setpriv",
             Tool::Lsns => "lsns",
             Tool::Findmnt => "findmnt",
             Tool::Mount => "mount",
@@ -90,9 +93,12 @@ impl Tool {
             Tool::Ip => "iproute2",
             Tool::Iptables => "iptables",
             Tool::Ping => "iputils-ping",
-            Tool::Unshare | Tool::Nsenter | Tool::Lsns | Tool::Findmnt | Tool::Mount => {
-                "util-linux"
-            }
+            Tool::Unshare
+            | Tool::Nsenter
+            | Tool::Setpriv
+            | Tool::Lsns
+            | Tool::Findmnt
+            | Tool::Mount => "util-linux",
             Tool::Ps => "procps",
             Tool::Ipcs => "util-linux",
             Tool::Hostname => "hostname",

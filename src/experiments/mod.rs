@@ -6,13 +6,14 @@ use crate::helper::HelperOp;
 
 pub mod cgroup;
 pub mod docker;
+pub mod escape;
 pub mod mnt;
 pub mod net;
 pub mod other_ns;
 pub mod pid;
 pub mod seccomp;
 
-fn sections() -> [&'static [Experiment]; 7] {
+fn sections() -> [&'static [Experiment]; 8] {
     [
         pid::EXPERIMENTS,
         net::EXPERIMENTS,
@@ -21,6 +22,7 @@ fn sections() -> [&'static [Experiment]; 7] {
         cgroup::EXPERIMENTS,
         seccomp::EXPERIMENTS,
         docker::EXPERIMENTS,
+        escape::EXPERIMENTS,
     ]
 }
 
@@ -47,6 +49,7 @@ pub fn helper_ops() -> Vec<(&'static str, HelperOp)> {
         cgroup::HELPER_OPS,
         seccomp::HELPER_OPS,
         docker::HELPER_OPS,
+        escape::HELPER_OPS,
     ]
     .into_iter()
     .flatten()
