@@ -124,6 +124,21 @@ fn short(status: &str) -> &'static str {
     }
 }
 
+/// "57 pass · 1 FAIL · 1 ign", coloured, for a column's header.
+fn counts(report: &Value) -> String {
+    ["passed", "failed", "broken", "ignored"]
+        .iter()
+        .filter_map(|s| {
+            let n = experiments_of(report)
+                .iter()
+                .filter(|e| e["status"] == *s)
+                .count();
+            (n > 0).then(|| format!("<span class=\"s-{s}\">{n} {}</span>", short(s)))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn header(out: &mut String, cols: &[Column]) {
     out.push_str("<thead><tr><th class=\"exp\">experiment</th>");
     for (i, c) in cols.iter().enumerate() {
@@ -131,11 +146,13 @@ fn header(out: &mut String, cols: &[Column]) {
         let _ = write!(
             out,
             "<th class=\"col\" data-col=\"{i}\"><div class=\"label\">{}</div>\
-             <div class=\"meta\">kernel {}<br>cgroup {}<br>docker {}</div></th>",
+             <div class=\"meta\">kernel {}<br>cgroup {}<br>docker {}</div>\
+             <div class=\"counts\">{}</div></th>",
             escape(&c.label),
             escape(&text(&m["kernel"])),
             escape(&text(&m["cgroup"])),
-            escape(&text(&m["docker"]))
+            escape(&text(&m["docker"])),
+            counts(&c.report)
         );
     }
     out.push_str("</tr></thead>\n");

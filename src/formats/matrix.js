@@ -34,11 +34,16 @@ function el(tag, attrs, text) {
   return e;
 }
 
-function kvTable(title, rows, cls) {
+function kvTable(title, rows, cls, head) {
   const box = el("section", { class: cls });
   box.append(el("h3", {}, title));
   if (!rows.length) { box.append(el("p", {}, "none")); return box; }
   const t = el("table");
+  if (head) {
+    const tr = el("tr");
+    for (const h of head) tr.append(el("th", {}, h));
+    t.append(tr);
+  }
   for (const r of rows) {
     const tr = el("tr");
     for (const c of r) tr.append(el("td", {}, c === undefined ? "(absent)" : c));
@@ -71,7 +76,7 @@ function open(id, col) {
   if (c) {
     const ch = changedFacts(id, col, base);
     const title = `facts changed against ${cols[base].label}` + (col === base ? " (this is the baseline)" : "");
-    content.append(kvTable(title, ch, "changed-facts"));
+    content.append(kvTable(title, ch, "changed-facts", ["fact", cols[base].label, cols[col].label]));
     content.append(kvTable("observations (facts)", Object.entries(flatten(c.observations || {}, "", {})), "observations"));
     if (c.measurements) {
       content.append(kvTable("measurements (not compared)", Object.entries(flatten(c.measurements, "", {})), "measurements"));
