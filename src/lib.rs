@@ -1,6 +1,7 @@
 //! isocheck: executable checks of Linux isolation (namespaces, cgroups,
 //! seccomp) and of how Docker uses them. See README.md.
 
+pub mod apparmor;
 pub mod cgroups;
 pub mod cleanup;
 pub mod docker;
