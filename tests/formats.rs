@@ -485,11 +485,14 @@ fn html_columns() -> Vec<html::Column> {
                 .map(|e| {
                     let mut v = json!({"id": e.id, "section": e.section.key(), "status": "passed",
                         "reason": null, "control": "failed-as-expected",
-                        "observations": {"pid_inside": 1, "nested": {"a": "x"}}, "duration_ms": 10});
+                        "observations": {"echo_dollar_dollar": "1", "wait_ms": 10, "nested": {"a": "x"}},
+                        "duration_ms": 10});
                     if c == 2 && e.id == "pid.init-is-pid-1" {
                         v["status"] = json!("failed");
                         v["reason"] = json!("`echo $$` inside: got \"4242\", expected \"1\" </script>");
-                        v["observations"]["pid_inside"] = json!(4242);
+                        v["observations"]["echo_dollar_dollar"] = json!("4242");
+                        // A time is not a fact (`report::stable`): no change.
+                        v["observations"]["wait_ms"] = json!(99);
                     }
                     if c == 4 {
                         v["measurements"] = json!({"wall_ms": 77});
@@ -532,6 +535,7 @@ fn chromium() -> Option<std::path::PathBuf> {
 
 fn headless(url: &str, profile: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let bin = chromium().unwrap();
+    std::fs::create_dir_all(profile).expect("chromium profile dir");
     let mut c = std::process::Command::new("timeout");
     c.arg("120").arg(bin).args([
         "--headless",
@@ -543,6 +547,11 @@ fn headless(url: &str, profile: &std::path::Path, extra: &[&str]) -> std::proces
         "--no-first-run",
         "--hide-scrollbars",
     ]);
+    // Chromium writes ~/.cache and ~/.config; under `sudo -E` HOME is the
+    // user's, and root-owned directories there would break their next steps.
+    c.env("HOME", profile)
+        .env("XDG_CONFIG_HOME", profile.join("config"))
+        .env("XDG_CACHE_HOME", profile.join("cache"));
     c.arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url);
@@ -585,7 +594,11 @@ fn html_matrix_renders_in_headless_chromium() {
         "{details}"
     );
     assert!(
-        details.contains("<td>pid_inside</td><td>1</td><td>4242</td>"),
+        details.contains("<td>echo_dollar_dollar</td><td>\"1\"</td><td>\"4242\"</td>"),
+        "{details}"
+    );
+    assert!(
+        !details.contains("<td>pid_inside</td><td>1</td>"),
         "{details}"
     );
     // Only the failed cell differs in a fact; column 4's `measurements`
@@ -607,5 +620,6 @@ fn html_matrix_renders_in_headless_chromium() {
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    isocheck::owner::hand_over(&shot);
     eprintln!("screenshot: {}", shot.display());
 }

@@ -87,6 +87,29 @@ fn column_meta(c: &Column) -> Value {
     })
 }
 
+/// A cell with `facts`: its observations flattened and reduced as `isocheck
+/// diff` and `matrix` compare them (`report::stable`: no pids, namespace
+/// inodes, run-unique names, timings or control values), so that "changed
+/// against the baseline" means the same on the page as on the terminal.
+/// `measurements` never enter it.
+fn with_facts(e: &Value) -> Value {
+    let mut flat = std::collections::BTreeMap::new();
+    if let Some(obs) = e["observations"].as_object() {
+        for (k, v) in obs {
+            crate::report::flatten(k, v, &mut flat);
+        }
+    }
+    let facts: Map<String, Value> = flat
+        .into_iter()
+        .filter_map(|(k, v)| {
+            crate::report::stable(&k, &v).map(|v| (k, Value::String(v.to_string())))
+        })
+        .collect();
+    let mut e = e.clone();
+    e["facts"] = Value::Object(facts);
+    e
+}
+
 /// Everything the script needs, keyed by experiment id then column index.
 fn data(cols: &[Column], rows: &[Row]) -> Value {
     let mut cells = Map::new();
@@ -97,7 +120,7 @@ fn data(cols: &[Column], rows: &[Row]) -> Value {
                 experiments_of(&c.report)
                     .iter()
                     .find(|e| e["id"] == r.id.as_str())
-                    .cloned()
+                    .map(with_facts)
                     .unwrap_or(Value::Null)
             })
             .collect();

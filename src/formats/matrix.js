@@ -18,11 +18,12 @@ function flatten(v, prefix, out) {
 
 function cell(id, col) { return (D.cells[id] || [])[col] || null; }
 
-// Facts only: `measurements` depend on what else ran and are never compared.
+// Facts only, as the report builder reduced them (`facts`: what `isocheck
+// diff` compares); `measurements` depend on what else ran and are never compared.
 function changedFacts(id, col, base) {
   const a = cell(id, base), b = cell(id, col);
   if (!a || !b || col === base) return [];
-  const fa = flatten(a.observations || {}, "", {}), fb = flatten(b.observations || {}, "", {});
+  const fa = a.facts || {}, fb = b.facts || {};
   const keys = [...new Set([...Object.keys(fa), ...Object.keys(fb)])].sort();
   return keys.filter(k => fa[k] !== fb[k]).map(k => [k, fa[k], fb[k]]);
 }
@@ -65,7 +66,7 @@ function open(id, col) {
   const c = cell(id, col), base = Number(sel.value);
   document.querySelectorAll("td.selected").forEach(t => t.classList.remove("selected"));
   const td = document.querySelector(`tr[data-id="${CSS.escape(id)}"] td[data-col="${col}"]`);
-  if (td) td.classList.add("selected");
+  if (td) { td.classList.add("selected"); td.scrollIntoView({ block: "center", inline: "nearest" }); }
   content.replaceChildren();
   content.append(el("h2", {}, id), el("p", { class: "col" }, cols[col].label + " — kernel " + cols[col].kernel));
   content.append(el("p", { class: "asserts-full" }, D.asserts[id] || ""));
@@ -77,7 +78,7 @@ function open(id, col) {
     const ch = changedFacts(id, col, base);
     const title = `facts changed against ${cols[base].label}` + (col === base ? " (this is the baseline)" : "");
     content.append(kvTable(title, ch, "changed-facts", ["fact", cols[base].label, cols[col].label]));
-    content.append(kvTable("observations (facts)", Object.entries(flatten(c.observations || {}, "", {})), "observations"));
+    content.append(kvTable("observations", Object.entries(flatten(c.observations || {}, "", {})), "observations"));
     if (c.measurements) {
       content.append(kvTable("measurements (not compared)", Object.entries(flatten(c.measurements, "", {})), "measurements"));
     }
