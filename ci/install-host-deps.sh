@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the host packages the experiments need. Idempotent: packages already
 # present are skipped, so a second run costs one dpkg query.
-# Usage: ci/install-host-deps.sh [--docker] [--qemu]
+# Usage: ci/install-host-deps.sh [--docker] [--qemu] [--browser]
 set -euo pipefail
 
 want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
@@ -10,6 +10,7 @@ for arg in "$@"; do
   case "$arg" in
     --docker) want+=(docker.io) ;;
     --qemu) want+=(qemu-system-x86 kmod libc6-dev) ;;  # kmod: depmod for the guest's modules
+    --browser) want+=(chromium fonts-dejavu-core) ;;   # the HTML report's headless-browser test
     -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
     *) echo "install-host-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac

@@ -623,3 +623,37 @@ fn html_matrix_renders_in_headless_chromium() {
     isocheck::owner::hand_over(&shot);
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// End to end: the binary's own KTAP on stdout parses, and its JUnit file
+/// holds the same rows (run as whoever runs the tests: as root the row runs,
+/// otherwise it is ignored, and both must come out well-formed).
+#[test]
+fn cli_writes_ktap_to_stdout_and_junit_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("junit.xml");
+    let out = isocheck()
+        .args([
+            "run",
+            "--filter",
+            "pid.nspid-translation",
+            "--skip",
+            "docker.",
+        ])
+        .args(["--ktap", "-", "--junit"])
+        .arg(&xml)
+        .env("HOME", dir.path())
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .output()
+        .unwrap();
+    let ktap = String::from_utf8_lossy(&out.stdout);
+    let s = parse(&ktap).unwrap_or_else(|e| panic!("{e}:\n{ktap}"));
+    let pid = &s.tests[0].subtests.as_ref().unwrap().tests;
+    assert_eq!(pid.len(), 1);
+    assert_eq!(pid[0].name, "pid.nspid-translation");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pid.nspid-translation"),
+        "the table goes to stderr"
+    );
+    let (top, cases) = parse_junit(&std::fs::read_to_string(&xml).unwrap());
+    assert_eq!((top["tests"].as_str(), cases.len()), ("1", 1));
+}
