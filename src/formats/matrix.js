@@ -74,6 +74,10 @@ function open(id, col) {
   content.append(el("p", { class: "status s-" + status }, "status: " + status));
   if (c && c.reason) content.append(el("pre", { class: "reason" }, c.reason));
   if (c) content.append(el("p", { class: "control" }, "control: " + (c.control || "none in the catalogue")));
+  if (col !== base) {
+    const b = cell(id, base);
+    content.append(el("p", { class: "vs-base" }, `on the baseline ${cols[base].label}: ${b ? b.status : "absent"}`));
+  }
   if (c) {
     const ch = changedFacts(id, col, base);
     const title = `facts changed against ${cols[base].label}` + (col === base ? " (this is the baseline)" : "");
