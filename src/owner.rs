@@ -3,43 +3,43 @@
 //! Under `sudo` (a GitHub runner, a laptop) the suite runs as root but writes
 //! into the user's tree: `~/.cache/isocheck`, `target/tmp/isocheck-*.json`,
 //! the reports named on the command line. Left root-owned, they break the
-//! user's next step (`mkdir ~/.cache/pip`, `cargo clean`). So a file or
-//! directory the suite creates is handed to `SUDO_UID`/`SUDO_GID` when the
-//! directory it lands in belongs to that user: a report written into
-//! `/root` or `/var/log` stays root's.
+//! user's next step (`mkdir ~/.cache/pip`, `cargo clean`). So, under sudo, a
+//! file or directory the suite creates takes the owner and group of the
+//! directory it lands in when that directory is not root's: a report written
+//! into `/root` or `/var/log` stays root's.
+//!
+//! The directory, not `SUDO_UID`, names the heir: a cargo runner of `sudo -E`
+//! wraps both the test binary and (through assert_cmd) the `isocheck` it
+//! starts, and the inner sudo, called by root, sets `SUDO_UID=0`.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-/// The uid and gid that invoked `sudo`, when running as root through it.
-pub fn invoking_user() -> Option<(u32, u32)> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    parse_sudo_ids(
-        std::env::var("SUDO_UID").ok().as_deref(),
-        std::env::var("SUDO_GID").ok().as_deref(),
-    )
+/// Whether this process is root through sudo (at any depth).
+pub fn under_sudo() -> bool {
+    nix::unistd::geteuid().is_root() && std::env::var_os("SUDO_UID").is_some()
 }
 
-/// `SUDO_UID`/`SUDO_GID` as numbers; root invoking sudo needs no hand-over.
-pub fn parse_sudo_ids(uid: Option<&str>, gid: Option<&str>) -> Option<(u32, u32)> {
-    let uid: u32 = uid?.trim().parse().ok()?;
-    let gid: u32 = gid?.trim().parse().ok()?;
+/// Who inherits a new entry in a directory owned by `uid:gid`: nobody when
+/// the directory is root's.
+pub fn heir(uid: u32, gid: u32) -> Option<(u32, u32)> {
     (uid != 0).then_some((uid, gid))
 }
 
-/// Gives `path` to the invoking user if its parent directory is theirs.
+/// Gives `path` to the owner of its parent directory, under sudo.
 pub fn hand_over(path: &Path) {
-    let Some((uid, gid)) = invoking_user() else {
+    if !under_sudo() {
         return;
-    };
+    }
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if std::fs::metadata(parent).is_ok_and(|m| m.uid() == uid) {
+    let Ok(m) = std::fs::metadata(parent) else {
+        return;
+    };
+    if let Some((uid, gid)) = heir(m.uid(), m.gid()) {
         let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
     }
 }
@@ -74,10 +74,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sudo_ids_parse_and_root_needs_no_hand_over() {
-        assert_eq!(parse_sudo_ids(Some("1001"), Some("118")), Some((1001, 118)));
-        assert_eq!(parse_sudo_ids(Some("0"), Some("0")), None);
-        assert_eq!(parse_sudo_ids(None, Some("1")), None);
-        assert_eq!(parse_sudo_ids(Some("x"), Some("1")), None);
+    fn a_users_directory_hands_over_and_roots_does_not() {
+        assert_eq!(heir(1001, 118), Some((1001, 118)));
+        assert_eq!(heir(0, 0), None);
+        assert_eq!(heir(0, 1001), None);
     }
 }
