@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the host packages the experiments need. Idempotent: packages already
 # present are skipped, so a second run costs one dpkg query.
-# Usage: ci/install-host-deps.sh [--docker] [--qemu] [--locales]
+# Usage: ci/install-host-deps.sh [--docker] [--qemu] [--locales] [--browser]
 # --locales also generates de_DE.UTF-8 and fr_FR.UTF-8, to check that the
 # suite gives the same verdicts under a translated locale
 # (LC_ALL=de_DE.UTF-8 ci/isocheck: every command it reads runs with LC_ALL=C).
+# --browser installs chromium for the HTML report's headless-browser test.
 set -euo pipefail
 
 want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
@@ -15,7 +16,8 @@ for arg in "$@"; do
     --docker) want+=(docker.io) ;;
     --qemu) want+=(qemu-system-x86 kmod libc6-dev) ;;  # kmod: depmod for the guest's modules
     --locales) want+=(locales); locales=(de_DE.UTF-8 fr_FR.UTF-8) ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --browser) want+=(chromium fonts-dejavu-core) ;;   # the HTML report's headless-browser test
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "install-host-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done

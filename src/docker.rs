@@ -108,11 +108,25 @@ fn dechunk(mut s: &str) -> Result<String, String> {
     }
 }
 
+const DENIED: &str = "permission denied on ";
+
+/// A refused socket means an engine runs that this user may not use: say
+/// how to get access, not that no engine answers.
+pub fn connect_error(sock: &Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "{DENIED}{}: run with sudo or join the docker group",
+            sock.display()
+        )
+    } else {
+        format!("connecting to the Docker engine at {}: {e}", sock.display())
+    }
+}
+
 /// One request to the engine's API, bounded by a timeout.
 pub fn api(method: &str, path: &str) -> Result<Response, String> {
     let sock = socket_path()?;
-    let mut s = UnixStream::connect(&sock)
-        .map_err(|e| format!("connecting to the Docker engine at {}: {e}", sock.display()))?;
+    let mut s = UnixStream::connect(&sock).map_err(|e| connect_error(&sock, &e))?;
     let _ = s.set_read_timeout(Some(API_TIMEOUT));
     let _ = s.set_write_timeout(Some(API_TIMEOUT));
     let req = format!("{method} /{API}{path} HTTP/1.0\r\nHost: docker\r\n\r\n");
@@ -129,6 +143,9 @@ static ENGINE: OnceLock<Result<String, String>> = OnceLock::new();
 fn engine() -> &'static Result<String, String> {
     ENGINE.get_or_init(|| {
         let r = api("GET", "/version").map_err(|e| {
+            if e.starts_with(DENIED) {
+                return e;
+            }
             format!(
                 "no Docker engine answers ({e}): start one with `ci/docker-engine.sh start` \
                  (install it with `ci/install-host-deps.sh --docker`)"
@@ -629,6 +646,18 @@ pub fn containers_of(tag: &Tag) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_refused_socket_says_how_to_get_access() {
+        let sock = Path::new("/var/run/docker.sock");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            connect_error(sock, &denied),
+            "permission denied on /var/run/docker.sock: run with sudo or join the docker group"
+        );
+        let absent = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert!(connect_error(sock, &absent).starts_with("connecting to the Docker engine"));
+    }
     use super::*;
     use rstest::rstest;
 

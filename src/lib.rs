@@ -1,16 +1,19 @@
 //! isocheck: executable checks of Linux isolation (namespaces, cgroups,
 //! seccomp) and of how Docker uses them. See README.md.
 
+pub mod apparmor;
 pub mod cgroups;
 pub mod cleanup;
 pub mod docker;
 pub mod experiment;
 pub mod experiments;
+pub mod formats;
 pub mod helper;
 pub mod host;
 pub mod namespaces;
 pub mod needs;
 pub mod netns;
+pub mod owner;
 pub mod process;
 pub mod report;
 pub mod runner;

@@ -6,7 +6,7 @@ use isocheck::experiment::Experiment;
 use isocheck::host::HostFacts;
 use isocheck::needs::{Need, Tool};
 use isocheck::report::{self, HostReport, Report, SCHEMA};
-use isocheck::{cleanup, experiments, runner};
+use isocheck::{cleanup, experiments, formats, runner};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,8 @@ enum Cmd {
         /// Experiments run in parallel (default: the number of CPUs)
         #[arg(long, value_name = "N")]
         jobs: Option<usize>,
+        #[command(flatten)]
+        out: RunOutputArgs,
     },
     /// List every experiment: id, section, needs, and whether this host meets them
     List {
@@ -63,12 +65,45 @@ enum Cmd {
         #[arg(value_name = "[LABEL=]REPORT.json", required = true, num_args = 1..)]
         reports: Vec<String>,
     },
+    /// One self-contained HTML page over one or many reports (no network, no external assets)
+    Report {
+        /// Reports, each optionally labelled: LABEL=FILE (default label: the report's kernel)
+        #[arg(value_name = "[LABEL=]REPORT.json", required = true, num_args = 1..)]
+        reports: Vec<String>,
+        /// Where to write the page
+        #[arg(long, value_name = "OUT.html", required = true)]
+        html: PathBuf,
+    },
     /// Single-threaded child operations the experiments run (internal)
     #[command(hide = true)]
     Helper {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// The outputs and gates of `run` beyond the JSON report.
+#[derive(clap::Args)]
+struct RunOutputArgs {
+    /// Write KTAP version 1 to FILE (`-`: stdout; the table then goes to stderr)
+    #[arg(long, value_name = "FILE|-")]
+    ktap: Option<PathBuf>,
+    /// Write JUnit XML to FILE (one testcase per experiment; ignored = skipped)
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Leave out experiments whose id starts with PREFIX (repeatable; e.g. `docker.`)
+    #[arg(long = "skip", value_name = "PREFIX")]
+    skip: Vec<String>,
+    /// Ignored experiments fail the run (exit 1), except those allowed
+    #[arg(long)]
+    fail_on_ignored: bool,
+    /// With --fail-on-ignored: ignored experiments whose id starts with PREFIX are fine (repeatable)
+    #[arg(
+        long = "allow-ignored",
+        value_name = "PREFIX",
+        requires = "fail_on_ignored"
+    )]
+    allow_ignored: Vec<String>,
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
@@ -88,7 +123,8 @@ fn main() -> ExitCode {
             filters,
             json,
             jobs,
-        } => cmd_run(&filters, json, jobs),
+            out,
+        } => cmd_run(&filters, json, jobs, out),
         Cmd::List { markdown: true } => {
             print!("{}", markdown_table());
             ExitCode::SUCCESS
@@ -97,6 +133,7 @@ fn main() -> ExitCode {
         Cmd::Doctor => cmd_doctor(),
         Cmd::Diff { old, new } => cmd_diff(&old, &new),
         Cmd::Matrix { reports } => cmd_matrix(&reports),
+        Cmd::Report { reports, html } => cmd_report(&reports, &html),
         Cmd::Helper { .. } => unreachable!("dispatched above"),
     }
 }
@@ -152,12 +189,28 @@ fn select(filters: &[String]) -> Result<Vec<&'static Experiment>, String> {
         .collect())
 }
 
-fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> ExitCode {
-    let selected = match select(filters) {
+fn cmd_run(
+    filters: &[String],
+    json: Option<PathBuf>,
+    jobs: Option<usize>,
+    args: RunOutputArgs,
+) -> ExitCode {
+    let mut selected = match select(filters) {
         Ok(s) => s,
         Err(e) => return usage_error(e),
     };
-    if let Some(p) = &json {
+    // A --skip prefix that matches nothing is a typo, as for --filter.
+    if let Err(e) = select(&args.skip) {
+        return usage_error(e.replace("no experiment", "--skip: no experiment"));
+    }
+    selected.retain(|e| !args.skip.iter().any(|p| e.id.starts_with(p.as_str())));
+    let outputs = formats::Outputs {
+        ktap: args.ktap,
+        junit: args.junit,
+        fail_on_ignored: args.fail_on_ignored,
+        allow_ignored: args.allow_ignored,
+    };
+    for p in json.iter().map(PathBuf::as_path).chain(outputs.files()) {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
         if let Some(d) = dir.filter(|d| !d.is_dir()) {
             return usage_error(format!(
@@ -194,6 +247,8 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
         selected.len(),
         cleanup::run_id()
     );
+    // Settles where the helper runs from while the process is single-threaded.
+    isocheck::helper::helper_path();
     let start = Instant::now();
     let total = selected.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -208,7 +263,12 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
         eprintln!("isocheck: end-of-run cleanup: {e}");
     }
     cleanup::release_run();
-    let mut out = std::io::stdout().lock();
+    // With `--ktap -` stdout carries KTAP only.
+    let mut out: Box<dyn Write> = if outputs.ktap_to_stdout() {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
     let _ = write!(out, "\n{}", report::table(&results));
     let _ = writeln!(out, "wall time {:.2} s", wall.as_secs_f64());
     let counts = report::Counts::of(&results);
@@ -221,13 +281,31 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
     };
     if let Some(p) = json {
         let text = serde_json::to_string_pretty(&rep).unwrap_or_default();
-        if let Err(e) = std::fs::write(&p, text) {
+        if let Err(e) = isocheck::owner::write(&p, text) {
             eprintln!("isocheck: cannot write report {}: {e}", p.display());
             return ExitCode::from(2);
         }
         let _ = writeln!(out, "report written to {}", p.display());
     }
-    if counts.ok() {
+    match outputs.write(&rep) {
+        Ok(lines) => lines.iter().for_each(|l| {
+            let _ = writeln!(out, "{l}");
+        }),
+        Err(e) => {
+            eprintln!("isocheck: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let lost = outputs.unallowed_ignored(&rep.experiments);
+    for r in &lost {
+        let _ = writeln!(
+            out,
+            "isocheck: --fail-on-ignored: {} ignored: {}",
+            r.id,
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    if counts.ok() && lost.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -364,6 +442,36 @@ fn cmd_matrix(args: &[String]) -> ExitCode {
         }
     }
     print!("{}", report::matrix(&cols));
+    ExitCode::SUCCESS
+}
+
+fn cmd_report(args: &[String], html: &std::path::Path) -> ExitCode {
+    let mut cols = Vec::new();
+    for a in args {
+        let (label, path) = match a.split_once('=') {
+            Some((l, p)) => (Some(l.to_string()), std::path::Path::new(p)),
+            None => (None, std::path::Path::new(a.as_str())),
+        };
+        // Typed load for its checks and messages; the page reads the raw JSON
+        // so that fields this build does not know still show.
+        let kernel = match Report::load(path) {
+            Ok(r) => r.host.kernel,
+            Err(e) => return usage_error(e),
+        };
+        let raw = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        cols.push(formats::html::Column {
+            label: label.unwrap_or(kernel),
+            report: raw,
+        });
+    }
+    let page = formats::html::render(&cols);
+    if let Err(e) = isocheck::owner::write(html, page) {
+        return usage_error(format!("cannot write {}: {e}", html.display()));
+    }
+    println!("HTML report written to {}", html.display());
     ExitCode::SUCCESS
 }
 

@@ -146,8 +146,9 @@ pub fn save_durations(results: &[ExperimentResult]) {
         d.insert(r.id.clone(), r.duration_ms);
     }
     if let Some(p) = durations_file() {
-        let _ = p.parent().map(std::fs::create_dir_all);
-        let _ = serde_json::to_string(&d).map(|t| std::fs::write(p, t));
+        // Under sudo this is the user's ~/.cache: it must stay theirs.
+        let _ = p.parent().map(crate::owner::create_dir_all);
+        let _ = serde_json::to_string(&d).map(|t| crate::owner::write(&p, t));
     }
 }
 

@@ -19,6 +19,8 @@ pub fn main(sections: &[Section], helper_exe: &str, report_dir: &str) -> ! {
     helper::set_helper_path(helper_exe);
     let listing = args.list;
     if !listing {
+        // Settles the helper's reachable path while single-threaded.
+        helper::helper_path();
         cleanup::install_signal_cleanup();
         for l in cleanup::sweep_dead_runs() {
             eprintln!("isocheck: removed a leftover of an earlier, killed run: {l}");
@@ -93,8 +95,9 @@ pub fn main(sections: &[Section], helper_exe: &str, report_dir: &str) -> ! {
 /// Merges into an existing report so that nextest, which runs one test per
 /// process, still ends with one report per section.
 fn merge_report(path: &Path, ran: Vec<ExperimentResult>) -> std::io::Result<()> {
-    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    crate::owner::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
     let lock = std::fs::File::create(path.with_extension("lock"))?;
+    crate::owner::hand_over(&path.with_extension("lock"));
     cleanup::flock(&lock, libc::LOCK_EX);
     let mut report = Report::load(path).unwrap_or_else(|_| Report {
         schema: SCHEMA,
@@ -111,5 +114,5 @@ fn merge_report(path: &Path, ran: Vec<ExperimentResult>) -> std::io::Result<()> 
     report
         .experiments
         .sort_by_key(|e| order.iter().position(|i| *i == e.id).unwrap_or(usize::MAX));
-    std::fs::write(path, serde_json::to_string_pretty(&report)?)
+    crate::owner::write(path, serde_json::to_string_pretty(&report)?)
 }

@@ -851,17 +851,31 @@ fn default_seccomp(ctx: &mut Ctx, _v: Variant) -> Outcome {
 }
 
 fn seccomp_unconfined(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    // The AppArmor label too: Ubuntu's userns restriction acts through it.
+    let probe = format!("echo profile=$(cat /proc/self/attr/current 2>/dev/null); {SECCOMP_PROBE}");
     let (_c, r) = sh_once(
         ctx,
         "ctr",
         &["--network", "none", "--security-opt", "seccomp=unconfined"],
-        SECCOMP_PROBE,
+        &probe,
     )?;
     let (mode, status) = seccomp_result(&r);
+    let profile = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("profile="))
+        .and_then(crate::apparmor::profile);
     ctx.observe("seccomp", mode);
     ctx.observe("unshare_status", status);
     ctx.observe("unshare_stderr", r.stderr.trim());
+    ctx.observe("apparmor_profile", &profile);
     check_eq!(mode, Some(0), "Seccomp: with seccomp=unconfined");
+    if status != Some(0) {
+        let sysctl = crate::apparmor::sysctl_text();
+        if let Some(why) = crate::apparmor::userns_unmet(sysctl.as_deref(), profile.as_deref()) {
+            return Err(Problem::Unmet(why));
+        }
+    }
     check_eq!(status, Some(0), "unshare -U true with seccomp=unconfined");
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! Files the suite writes for the person who ran it belong to that person.
+//!
+//! Under `sudo` (a GitHub runner, a laptop) the suite runs as root but writes
+//! into the user's tree: `~/.cache/isocheck`, `target/tmp/isocheck-*.json`,
+//! the reports named on the command line. Left root-owned, they break the
+//! user's next step (`mkdir ~/.cache/pip`, `cargo clean`). So, under sudo, a
+//! file or directory the suite creates takes the owner and group of the
+//! directory it lands in when that directory is not root's: a report written
+//! into `/root` or `/var/log` stays root's.
+//!
+//! The directory, not `SUDO_UID`, names the heir: a cargo runner of `sudo -E`
+//! wraps both the test binary and (through assert_cmd) the `isocheck` it
+//! starts, and the inner sudo, called by root, sets `SUDO_UID=0`.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// Whether this process is root through sudo (at any depth).
+pub fn under_sudo() -> bool {
+    nix::unistd::geteuid().is_root() && std::env::var_os("SUDO_UID").is_some()
+}
+
+/// Who inherits a new entry in a directory owned by `uid:gid`: nobody when
+/// the directory is root's.
+pub fn heir(uid: u32, gid: u32) -> Option<(u32, u32)> {
+    (uid != 0).then_some((uid, gid))
+}
+
+/// Gives `path` to the owner of its parent directory, under sudo.
+pub fn hand_over(path: &Path) {
+    if !under_sudo() {
+        return;
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(m) = std::fs::metadata(parent) else {
+        return;
+    };
+    if let Some((uid, gid)) = heir(m.uid(), m.gid()) {
+        let _ = std::os::unix::fs::lchown(path, Some(uid), Some(gid));
+    }
+}
+
+/// `create_dir_all`, handing each directory it creates over as above.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_all(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            hand_over(dir);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `std::fs::write`, then `hand_over`.
+pub fn write(path: &Path, contents: impl AsRef<[u8]>) -> io::Result<()> {
+    std::fs::write(path, contents)?;
+    hand_over(path);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_users_directory_hands_over_and_roots_does_not() {
+        assert_eq!(heir(1001, 118), Some((1001, 118)));
+        assert_eq!(heir(0, 0), None);
+        assert_eq!(heir(0, 1001), None);
+    }
+}
