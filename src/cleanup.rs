@@ -142,6 +142,7 @@ pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
 pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Command {
     let mut c = Command::new(program);
     c.env(ENV_TAG, tag.as_str());
+    c.env(crate::helper::ENV_HOST_NS, crate::helper::host_ns_env());
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         c.pre_exec(|| {
@@ -210,10 +211,11 @@ pub fn cgroup_parents() -> Vec<PathBuf> {
     roots.into_iter().map(|r| r.join("isocheck")).collect()
 }
 
-/// Everything on the host whose name the predicate accepts.
-pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+/// Processes whose `ISOCHECK_TAG` the predicate accepts.
+fn tagged_processes(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
     let mut out = Vec::new();
     let me = std::process::id() as i32;
+    let needle = format!("{ENV_TAG}=");
     for pid in dir_names(Path::new("/proc"))
         .iter()
         .filter_map(|p| p.parse::<i32>().ok())
@@ -224,7 +226,6 @@ pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let needle = format!("{ENV_TAG}=");
         let tag = env
             .split(|b| *b == 0)
             .filter_map(|kv| std::str::from_utf8(kv).ok())
@@ -238,6 +239,18 @@ pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
             });
         }
     }
+    out
+}
+
+/// SIGKILLs every process one experiment run started (its process tree:
+/// the tag is inherited through fork and exec).
+pub fn kill_processes(tag: &Tag) {
+    let _ = remove(tagged_processes(&|n| tag.owns(n)));
+}
+
+/// Everything on the host whose name the predicate accepts.
+pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+    let mut out = tagged_processes(accept);
     for m in mount_points() {
         let ours = m
             .components()
@@ -418,8 +431,26 @@ pub fn release_run() {
     let _ = std::fs::remove_dir(scratch_root());
 }
 
-/// Installs SIGINT/SIGTERM/SIGHUP handling: sweep this run, then exit with
-/// 128 + signal, as a shell would report it.
+/// The signal that interrupted the run (0: none yet).
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The signal (SIGINT, SIGTERM, SIGHUP) that interrupted this run, if one did.
+/// From then on, results are not real results: an experiment whose processes
+/// the cleanup killed would read as broken.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// How long the front end gets, after the cleanup, to write its interrupted
+/// report and exit 128 + signal itself before the signal thread does it.
+const FRONT_END_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Installs SIGINT/SIGTERM/SIGHUP handling: stop starting commands, sweep
+/// this run (which ends its experiments' waits), and let the front end
+/// report what finished and exit 128 + signal, as a shell would report it.
 pub fn install_signal_cleanup() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
@@ -428,10 +459,12 @@ pub fn install_signal_cleanup() {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             SHUTTING_DOWN.store(true, Ordering::SeqCst);
+            INTERRUPTED.store(sig, Ordering::SeqCst);
             eprintln!("isocheck: caught signal {sig}, removing this run's namespaces, mounts, cgroups and processes");
             for e in sweep_this_run() {
                 eprintln!("isocheck: cleanup: {e}");
             }
+            std::thread::sleep(FRONT_END_GRACE);
             release_run();
             std::process::exit(128 + sig);
         }

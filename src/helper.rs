@@ -36,6 +36,72 @@ pub fn helper_path() -> PathBuf {
 
 pub type HelperOp = fn(&[String]) -> i32;
 
+/// The namespaces the run started in (`mnt:4026531841,net:…`), recorded by
+/// the harness and passed to every command it starts.
+pub const ENV_HOST_NS: &str = "ISOCHECK_HOST_NS";
+
+/// The value of `ENV_HOST_NS` for this process's namespaces (the harness's:
+/// `/proc/self/ns`, since `/proc/1/ns` is EPERM on some hosts).
+pub fn host_ns_env() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        ["mnt", "net", "uts", "ipc"]
+            .iter()
+            .filter_map(|k| Some(format!("{k}:{}", crate::namespaces::inode("self", k).ok()?)))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Refuses a destructive step meant for a new `kind` namespace (a mount,
+/// pivot_root, sethostname, a sysctl write) while this process is still in
+/// the namespace the run started in: on a kernel or sandbox where creating
+/// a namespace silently does nothing, the step would change the host. The
+/// reference is what the harness passed in `ENV_HOST_NS`, else the parent's.
+pub fn refuse_in_host_ns(kind: &str) -> Result<(), String> {
+    let word = match kind {
+        "mnt" => "mount",
+        "net" => "network",
+        other => other,
+    };
+    let mine = crate::namespaces::inode("self", kind)
+        .map_err(|e| format!("refusing: cannot read my {word} namespace: {e}"))?;
+    let recorded = std::env::var(ENV_HOST_NS).ok().and_then(|v| {
+        v.split(',')
+            .filter_map(|kv| kv.split_once(':'))
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, i)| i.parse::<u64>().ok())
+    });
+    let host = match recorded {
+        Some(i) => i,
+        None => {
+            let ppid = nix::unistd::getppid().to_string();
+            crate::namespaces::inode(&ppid, kind)
+                .map_err(|e| format!("refusing: no reference {word} namespace: {e}"))?
+        }
+    };
+    if mine == host {
+        return Err(format!("refusing: still in the host's {word} namespace"));
+    }
+    Ok(())
+}
+
+/// `refuse_in_host_ns` for every namespace type in `flags` that a step
+/// after unshare(2) relies on.
+fn refuse_unless_unshared(flags: CloneFlags) -> Result<(), String> {
+    for (flag, kind) in [
+        (CloneFlags::CLONE_NEWNS, "mnt"),
+        (CloneFlags::CLONE_NEWNET, "net"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+    ] {
+        if flags.contains(flag) {
+            refuse_in_host_ns(kind)?;
+        }
+    }
+    Ok(())
+}
+
 /// Entry point of `isocheck helper OP ARGS…`; returns the exit code.
 pub fn main(args: &[String]) -> i32 {
     let Some((op, rest)) = args.split_first() else {
@@ -233,6 +299,9 @@ fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i
 /// After unshare(2): propagation, hostname, time offsets, then exec, or
 /// fork (the child mounting /proc) and wait.
 fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
+    if let Err(e) = refuse_unless_unshared(flags) {
+        return die(e);
+    }
     if flags.contains(CloneFlags::CLONE_NEWNS) && u.propagation != "unchanged" {
         let p = match u.propagation.as_str() {
             "private" => MsFlags::MS_PRIVATE,

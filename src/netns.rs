@@ -906,6 +906,10 @@ pub fn op_net_sysctl(args: &[String]) -> i32 {
     if key.contains("..") {
         return die("bad key");
     }
+    // A sysctl of the host's own namespace would change the real host.
+    if let Err(e) = crate::helper::refuse_in_host_ns("net") {
+        return die(e);
+    }
     match std::fs::write(Path::new("/proc/sys").join(key), value) {
         Ok(()) => 0,
         Err(e) => die(format!("writing /proc/sys/{key}: {e}")),

@@ -360,6 +360,7 @@ fn rep(kernel: &str, exps: Vec<ExperimentResult>) -> Report {
         },
         run_id: "x".into(),
         wall_ms: 0,
+        interrupted: false,
         experiments: exps,
     }
 }

@@ -993,6 +993,10 @@ fn op_pivot(args: &[String]) -> i32 {
             .unwrap_or(125),
         Err(e) => fail("fork", e),
         Ok(ForkResult::Child) => {
+            if let Err(e) = crate::helper::refuse_in_host_ns("mnt") {
+                eprintln!("docker-pivot: {e}");
+                return 125;
+            }
             let none = None::<&str>;
             if let Err(e) = mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none) {
                 return fail("making / private", e);
