@@ -268,7 +268,8 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
 /// before the run, so a bad path costs no run. The probe file is removed
 /// again; an existing report is opened for append, so it stays as it was.
 fn check_writable(p: &std::path::Path) -> Result<(), String> {
-    let why = |e: &dyn std::fmt::Display| format!("cannot write the report to {}: {e}", p.display());
+    let why =
+        |e: &dyn std::fmt::Display| format!("cannot write the report to {}: {e}", p.display());
     if p.is_dir() {
         return Err(why(&"it is a directory"));
     }

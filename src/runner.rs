@@ -49,7 +49,11 @@ pub fn set_time_limit(limit: Option<Duration>) {
 /// `ISOCHECK_TIMEOUT` (seconds) when set and valid.
 pub fn time_limit_from_env() -> Option<Duration> {
     let v = std::env::var("ISOCHECK_TIMEOUT").ok()?;
-    v.trim().parse::<f64>().ok().filter(|s| *s > 0.0).map(Duration::from_secs_f64)
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// How long one run (isolated or control) of `exp` may take, teardown included.
@@ -73,15 +77,19 @@ fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<P
         .name(tag.to_string())
         .spawn(move || {
             let mut ctx = Ctx::new(tag, variant);
-            let r = catch_unwind(AssertUnwindSafe(|| body(&mut ctx, variant))).unwrap_or_else(
-                |p| Err(Problem::Broken(format!("panicked: {}", panic_message(p)))),
-            );
+            let r =
+                catch_unwind(AssertUnwindSafe(|| body(&mut ctx, variant))).unwrap_or_else(|p| {
+                    Err(Problem::Broken(format!("panicked: {}", panic_message(p))))
+                });
             ctx.run_teardown();
             let _ = tx.send((r, ctx.take_observations()));
         });
     if let Err(e) = spawned {
         let (tx, rx2) = mpsc::channel();
-        let _ = tx.send((Err(Problem::Broken(format!("starting its thread: {e}"))), BTreeMap::new()));
+        let _ = tx.send((
+            Err(Problem::Broken(format!("starting its thread: {e}"))),
+            BTreeMap::new(),
+        ));
         return rx2;
     }
     rx
