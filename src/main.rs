@@ -289,7 +289,7 @@ fn check_writable(p: &std::path::Path) -> Result<(), String> {
     // A full disk lets an empty file be made; ask for a page's worth.
     let d = dir.unwrap_or(std::path::Path::new("."));
     match nix::sys::statvfs::statvfs(d) {
-        Ok(v) if (v.blocks_available() as u64) * (v.fragment_size() as u64) < 1 << 20 => {
+        Ok(v) if v.blocks_available().saturating_mul(v.fragment_size()) < 1 << 20 => {
             Err(why(&"less than 1 MiB free on its file system"))
         }
         _ => Ok(()),
