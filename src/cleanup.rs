@@ -75,10 +75,47 @@ fn run() -> &'static Run {
     })
 }
 
+/// Takes the run's lock. Retried, because other runs act on the same
+/// directory at the same moment: one removes the (empty) lock directory at
+/// its end, a sweeper unlinks lock files it finds free. A lock on a file
+/// that is no longer linked protects nothing (the next look at the path
+/// finds it free and sweeps this run), so the lock counts only while the
+/// path still names the locked file.
 fn take_lock(id: &str) -> Option<File> {
-    std::fs::create_dir_all(LOCK_DIR).ok()?;
-    let f = File::create(Path::new(LOCK_DIR).join(format!("{id}.lock"))).ok()?;
-    flock(&f, libc::LOCK_EX | libc::LOCK_NB).then_some(f)
+    use std::os::unix::fs::MetadataExt;
+    let path = Path::new(LOCK_DIR).join(format!("{id}.lock"));
+    for _ in 0..100 {
+        let _ = std::fs::create_dir_all(LOCK_DIR);
+        let Ok(f) = File::create(&path) else {
+            continue;
+        };
+        if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            return None;
+        }
+        let same = match (f.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Some(f);
+        }
+    }
+    eprintln!(
+        "isocheck: could not take the run lock {}: a concurrent run may sweep this run's resources",
+        path.display()
+    );
+    None
+}
+
+/// Removes a dead run's lock file, holding its lock while unlinking so that a
+/// run taking the same file at that moment notices (see `take_lock`).
+fn remove_dead_lock(name: &str) {
+    let path = Path::new(LOCK_DIR).join(name);
+    if let Ok(f) = File::open(&path) {
+        if flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// This process's run id.
@@ -126,6 +163,19 @@ pub fn run_of(name: &str) -> Option<&str> {
 
 pub fn scratch_root() -> PathBuf {
     std::env::temp_dir().join("isocheck")
+}
+
+/// Makes an experiment's scratch directory. Retried: another run removes
+/// the shared (empty) root at its end, possibly between our two mkdirs.
+pub fn make_scratch(p: &Path) -> std::io::Result<()> {
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = std::fs::create_dir_all(p);
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
 }
 
 pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
@@ -391,10 +441,8 @@ pub fn sweep_dead_runs() -> Vec<Leftover> {
     }
     // Lock files of dead runs.
     for n in dir_names(Path::new(LOCK_DIR)) {
-        if let Some(id) = n.strip_suffix(".lock") {
-            if !run_is_alive(id) {
-                let _ = std::fs::remove_file(Path::new(LOCK_DIR).join(&n));
-            }
+        if n.strip_suffix(".lock").is_some_and(|id| id != run_id()) {
+            remove_dead_lock(&n);
         }
     }
     found

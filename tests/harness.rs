@@ -415,6 +415,76 @@ fn an_unshare_that_did_nothing_is_refused_before_its_mounts() {
         ));
 }
 
+// ---- the net section's host guard ----
+
+/// The guard must see a link this run's experiment adds to the host, and
+/// must not see a container's veth that another run's Docker adds meanwhile.
+/// A stand-in namespace plays the host, so the real host never gets a link.
+#[test]
+#[serial(run_tag)]
+#[file_serial(isocheck_host)]
+fn the_host_guard_catches_a_link_the_run_adds_and_ignores_dockers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args:?}");
+    };
+    let host = format!("{}guard", isocheck::cleanup::run_tag());
+    ip(&["netns", "add", &host]);
+    // Removed however the asserts end.
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            isocheck::netns::guard_namespace(None);
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _gone = Gone(host.clone());
+    isocheck::netns::guard_namespace(Some(host.clone()));
+    let docker = isocheck::netns::HostNetSnapshot::take()
+        .unwrap()
+        .parts
+        .contains_key("dockerd");
+    isocheck::netns::host_span_enter().unwrap();
+    // (veth pairs: this kernel has no dummy links)
+    ip(&[
+        "-n",
+        &host,
+        "link",
+        "add",
+        "veth1a2b3c4",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth4c3b2a1",
+    ]);
+    let only_docker = isocheck::netns::host_span_leave().unwrap().unwrap();
+    isocheck::netns::host_span_enter().unwrap();
+    ip(&[
+        "-n", &host, "link", "add", "v-eth", "type", "veth", "peer", "name", "v-ethc",
+    ]);
+    let ours = isocheck::netns::host_span_leave().unwrap().unwrap();
+    assert!(ours.iter().any(|l| l.contains("v-eth")), "{ours:?}");
+    if docker {
+        assert!(only_docker.is_empty(), "{only_docker:?}");
+    } else {
+        assert!(
+            !only_docker.is_empty(),
+            "without Docker, Docker-like names count"
+        );
+    }
+}
+
 // ---- pipes ----
 
 #[test]

@@ -340,7 +340,14 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("proc"))?;
     let busybox =
         crate::host::which("busybox").ok_or_else(|| anyhow::anyhow!("busybox not found"))?;
-    std::fs::copy(&busybox, bin.join("busybox"))?;
+    // Copied by a child process, so no descriptor writing it ever exists in
+    // this multithreaded process: a fork on another thread would inherit it
+    // until its exec, and exec'ing the copy meanwhile fails with ETXTBSY.
+    run_ok(
+        std::process::Command::new("cp")
+            .arg(&busybox)
+            .arg(bin.join("busybox")),
+    )?;
     let list = run_ok(std::process::Command::new(&busybox).arg("--list"))?;
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
