@@ -340,13 +340,25 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
         }
         return exec(&u.cmd);
     }
+    // `child-pid` is printed only once the child is ready (its /proc
+    // mounted): whoever reads it may nsenter at once and must see the
+    // namespace's /proc, not the host's. The child closes its end of the
+    // pipe (by exec, close-on-exec) when ready, or by dying.
+    let (ready_r, ready_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return die(format!("pipe: {e}")),
+    };
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            drop(ready_r);
             // Die with the helper: a killed helper must not leave a
             // namespace init behind.
             // SAFETY: plain prctl in the child.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             if u.mount_proc {
+                if let Err(e) = refuse_in_host_ns("mnt") {
+                    return die(e);
+                }
                 let r = mount(
                     Some("proc"),
                     "/proc",
@@ -361,10 +373,15 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
             exec(&u.cmd)
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(ready_w);
             if u.print_pid {
+                // EOF: the child exec'd (ready) or died (waitpid tells).
+                let mut b = [0u8; 1];
+                let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&ready_r), &mut b);
                 println!("child-pid {}", child.as_raw());
                 let _ = std::io::stdout().flush();
             }
+            drop(ready_r);
             waitpid(child, None).map(status_code).unwrap_or(125)
         }
         Err(e) => die(format!("fork: {e}")),

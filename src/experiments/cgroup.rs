@@ -857,7 +857,10 @@ fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
     g.set_cpu_quota(quota, PERIOD_US)?;
     let read = g.cpu_quota()?;
     let before = g.cpu_stat()?;
-    let (a, b) = (start_burn(ctx, &g.procs_file())?, start_burn(ctx, &twin.procs_file())?);
+    let (a, b) = (
+        start_burn(ctx, &g.procs_file())?,
+        start_burn(ctx, &twin.procs_file())?,
+    );
     let ((share, out), (twin_share, twin_out)) = (burn_share(a)?, burn_share(b)?);
     let after = g.cpu_stat()?;
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
