@@ -883,12 +883,13 @@ fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
         before.nr_throttled,
         after.nr_throttled
     );
+    let (within_quota, below_twin) = (share <= 0.15, share < twin_share);
     check!(
-        share <= 0.15,
+        within_quota,
         "the child got {share:.3} of a CPU (quota 10%)"
     );
     check!(
-        share < twin_share,
+        below_twin,
         "the child got {share:.3} of a CPU, its unquota'd twin under the same load {twin_share:.3}"
     );
     Ok(())
