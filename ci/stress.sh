@@ -42,7 +42,8 @@ bad_rows() {
   python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(" ".join(e["id"] + ":" + e["status"] for e in r["experiments"] if e["status"] not in ("passed", "ignored")))
+print(" ".join(e["id"] + ":" + e["status"] + "(" + (e.get("reason") or "")[:120].replace(" ", "_") + ")"
+               for e in r["experiments"] if e["status"] not in ("passed", "ignored")))
 ' "$1" 2>/dev/null || echo "no-report"
 }
 
