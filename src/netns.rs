@@ -326,11 +326,22 @@ impl Netns {
     pub fn add(ctx: &mut Ctx, role: &str) -> anyhow::Result<Netns> {
         let name = ctx.name(role);
         run_ok(ctx.cmd("ip").args(["netns", "add", &name]))?;
-        Ok(Netns {
+        let ns = Netns {
             name,
             tag: ctx.tag.clone(),
             live: true,
-        })
+        };
+        // Every `ip -n`, iptables and sysctl step after this trusts that the
+        // namespace is a new one: where creating it silently did nothing,
+        // refuse before anything touches the host's network.
+        let host = crate::namespaces::inode("self", "net")?;
+        if ns.inode().is_none_or(|i| i == host) {
+            anyhow::bail!(
+                "refusing: {} is still the host's network namespace",
+                ns.name
+            );
+        }
+        Ok(ns)
     }
 
     pub fn name(&self) -> &str {
