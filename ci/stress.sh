@@ -18,7 +18,9 @@ N=${1:-5} M=${2:-5} S=${3:-3} K=${4:-3}
 cargo build --quiet --features docker || exit 2
 bin=$PWD/target/debug/isocheck
 work=$(mktemp -d /tmp/isocheck-stress.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# Kept when something went wrong: the reports and outputs are the evidence.
+keep=0
+trap '[ "$keep" = 1 ] && echo "stress: outputs kept in $work" || rm -rf "$work"' EXIT
 DOCKER=docker; [ -x /usr/bin/docker ] && DOCKER=/usr/bin/docker
 
 run_id() { sed -n 's/.*(run \([0-9a-f]*\)).*/\1/p' "$1" | head -n1; }
@@ -53,7 +55,7 @@ for i in $(seq 1 "$N"); do
   rc=$? bad=$(bad_rows "$work/full$i.json")
   if [ "$rc" != 0 ] || [ -n "$bad" ]; then
     flaky_runs=$((flaky_runs + 1)); flakes=$((flakes + $(wc -w <<<"$bad")))
-    flake_list+=" run$i(rc=$rc):$bad"
+    flake_list+=" run$i(rc=$rc):$bad"; keep=1
   fi
 done
 echo "full runs: $N in a row, $flaky_runs with a flake, $flakes flaky rows${flake_list:+:$flake_list}"
@@ -67,7 +69,7 @@ for i in $(seq 1 "$M"); do
   id=$(run_id "$work/kill$i.err")
   "$bin" run --filter pid.init-is-pid-1 >/dev/null 2>&1
   n=$(leftovers "$id" | wc -l)
-  left_total=$((left_total + n)); [ "$n" -gt 0 ] && left_list+=" run $id: $(leftovers "$id" | tr '\n' ' ')"
+  left_total=$((left_total + n)); [ "$n" -gt 0 ] && left_list+=" run $id: $(leftovers "$id" | tr '\n' ' ')" && keep=1
 done
 echo "SIGKILLs: $M at random moments, $left_total leftovers after the next run${left_list:+:$left_list}"
 
@@ -94,6 +96,6 @@ allok=0 conc_list=""
 for i in $(seq 1 "$K"); do
   wait "${pids[$((i - 1))]}"; rc=$?
   bad=$(bad_rows "$work/conc$i.json")
-  if [ "$rc" = 0 ] && [ -z "$bad" ]; then allok=$((allok + 1)); else conc_list+=" run$i(rc=$rc):$bad"; fi
+  if [ "$rc" = 0 ] && [ -z "$bad" ]; then allok=$((allok + 1)); else conc_list+=" run$i(rc=$rc):$bad"; keep=1; fi
 done
 echo "concurrent: $K at once, $allok passed every row${conc_list:+, failures:$conc_list}"
