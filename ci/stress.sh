@@ -73,19 +73,26 @@ for i in $(seq 1 "$M"); do
 done
 echo "SIGKILLs: $M at random moments, $left_total leftovers after the next run${left_list:+:$left_list}"
 
-ok130=0 fake_broken=0 int_left=0
+ok130=0 finished=0 other_rc="" fake_broken=0 int_left=0
 for i in $(seq 1 "$S"); do
   "$bin" run --json "$work/int$i.json" >/dev/null 2>"$work/int$i.err" &
   pid=$!
   sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 1 + rand() * 14 }')"
   kill -INT "$pid" 2>/dev/null; wait "$pid"; rc=$?
-  [ "$rc" = 130 ] && ok130=$((ok130 + 1))
+  if [ "$rc" = 130 ]; then
+    ok130=$((ok130 + 1))
+  elif [ "$rc" = 0 ] && grep -q '"experiments"' "$work/int$i.json" 2>/dev/null \
+    && ! grep -q '"interrupted": true' "$work/int$i.json"; then
+    finished=$((finished + 1)) # done before the signal came: a true exit 0
+  else
+    other_rc+=" $rc"; keep=1
+  fi
   if [ -s "$work/int$i.json" ]; then
     fake_broken=$((fake_broken + $(bad_rows "$work/int$i.json" | wc -w)))
   fi
   int_left=$((int_left + $(leftovers "$(run_id "$work/int$i.err")" | wc -l)))
 done
-echo "SIGINTs: $S at random moments, $ok130 exited 130, $fake_broken broken/failed rows in their reports, $int_left leftovers"
+echo "SIGINTs: $S at random moments, $ok130 exited 130, $finished had finished before the signal${other_rc:+, other exit codes:$other_rc}, $fake_broken broken/failed rows in their reports, $int_left leftovers"
 
 pids=()
 for i in $(seq 1 "$K"); do

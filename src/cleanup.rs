@@ -89,8 +89,10 @@ fn take_lock(id: &str) -> Option<File> {
         let Ok(f) = File::create(&path) else {
             continue;
         };
+        // Held: a sweeper about to unlink what it took for a dead run's file.
         if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
-            return None;
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            continue;
         }
         let same = match (f.metadata(), std::fs::metadata(&path)) {
             (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),

@@ -189,6 +189,9 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
         return usage_error("--jobs must be at least 1");
     }
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // Before the host probe (which can take a second on a busy machine), so
+    // that a Ctrl-C from here on is reported as an interrupted run.
+    cleanup::install_signal_cleanup();
     let host = HostFacts::get();
     if !host.is_root {
         let n = selected
@@ -201,7 +204,6 @@ fn cmd_run(filters: &[String], json: Option<PathBuf>, jobs: Option<usize>) -> Ex
             selected.len()
         );
     }
-    cleanup::install_signal_cleanup();
     for l in cleanup::sweep_dead_runs() {
         eprintln!("isocheck: removed a leftover of an earlier, killed run: {l}");
     }

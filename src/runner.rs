@@ -31,7 +31,8 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// `ISOCHECK_TIMEOUT` says otherwise.
 pub const DEFAULT_LIMIT: Duration = Duration::from_secs(30);
 /// Experiments that legitimately take longer than the default (none today
-/// come near it: the slowest takes ~3 s), by id prefix. A table here instead
+/// come near it: the slowest, docker.container-network, takes ~10 s on a busy
+/// 2-core machine), by id prefix. A table here instead
 /// of a field of `Experiment`, so that a new limit touches one line, not
 /// every experiment literal.
 const LIMITS: &[(&str, Duration)] = &[("docker.", Duration::from_secs(60))];

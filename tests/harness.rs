@@ -541,6 +541,40 @@ fn leftovers_of_a_dead_run_are_swept_and_a_live_runs_are_not() {
     std::fs::remove_dir(&mine).unwrap();
 }
 
+/// Another run's lock, held: its file survives a sweep (and its resources
+/// with it); released, both go.
+#[test]
+#[file_serial(isocheck_host)]
+fn a_held_run_lock_keeps_its_run_alive_through_a_sweep() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let _ = isocheck::cleanup::run_id(); // this process's own lock first
+    let lock_path = std::path::Path::new("/run/isocheck/beef01.lock");
+    let lock = std::fs::File::create(lock_path).unwrap();
+    assert!(isocheck::cleanup::flock(
+        &lock,
+        libc::LOCK_EX | libc::LOCK_NB
+    ));
+    let dir = isocheck::cleanup::scratch_root().join("isoc-beef01-1-x");
+    std::fs::create_dir_all(&dir).unwrap();
+    isocheck::cleanup::sweep_dead_runs();
+    let (file_kept, dir_kept) = (lock_path.exists(), dir.exists());
+    drop(lock);
+    isocheck::cleanup::sweep_dead_runs();
+    let (file_gone, dir_gone) = (!lock_path.exists(), !dir.exists());
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        file_kept && dir_kept,
+        "a live run's lock or scratch dir was swept"
+    );
+    assert!(
+        file_gone && dir_gone,
+        "a dead run's lock or scratch dir stayed"
+    );
+}
+
 // ---- the report and its diff ----
 
 fn result(id: &str, status: Status, obs: serde_json::Value) -> ExperimentResult {
