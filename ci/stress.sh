@@ -3,7 +3,7 @@
 # minutes and wants a quiet machine). Usage:
 #   ci/stress.sh [N full runs] [M SIGKILLs] [S SIGINTs] [K concurrent]   (default 5 5 3 3)
 # - N full runs in a row: a flake is any row that is not passed or ignored.
-# - M runs SIGKILLed at a random moment (1-15 s); each is followed by one
+# - M runs SIGKILLed at a random moment (1-10 s); each is followed by one
 #   short run (whose start sweeps dead runs) and a check that nothing of the
 #   killed run is left: netns, scratch dirs, cgroups, mounts, processes,
 #   containers, images.
@@ -64,7 +64,7 @@ left_total=0 left_list=""
 for i in $(seq 1 "$M"); do
   "$bin" run >/dev/null 2>"$work/kill$i.err" &
   pid=$!
-  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 1 + rand() * 14 }')"
+  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 1 + rand() * 9 }')"
   kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   id=$(run_id "$work/kill$i.err")
   "$bin" run --filter pid.init-is-pid-1 >/dev/null 2>&1
@@ -77,7 +77,7 @@ ok130=0 finished=0 other_rc="" fake_broken=0 int_left=0
 for i in $(seq 1 "$S"); do
   "$bin" run --json "$work/int$i.json" >/dev/null 2>"$work/int$i.err" &
   pid=$!
-  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 1 + rand() * 14 }')"
+  sleep "$(awk -v s="$RANDOM" 'BEGIN { srand(s); printf "%.1f", 1 + rand() * 9 }')"
   kill -INT "$pid" 2>/dev/null; wait "$pid"; rc=$?
   if [ "$rc" = 130 ]; then
     ok130=$((ok130 + 1))
