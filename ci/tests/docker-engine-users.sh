@@ -11,10 +11,18 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 fake=$(mktemp -d /tmp/isocheck-engine-test.XXXXXX)
 users=()
 cleanup() {
-  [ -s "$fake/state/dockerd.pid" ] && kill "$(cat "$fake/state/dockerd.pid")" 2>/dev/null || true
+  local rc=$? p
+  if [ "$rc" != 0 ]; then echo "FAIL (exit $rc at line ${failed_line:-?}); engine log:"; cat "$fake/log" 2>/dev/null; fi
+  # The fake engine, whatever its record says: only processes run from this
+  # test's own directory.
+  for p in /proc/[0-9]*; do
+    grep -qasF "$fake/bin/dockerd" "$p/cmdline" 2>/dev/null && kill "${p#/proc/}" 2>/dev/null
+  done
   for u in "${users[@]}"; do kill "$u" 2>/dev/null || true; done
   rm -rf "$fake"
+  return "$rc"
 }
+trap 'failed_line=$LINENO' ERR
 trap cleanup EXIT
 mkdir -p "$fake/bin"
 cat >"$fake/bin/dockerd" <<EOS
