@@ -21,15 +21,18 @@ command -v cargo >/dev/null || {
 
 "${AS_ROOT[@]}" ci/install-host-deps.sh --docker
 
-engine_started=0
+# This shell registers as a user of the engine (by its pid): the engine is
+# stopped only if this run's start started it, and never while another run
+# (another ci/test or ci/isocheck at the same time) still uses it.
+engine_user=0
 start_engine() {
   if [ "${ISOCHECK_DOCKER:-1}" = 0 ]; then return; fi
-  if "${AS_ROOT[@]}" ci/docker-engine.sh start; then
-    engine_started=1
+  if "${AS_ROOT[@]}" ci/docker-engine.sh start --user $$; then
+    engine_user=1
   else
     echo "isocheck: no Docker engine could be started: the docker.* experiments will be ignored (ci/docker-engine.sh status)" >&2
   fi
 }
 stop_engine() {
-  if [ "$engine_started" = 1 ]; then "${AS_ROOT[@]}" ci/docker-engine.sh stop || true; fi
+  if [ "$engine_user" = 1 ]; then "${AS_ROOT[@]}" ci/docker-engine.sh stop --user $$ || true; fi
 }

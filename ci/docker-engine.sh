@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Starts, stops and reports the Docker engine the docker.* experiments run on.
-# Usage: ci/docker-engine.sh start|stop|status
+# Usage: ci/docker-engine.sh start|stop|status [--user PID]
+#
+# --user PID  (ci/test, ci/isocheck) registers process PID as a user of the
+#         engine on start and unregisters it on stop. Users are files under
+#         /run/isocheck-docker/users, named PID-STARTTIME, so a user that died
+#         without stopping (SIGKILL) is recognised as gone, and a reused pid
+#         is not mistaken for it. Every change happens under flock on
+#         /run/isocheck-docker/lock, so concurrent runs see one state.
+#         stop --user stops the engine only when isocheck started it for a
+#         user (not with a plain `start`), and no other live user is left.
 #
 # start   when an engine already answers, uses it and changes nothing; otherwise
 #         starts Debian's dockerd with --iptables=false --ip-forward=false (so
 #         the host firewall and forwarding stay as they are), records that it
 #         did under /run/isocheck-docker/, and waits (bounded) until
 #         `docker version` answers.
-# stop    only when this script started the engine: removes the suite's
+# stop    only when this script started the engine, and (with --user) only
+#         the last user of an engine a user started; a plain `stop` refuses
+#         while runs still use it. Removes the suite's
 #         containers (label isocheck.tag) and images (label isocheck.run), then
 #         stops dockerd by its pid, then removes the docker0 bridge, the
 #         engine's state directories (/var/lib/docker, /var/run/docker) and
@@ -18,8 +29,13 @@
 # All three are idempotent. Install the engine with ci/install-host-deps.sh --docker.
 set -euo pipefail
 
-STATE=/run/isocheck-docker
+STATE=${ISOCHECK_DOCKER_STATE:-/run/isocheck-docker}
 PIDFILE=$STATE/dockerd.pid
+# Who started the engine: `manual` (a plain `start`: stopped only by a plain
+# `stop`) or a user's PID-STARTTIME. A pid file without it counts as manual.
+OWNER=$STATE/owner
+USERS=$STATE/users
+LOCK_WAIT=${ISOCHECK_DOCKER_LOCK_WAIT:-120}
 LOG=$STATE/dockerd.log
 START_WAIT=${ISOCHECK_DOCKER_START_WAIT:-30}
 STOP_WAIT=${ISOCHECK_DOCKER_STOP_WAIT:-20}
@@ -27,7 +43,8 @@ STOP_WAIT=${ISOCHECK_DOCKER_STOP_WAIT:-20}
 # The Debian client talks the engine's API (1.41) natively; a newer client
 # found first on PATH (e.g. /usr/local/bin/docker 28) negotiates down, but the
 # packaged one is the pair the engine was released with.
-if [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
+if [ -n "${ISOCHECK_DOCKER_CLI:-}" ]; then DOCKER=$ISOCHECK_DOCKER_CLI
+elif [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
 
 say() { echo "docker-engine: $*" >&2; }
 
@@ -46,6 +63,39 @@ versions() {
     2>/dev/null || echo "no engine answers"
 }
 
+# PID-STARTTIME of a live process (the start time tells a reused pid apart).
+user_key() {
+  local st
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}') || return 1
+  [ -n "$st" ] || return 1
+  echo "$1-$st"
+}
+
+user_alive() {
+  local key=$1 pid=${1%%-*}
+  [ "$(user_key "$pid" 2>/dev/null)" = "$key" ]
+}
+
+# Live users other than $1; removes the records of dead ones.
+other_users() {
+  local f n=0
+  [ -d "$USERS" ] || { echo 0; return; }
+  for f in "$USERS"/*; do
+    [ -e "$f" ] || continue
+    f=${f##*/}
+    if [ "$f" = "$1" ]; then continue; fi
+    if user_alive "$f"; then n=$((n + 1)); else rm -f "$USERS/$f"; fi
+  done
+  echo "$n"
+}
+
+with_lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/lock"
+  flock -w "$LOCK_WAIT" 9 || { say "could not lock $STATE/lock within ${LOCK_WAIT}s"; return 1; }
+  "$@"
+}
+
 cmd_status() {
   if answers; then
     if pid=$(our_pid); then
@@ -59,13 +109,18 @@ cmd_status() {
   return 3
 }
 
+register() {
+  if [ -n "$ME" ]; then mkdir -p "$USERS" && : >"$USERS/$ME"; fi
+}
+
 cmd_start() {
   if answers; then
     if pid=$(our_pid); then
-      say "already started by isocheck (dockerd pid $pid)"
+      say "already started by isocheck (dockerd pid $pid): using it"
     else
       say "an engine already answers: using it, changing nothing"
     fi
+    register
     return 0
   fi
   if ! command -v dockerd >/dev/null; then
@@ -89,8 +144,10 @@ cmd_start() {
   for c in /sys/fs/cgroup /sys/fs/cgroup/*/; do
     [ -e "${c%/}/docker" ] || echo "${c%/}/docker" >>"$STATE/created-cgroups"
   done
-  setsid dockerd --iptables=false --ip-forward=false </dev/null >"$LOG" 2>&1 &
+  # 9>&-: the engine must not hold the state lock for its lifetime.
+  setsid dockerd --iptables=false --ip-forward=false </dev/null >"$LOG" 2>&1 9>&- &
   echo $! >"$PIDFILE"
+  echo "${ME:-manual}" >"$OWNER"
   local deadline=$((SECONDS + START_WAIT))
   while ! answers; do
     if ! our_pid >/dev/null; then
@@ -107,11 +164,36 @@ cmd_start() {
     fi
     sleep 0.1
   done
+  register
   say "started dockerd (pid $(cat "$PIDFILE")): $(versions)"
+}
+
+# Whether this stop may take the engine down: see the header.
+may_stop() {
+  local owner n
+  owner=$(cat "$OWNER" 2>/dev/null || echo manual)
+  n=$(other_users "$ME")
+  if [ -n "$ME" ]; then
+    rm -f "$USERS/$ME"
+    if [ "$owner" = manual ]; then
+      say "the engine was started outside a run (plain start): leaving it running"
+      return 1
+    fi
+    if [ "$owner" != "$ME" ] && user_alive "$owner"; then
+      say "the engine belongs to another run ($owner) that still runs: leaving it to it"
+      return 1
+    fi
+  fi
+  if [ "$n" -gt 0 ]; then
+    say "$n other run(s) still use the engine: leaving it running"
+    return 1
+  fi
 }
 
 cmd_stop() {
   local pid
+  if pid=$(our_pid) && ! may_stop; then return 0; fi
+  if [ -n "$ME" ]; then rm -f "$USERS/$ME"; fi
   if ! pid=$(our_pid); then
     if [ -e "$PIDFILE" ]; then
       say "the dockerd isocheck started is gone; clearing its record"
@@ -119,8 +201,9 @@ cmd_stop() {
     else
       say "no engine started by isocheck; leaving any engine alone"
     fi
-    rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
-    rmdir "$STATE" 2>/dev/null || true
+    if [ "$(other_users "$ME")" = 0 ]; then
+      rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG" "$OWNER"
+    fi
     return 0
   fi
   # Containers first: their shims outlive dockerd otherwise.
@@ -161,14 +244,20 @@ cmd_stop() {
     if [ -z "$d" ] || [ ! -d "$d" ]; then continue; fi
     rmdir "$d" 2>/dev/null || say "could not remove cgroup $d (still in use?)"
   done <"$STATE/created-cgroups"
-  rm -f "$PIDFILE" "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
-  rmdir "$STATE" 2>/dev/null || true
+  rm -f "$PIDFILE" "$OWNER" "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
   say "stopped dockerd (pid $pid)"
 }
 
-case "${1:-}" in
-  start) cmd_start ;;
-  stop) cmd_stop ;;
+usage() { echo "usage: $0 start|stop|status [--user PID]" >&2; exit 2; }
+cmd=${1:-}
+ME=
+if [ "${2:-}" = --user ]; then
+  [ -n "${3:-}" ] || usage
+  ME=$(user_key "$3") || { say "--user $3: no such process"; exit 2; }
+fi
+case "$cmd" in
+  start) with_lock cmd_start ;;
+  stop) with_lock cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) usage ;;
 esac

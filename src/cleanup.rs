@@ -78,10 +78,49 @@ fn run() -> &'static Run {
     })
 }
 
+/// Takes the run's lock. Retried, because other runs act on the same
+/// directory at the same moment: one removes the (empty) lock directory at
+/// its end, a sweeper unlinks lock files it finds free. A lock on a file
+/// that is no longer linked protects nothing (the next look at the path
+/// finds it free and sweeps this run), so the lock counts only while the
+/// path still names the locked file.
 fn take_lock(id: &str) -> Option<File> {
-    std::fs::create_dir_all(LOCK_DIR).ok()?;
-    let f = File::create(Path::new(LOCK_DIR).join(format!("{id}.lock"))).ok()?;
-    flock(&f, libc::LOCK_EX | libc::LOCK_NB).then_some(f)
+    use std::os::unix::fs::MetadataExt;
+    let path = Path::new(LOCK_DIR).join(format!("{id}.lock"));
+    for _ in 0..100 {
+        let _ = std::fs::create_dir_all(LOCK_DIR);
+        let Ok(f) = File::create(&path) else {
+            continue;
+        };
+        // Held: a sweeper about to unlink what it took for a dead run's file.
+        if !flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            continue;
+        }
+        let same = match (f.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
+        };
+        if same {
+            return Some(f);
+        }
+    }
+    eprintln!(
+        "isocheck: could not take the run lock {}: a concurrent run may sweep this run's resources",
+        path.display()
+    );
+    None
+}
+
+/// Removes a dead run's lock file, holding its lock while unlinking so that a
+/// run taking the same file at that moment notices (see `take_lock`).
+fn remove_dead_lock(name: &str) {
+    let path = Path::new(LOCK_DIR).join(name);
+    if let Ok(f) = File::open(&path) {
+        if flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// This process's run id.
@@ -131,6 +170,19 @@ pub fn scratch_root() -> PathBuf {
     std::env::temp_dir().join("isocheck")
 }
 
+/// Makes an experiment's scratch directory. Retried: another run removes
+/// the shared (empty) root at its end, possibly between our two mkdirs.
+pub fn make_scratch(p: &Path) -> std::io::Result<()> {
+    let mut last = Ok(());
+    for _ in 0..20 {
+        last = std::fs::create_dir_all(p);
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}
+
 pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
     // A mount left on a scratch directory must never let remove_dir_all walk
     // into the mounted tree (a bind of /usr/bin, say).
@@ -145,6 +197,7 @@ pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
 pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Command {
     let mut c = crate::process::command(program);
     c.env(ENV_TAG, tag.as_str());
+    c.env(crate::helper::ENV_HOST_NS, crate::helper::host_ns_env());
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         c.pre_exec(|| {
@@ -227,10 +280,11 @@ pub fn cgroup_parents() -> Vec<PathBuf> {
     roots.into_iter().map(|r| r.join("isocheck")).collect()
 }
 
-/// Everything on the host whose name the predicate accepts.
-pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+/// Processes whose `ISOCHECK_TAG` the predicate accepts.
+fn tagged_processes(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
     let mut out = Vec::new();
     let me = std::process::id() as i32;
+    let needle = format!("{ENV_TAG}=");
     for pid in dir_names(Path::new("/proc"))
         .iter()
         .filter_map(|p| p.parse::<i32>().ok())
@@ -241,7 +295,6 @@ pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let needle = format!("{ENV_TAG}=");
         let tag = env
             .split(|b| *b == 0)
             .filter_map(|kv| std::str::from_utf8(kv).ok())
@@ -255,6 +308,18 @@ pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
             });
         }
     }
+    out
+}
+
+/// SIGKILLs every process one experiment run started (its process tree:
+/// the tag is inherited through fork and exec).
+pub fn kill_processes(tag: &Tag) {
+    let _ = remove(tagged_processes(&|n| tag.owns(n)));
+}
+
+/// Everything on the host whose name the predicate accepts.
+pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
+    let mut out = tagged_processes(accept);
     for m in mount_points() {
         let ours = m
             .components()
@@ -559,10 +624,8 @@ pub fn sweep_dead_runs() -> Vec<Leftover> {
     }
     // Lock files of dead runs.
     for n in dir_names(Path::new(LOCK_DIR)) {
-        if let Some(id) = n.strip_suffix(".lock") {
-            if !run_is_alive(id) {
-                let _ = std::fs::remove_file(Path::new(LOCK_DIR).join(&n));
-            }
+        if n.strip_suffix(".lock").is_some_and(|id| id != run_id()) {
+            remove_dead_lock(&n);
         }
     }
     found
@@ -599,8 +662,26 @@ pub fn release_run() {
     let _ = std::fs::remove_dir(scratch_root());
 }
 
-/// Installs SIGINT/SIGTERM/SIGHUP handling: sweep this run, then exit with
-/// 128 + signal, as a shell would report it.
+/// The signal that interrupted the run (0: none yet).
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// The signal (SIGINT, SIGTERM, SIGHUP) that interrupted this run, if one did.
+/// From then on, results are not real results: an experiment whose processes
+/// the cleanup killed would read as broken.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// How long the front end gets, after the cleanup, to write its interrupted
+/// report and exit 128 + signal itself before the signal thread does it.
+const FRONT_END_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Installs SIGINT/SIGTERM/SIGHUP handling: stop starting commands, sweep
+/// this run (which ends its experiments' waits), and let the front end
+/// report what finished and exit 128 + signal, as a shell would report it.
 pub fn install_signal_cleanup() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
@@ -609,10 +690,12 @@ pub fn install_signal_cleanup() {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             SHUTTING_DOWN.store(true, Ordering::SeqCst);
+            INTERRUPTED.store(sig, Ordering::SeqCst);
             eprintln!("isocheck: caught signal {sig}, removing this run's namespaces, mounts, cgroups and processes");
             for e in sweep_this_run() {
                 eprintln!("isocheck: cleanup: {e}");
             }
+            std::thread::sleep(FRONT_END_GRACE);
             release_run();
             std::process::exit(128 + sig);
         }

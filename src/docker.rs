@@ -512,12 +512,12 @@ fn build_image() -> anyhow::Result<String> {
     let stage = cleanup::scratch_root().join(format!("{}image", cleanup::run_tag()));
     let root = stage.join("rootfs");
     let _ = std::fs::remove_dir_all(&stage);
-    let r = stage_and_import(&bytes, &root, &name);
+    let r = stage_and_import(&bb, &bytes, &root, &name);
     let _ = std::fs::remove_dir_all(&stage);
     r.map(|()| name)
 }
 
-fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<()> {
+fn stage_and_import(host_bb: &Path, busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin)?;
@@ -525,7 +525,11 @@ fn stage_and_import(busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<(
     let target = bin.join("busybox");
     std::fs::write(&target, busybox)?;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    let list = crate::process::run_ok(crate::process::command(&target).arg("--list"))?;
+    // The applet list from the host's busybox (the same bytes), never by
+    // exec'ing the copy just written: a fork on another thread may still
+    // hold its write descriptor (until that child's exec), and exec then
+    // fails with ETXTBSY ("Text file busy").
+    let list = crate::process::run_ok(crate::process::command(host_bb).arg("--list"))?;
     for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
         if applet != "busybox" {
             std::os::unix::fs::symlink("busybox", bin.join(applet))?;

@@ -272,7 +272,7 @@ impl Ctx {
             return Ok(p.clone());
         }
         let p = cleanup::scratch_root().join(self.tag.as_str());
-        std::fs::create_dir_all(&p)?;
+        cleanup::make_scratch(&p)?;
         self.scratch = Some(p.clone());
         Ok(p)
     }

@@ -107,6 +107,72 @@ fn place_reachable_copy(orig: &Path) -> std::io::Result<PathBuf> {
 
 pub type HelperOp = fn(&[String]) -> i32;
 
+/// The namespaces the run started in (`mnt:4026531841,net:…`), recorded by
+/// the harness and passed to every command it starts.
+pub const ENV_HOST_NS: &str = "ISOCHECK_HOST_NS";
+
+/// The value of `ENV_HOST_NS` for this process's namespaces (the harness's:
+/// `/proc/self/ns`, since `/proc/1/ns` is EPERM on some hosts).
+pub fn host_ns_env() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        ["mnt", "net", "uts", "ipc"]
+            .iter()
+            .filter_map(|k| Some(format!("{k}:{}", crate::namespaces::inode("self", k).ok()?)))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Refuses a destructive step meant for a new `kind` namespace (a mount,
+/// pivot_root, sethostname, a sysctl write) while this process is still in
+/// the namespace the run started in: on a kernel or sandbox where creating
+/// a namespace silently does nothing, the step would change the host. The
+/// reference is what the harness passed in `ENV_HOST_NS`, else the parent's.
+pub fn refuse_in_host_ns(kind: &str) -> Result<(), String> {
+    let word = match kind {
+        "mnt" => "mount",
+        "net" => "network",
+        other => other,
+    };
+    let mine = crate::namespaces::inode("self", kind)
+        .map_err(|e| format!("refusing: cannot read my {word} namespace: {e}"))?;
+    let recorded = std::env::var(ENV_HOST_NS).ok().and_then(|v| {
+        v.split(',')
+            .filter_map(|kv| kv.split_once(':'))
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, i)| i.parse::<u64>().ok())
+    });
+    let host = match recorded {
+        Some(i) => i,
+        None => {
+            let ppid = nix::unistd::getppid().to_string();
+            crate::namespaces::inode(&ppid, kind)
+                .map_err(|e| format!("refusing: no reference {word} namespace: {e}"))?
+        }
+    };
+    if mine == host {
+        return Err(format!("refusing: still in the host's {word} namespace"));
+    }
+    Ok(())
+}
+
+/// `refuse_in_host_ns` for every namespace type in `flags` that a step
+/// after unshare(2) relies on.
+fn refuse_unless_unshared(flags: CloneFlags) -> Result<(), String> {
+    for (flag, kind) in [
+        (CloneFlags::CLONE_NEWNS, "mnt"),
+        (CloneFlags::CLONE_NEWNET, "net"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+    ] {
+        if flags.contains(flag) {
+            refuse_in_host_ns(kind)?;
+        }
+    }
+    Ok(())
+}
+
 /// Entry point of `isocheck helper OP ARGS…`; returns the exit code.
 pub fn main(args: &[String]) -> i32 {
     let Some((op, rest)) = args.split_first() else {
@@ -247,7 +313,10 @@ fn op_unshare(args: &[String]) -> i32 {
         // unprivileged uid: split in two, the parent writes the maps.
         return user_ns_split(u.flags, uid, |rest| finish_unshare(&u, rest));
     }
-    if let Err(e) = unshare(u.flags) {
+    // The harness's tests simulate a kernel or sandbox on which unshare(2)
+    // silently does nothing, to prove the steps after it refuse to run.
+    let fake = std::env::var_os("ISOCHECK_FAKE_UNSHARE").is_some();
+    if let Err(e) = if fake { Ok(()) } else { unshare(u.flags) } {
         return die(format!("unshare({:?}): {e}", u.flags));
     }
     finish_unshare(&u, u.flags)
@@ -307,6 +376,9 @@ fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i
 /// After unshare(2): propagation, hostname, time offsets, then exec, or
 /// fork (the child mounting /proc) and wait.
 fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
+    if let Err(e) = refuse_unless_unshared(flags) {
+        return die(e);
+    }
     if flags.contains(CloneFlags::CLONE_NEWNS) && u.propagation != "unchanged" {
         let p = match u.propagation.as_str() {
             "private" => MsFlags::MS_PRIVATE,
@@ -342,13 +414,25 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
         }
         return exec(&u.cmd);
     }
+    // `child-pid` is printed only once the child is ready (its /proc
+    // mounted): whoever reads it may nsenter at once and must see the
+    // namespace's /proc, not the host's. The child closes its end of the
+    // pipe (by exec, close-on-exec) when ready, or by dying.
+    let (ready_r, ready_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return die(format!("pipe: {e}")),
+    };
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            drop(ready_r);
             // Die with the helper: a killed helper must not leave a
             // namespace init behind.
             // SAFETY: plain prctl in the child.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             if u.mount_proc {
+                if let Err(e) = refuse_in_host_ns("mnt") {
+                    return die(e);
+                }
                 let r = mount(
                     Some("proc"),
                     "/proc",
@@ -363,10 +447,15 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
             exec(&u.cmd)
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(ready_w);
             if u.print_pid {
+                // EOF: the child exec'd (ready) or died (waitpid tells).
+                let mut b = [0u8; 1];
+                let _ = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&ready_r), &mut b);
                 println!("child-pid {}", child.as_raw());
                 let _ = std::io::stdout().flush();
             }
+            drop(ready_r);
             waitpid(child, None).map(status_code).unwrap_or(125)
         }
         Err(e) => die(format!("fork: {e}")),

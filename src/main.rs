@@ -43,6 +43,11 @@ enum Cmd {
         jobs: Option<usize>,
         #[command(flatten)]
         out: RunOutputArgs,
+        /// Time limit of each experiment run, teardown included (default: 30,
+        /// more for a few slow ones; env ISOCHECK_TIMEOUT). At the limit its
+        /// processes are killed, its resources removed, and it is broken.
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
     },
     /// List every experiment: id, section, needs, and whether this host meets them
     List {
@@ -118,13 +123,31 @@ fn main() -> ExitCode {
         return ExitCode::from(isocheck::helper::main(&argv[2..]) as u8);
     }
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run { .. }) {
+        // `isocheck diff A B | head -1`: a closed pipe ends the program
+        // quietly, as it does `cat`. (`run` keeps ignoring SIGPIPE: it must
+        // never die before its cleanup, and it writes with `let _ =`.)
+        // SAFETY: no other thread exists yet; SIG_DFL is always valid.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.cmd {
         Cmd::Run {
             filters,
             json,
             jobs,
             out,
-        } => cmd_run(&filters, json, jobs, out),
+            timeout,
+        } => {
+            let limit = match timeout {
+                Some(s) if !(s > 0.0 && s.is_finite()) => {
+                    return usage_error("--timeout must be a positive number of seconds")
+                }
+                Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+                None => runner::time_limit_from_env(),
+            };
+            runner::set_time_limit(limit);
+            cmd_run(&filters, json, jobs, out)
+        }
         Cmd::List { markdown: true } => {
             print!("{}", markdown_table());
             ExitCode::SUCCESS
@@ -211,19 +234,17 @@ fn cmd_run(
         allow_ignored: args.allow_ignored,
     };
     for p in json.iter().map(PathBuf::as_path).chain(outputs.files()) {
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(d) = dir.filter(|d| !d.is_dir()) {
-            return usage_error(format!(
-                "cannot write the report to {}: directory {} does not exist",
-                p.display(),
-                d.display()
-            ));
+        if let Err(e) = check_writable(p) {
+            return usage_error(e);
         }
     }
     if jobs == Some(0) {
         return usage_error("--jobs must be at least 1");
     }
     let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // Before the host probe (which can take a second on a busy machine), so
+    // that a Ctrl-C from here on is reported as an interrupted run.
+    cleanup::install_signal_cleanup();
     let host = HostFacts::get();
     if !host.is_root {
         let n = selected
@@ -236,7 +257,6 @@ fn cmd_run(
             selected.len()
         );
     }
-    cleanup::install_signal_cleanup();
     for l in cleanup::sweep_dead_runs() {
         eprintln!("isocheck: removed a leftover of an earlier, killed run: {l}");
     }
@@ -257,7 +277,10 @@ fn cmd_run(
         eprintln!("[{n:>3}/{total}] {}", report::line(r).trim_start());
     };
     let results = runner::run_all(&selected, jobs, &runner::load_durations(), &progress);
-    runner::save_durations(&results);
+    let interrupted = cleanup::interrupted();
+    if interrupted.is_none() {
+        runner::save_durations(&results);
+    }
     let wall = start.elapsed();
     for e in cleanup::sweep_this_run() {
         eprintln!("isocheck: end-of-run cleanup: {e}");
@@ -277,6 +300,7 @@ fn cmd_run(
         host: HostReport::from_host(host),
         run_id: cleanup::run_id().to_string(),
         wall_ms: wall.as_millis() as u64,
+        interrupted: interrupted.is_some(),
         experiments: results,
     };
     if let Some(p) = json {
@@ -286,6 +310,14 @@ fn cmd_run(
             return ExitCode::from(2);
         }
         let _ = writeln!(out, "report written to {}", p.display());
+    }
+    if let Some(sig) = interrupted {
+        let _ = writeln!(
+            out,
+            "interrupted by signal {sig}: only the {} experiments that finished before it are listed",
+            rep.experiments.len()
+        );
+        return ExitCode::from(128 + sig as u8);
     }
     match outputs.write(&rep) {
         Ok(lines) => lines.iter().for_each(|l| {
@@ -309,6 +341,38 @@ fn cmd_run(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Fails (with the reason) unless the report can be written to `p`: checked
+/// before the run, so a bad path costs no run. The probe file is removed
+/// again; an existing report is opened for append, so it stays as it was.
+fn check_writable(p: &std::path::Path) -> Result<(), String> {
+    let why =
+        |e: &dyn std::fmt::Display| format!("cannot write the report to {}: {e}", p.display());
+    if p.is_dir() {
+        return Err(why(&"it is a directory"));
+    }
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir.filter(|d| !d.is_dir()) {
+        return Err(why(&format!("directory {} does not exist", d.display())));
+    }
+    let existed = p.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(p)
+        .map_err(|e| why(&e))?;
+    if !existed {
+        let _ = std::fs::remove_file(p);
+    }
+    // A full disk lets an empty file be made; ask for a page's worth.
+    let d = dir.unwrap_or(std::path::Path::new("."));
+    match nix::sys::statvfs::statvfs(d) {
+        Ok(v) if v.blocks_available().saturating_mul(v.fragment_size()) < 1 << 20 => {
+            Err(why(&"less than 1 MiB free on its file system"))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -330,11 +330,22 @@ impl Netns {
     pub fn add(ctx: &mut Ctx, role: &str) -> anyhow::Result<Netns> {
         let name = ctx.name(role);
         run_ok(ctx.cmd("ip").args(["netns", "add", &name]))?;
-        Ok(Netns {
+        let ns = Netns {
             name,
             tag: ctx.tag.clone(),
             live: true,
-        })
+        };
+        // Every `ip -n`, iptables and sysctl step after this trusts that the
+        // namespace is a new one: where creating it silently did nothing,
+        // refuse before anything touches the host's network.
+        let host = crate::namespaces::inode("self", "net")?;
+        if ns.inode().is_none_or(|i| i == host) {
+            anyhow::bail!(
+                "refusing: {} is still the host's network namespace",
+                ns.name
+            );
+        }
+        Ok(ns)
     }
 
     pub fn name(&self) -> &str {
@@ -622,8 +633,27 @@ pub struct HostNetSnapshot {
     pub parts: BTreeMap<String, String>,
 }
 
+/// The namespace the host guard snapshots: the real host's (None), or, in
+/// the harness's own tests, a namespace standing in for it, so that proving
+/// the guard catches a new link never adds one to the real host.
+static GUARDED_NS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Points the host guard at a stand-in namespace (tests only), or back.
+pub fn guard_namespace(name: Option<String>) {
+    *GUARDED_NS.lock().unwrap_or_else(|e| e.into_inner()) = name;
+}
+
 fn output_of(prog: &str, args: &[&str]) -> Option<String> {
-    let out = crate::process::command(prog).args(args).output().ok()?;
+    let ns = GUARDED_NS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = crate::process::command("ip");
+            c.args(["netns", "exec", &ns, prog]);
+            c
+        }
+        None => crate::process::command(prog),
+    };
+    let out = c.args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -712,7 +742,7 @@ impl HostNetSnapshot {
             BTreeSet::new()
         };
         diff_parts(&self.parts, &after.parts, &|line| {
-            foreign.iter().any(|n| mentions_dev(line, n))
+            foreign.iter().any(|n| mentions_dev(line, n)) || via_vanished_link(line)
         })
     }
 }
@@ -779,6 +809,23 @@ fn docker_link_names(s: &HostNetSnapshot) -> BTreeSet<String> {
         }
     }
     v
+}
+
+/// A route printed with `dev ifN`: iproute2 names a device by its index
+/// only when the link no longer exists as it dumps the routes (seen: a
+/// concurrent run's container veth, removed mid-dump). A link already gone is
+/// no lasting change of the host; one that stays is seen by its name.
+fn via_vanished_link(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "dev" {
+            return words.next().is_some_and(|d| {
+                d.strip_prefix("if")
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            });
+        }
+    }
+    false
 }
 
 fn mentions_dev(line: &str, dev: &str) -> bool {
@@ -913,6 +960,10 @@ pub fn op_net_sysctl(args: &[String]) -> i32 {
     };
     if key.contains("..") {
         return die("bad key");
+    }
+    // A sysctl of the host's own namespace would change the real host.
+    if let Err(e) = crate::helper::refuse_in_host_ns("net") {
+        return die(e);
     }
     match std::fs::write(Path::new("/proc/sys").join(key), value) {
         Ok(()) => 0,
@@ -1295,6 +1346,18 @@ mod tests {
         snap(LO, ROUTES, "", false),
         snap(&format!("{LO}9: veth1a2b3c4@if8: <UP>\n"), ROUTES, "", false),
         1
+    )]
+    // A route of a link that vanished mid-dump (another run's container).
+    #[case(
+        snap(LINKS, ROUTES, "", true),
+        snap(LINKS, &format!("{ROUTES}fe80::/64 dev if544 proto kernel metric 256 linkdown\n"), "", true),
+        0
+    )]
+    // But a link whose peer is named by index stays a change.
+    #[case(
+        snap(LINKS, ROUTES, "", false),
+        snap(&format!("{LINKS}7: v-eth@if6: <UP>\n"), &format!("{ROUTES}10.9.0.0/24 dev v-eth\n"), "", false),
+        2
     )]
     // dockerd running does not excuse anything else.
     #[case(

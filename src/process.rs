@@ -100,6 +100,7 @@ pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
 pub struct Spawned {
     pub child: Child,
     lines: Option<BufReader<ChildStdout>>,
+    leader_first: bool,
 }
 
 impl Spawned {
@@ -110,7 +111,21 @@ impl Spawned {
             .spawn()
             .with_context(|| format!("starting `{}`", describe(cmd)))?;
         let lines = child.stdout.take().map(BufReader::new);
-        Ok(Spawned { child, lines })
+        Ok(Spawned {
+            child,
+            lines,
+            leader_first: false,
+        })
+    }
+
+    /// Kill the started process before its descendants: for a parent that
+    /// reports how its child died. `unshare --fork` re-raises a child's
+    /// fatal signal in itself; for SIGKILL util-linux 2.38 cannot and prints
+    /// "unshare: sigprocmask unblock failed: Invalid argument" (onto the
+    /// suite's terminal). A parent already dead prints nothing.
+    pub fn leader_first(mut self) -> Spawned {
+        self.leader_first = true;
+        self
     }
 
     pub fn pid(&self) -> i32 {
@@ -149,6 +164,9 @@ impl Spawned {
                 break;
             }
             levels.push(next);
+        }
+        if self.leader_first {
+            let _ = self.child.kill();
         }
         for level in levels.iter().skip(1).rev() {
             for p in level {

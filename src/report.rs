@@ -103,6 +103,10 @@ pub struct Report {
     pub run_id: String,
     #[serde(default)]
     pub wall_ms: u64,
+    /// A signal stopped the run: `experiments` holds only those that finished
+    /// before it, so a missing row is not a regression.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     pub experiments: Vec<ExperimentResult>,
 }
 

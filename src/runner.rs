@@ -1,16 +1,17 @@
 //! Runs experiments: needs, the isolated run, the control run, the leak
 //! check, and a pool of workers for `--jobs`.
 
-use crate::cleanup;
-use crate::experiment::{Ctx, Experiment, Problem, Variant};
+use crate::cleanup::{self, Tag};
+use crate::experiment::{Body, Ctx, Experiment, Problem, Variant};
 use crate::host::HostFacts;
 use crate::report::{ControlOutcome, ExperimentResult, Status};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 fn exclusive_lock(name: &str) -> Arc<Mutex<()>> {
     static LOCKS: OnceLock<Mutex<HashMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
@@ -26,22 +27,116 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// One pass of the body, with its teardown and leak check.
-fn run_variant(
-    exp: &Experiment,
-    variant: Variant,
-) -> (Result<(), Problem>, BTreeMap<String, Value>) {
+/// The time limit of an experiment run when neither `--timeout` nor
+/// `ISOCHECK_TIMEOUT` says otherwise.
+pub const DEFAULT_LIMIT: Duration = Duration::from_secs(30);
+/// Experiments that legitimately take longer than the default (none today
+/// come near it: the slowest, docker.container-network, takes ~10 s on a busy
+/// 2-core machine), by id prefix. A table here instead
+/// of a field of `Experiment`, so that a new limit touches one line, not
+/// every experiment literal.
+const LIMITS: &[(&str, Duration)] = &[("docker.", Duration::from_secs(60))];
+/// Set by `isocheck run --timeout` (and `ISOCHECK_TIMEOUT`): seconds, 0 = unset.
+static LIMIT_OVERRIDE: AtomicU64 = AtomicU64::new(0);
+/// After the limit, how long the body may take to notice its processes died
+/// and run its own teardown before the runner sweeps its tag itself.
+const GRACE: Duration = Duration::from_millis(1500);
+
+/// Overrides every experiment's limit (`--timeout SECS`, `ISOCHECK_TIMEOUT`).
+pub fn set_time_limit(limit: Option<Duration>) {
+    LIMIT_OVERRIDE.store(limit.map_or(0, |d| d.as_millis() as u64), Ordering::SeqCst);
+}
+
+/// `ISOCHECK_TIMEOUT` (seconds) when set and valid.
+pub fn time_limit_from_env() -> Option<Duration> {
+    let v = std::env::var("ISOCHECK_TIMEOUT").ok()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+}
+
+/// How long one run (isolated or control) of `exp` may take, teardown included.
+pub fn time_limit(exp: &Experiment) -> Duration {
+    match LIMIT_OVERRIDE.load(Ordering::SeqCst) {
+        0 => LIMITS
+            .iter()
+            .find(|(p, _)| exp.id.starts_with(p))
+            .map_or(DEFAULT_LIMIT, |(_, d)| *d),
+        ms => Duration::from_millis(ms),
+    }
+}
+
+type Pass = (Result<(), Problem>, BTreeMap<String, Value>);
+/// A pass as the body's thread sends it: whether an isolated run that passed
+/// recorded no observation rides along, so the leak check can still outrank it.
+type Sent = (Pass, bool);
+
+/// The body and its teardown, on a thread of their own so that the runner
+/// can stop waiting: a step that never returns must not hang the run.
+fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<Sent> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(tag.to_string())
+        .spawn(move || {
+            let mut ctx = Ctx::new(tag, variant);
+            let r =
+                catch_unwind(AssertUnwindSafe(|| body(&mut ctx, variant))).unwrap_or_else(|p| {
+                    Err(Problem::Broken(format!("panicked: {}", panic_message(p))))
+                });
+            // A pass must carry observations; guards' bookkeeping
+            // (`observe_guard`) does not count. A control that passes is
+            // failed either way.
+            let unasserted = variant.isolated() && r.is_ok() && !ctx.asserted_something();
+            ctx.run_teardown();
+            let _ = tx.send(((r, ctx.take_observations()), unasserted));
+        });
+    if let Err(e) = spawned {
+        let (tx, rx2) = mpsc::channel();
+        let _ = tx.send((
+            (
+                Err(Problem::Broken(format!("starting its thread: {e}"))),
+                BTreeMap::new(),
+            ),
+            false,
+        ));
+        return rx2;
+    }
+    rx
+}
+
+/// At the limit: kill every process of the tag (which ends the body's
+/// blocking waits and reads), give the body a moment to run its own
+/// teardown, and report it broken. What the body leaves, the leak check
+/// after this removes by tag.
+fn time_out(tag: &Tag, limit: Duration, rx: &mpsc::Receiver<Sent>) -> Pass {
+    let deadline = Instant::now() + GRACE;
+    let mut obs = BTreeMap::new();
+    while Instant::now() < deadline {
+        cleanup::kill_processes(tag);
+        if let Ok(((_, o), _)) = rx.recv_timeout(Duration::from_millis(100)) {
+            obs = o;
+            break;
+        }
+    }
+    let secs = limit.as_secs_f64();
+    (
+        Err(Problem::Broken(format!("timed out after {secs} s"))),
+        obs,
+    )
+}
+
+/// One pass of the body, with its teardown and leak check, within the
+/// experiment's time limit.
+fn run_variant(exp: &Experiment, variant: Variant) -> Pass {
     let tag = cleanup::new_tag();
-    let mut ctx = Ctx::new(tag.clone(), variant);
-    let r = catch_unwind(AssertUnwindSafe(|| (exp.body)(&mut ctx, variant)))
-        .unwrap_or_else(|p| Err(Problem::Broken(format!("panicked: {}", panic_message(p)))));
-    // A pass must carry observations; guards' bookkeeping (`observe_guard`)
-    // does not count. A control that passes is failed either way, and a
-    // leak outranks this (checked below, so it stays a failure).
-    let unasserted = variant.isolated() && r.is_ok() && !ctx.asserted_something();
-    ctx.run_teardown();
-    let obs = ctx.take_observations();
-    drop(ctx);
+    let limit = time_limit(exp);
+    let rx = body_and_teardown(exp.body, tag.clone(), variant);
+    let ((r, obs), unasserted) = match rx.recv_timeout(limit) {
+        Ok(sent) => sent,
+        Err(_) => (time_out(&tag, limit, &rx), false),
+    };
     let leaks = cleanup::leaks(&tag);
     if leaks.is_empty() && unasserted {
         let why = "asserted nothing: the run passed without recording an observation";
@@ -233,7 +328,15 @@ pub fn run_all(
                 s.spawn(move || loop {
                     let k = next.fetch_add(1, Ordering::SeqCst);
                     let Some(&i) = queue.get(k) else { break };
+                    if cleanup::interrupted().is_some() {
+                        break;
+                    }
                     let r = run_one(exps[i]);
+                    // After a Ctrl-C the cleanup broke whatever still ran:
+                    // only experiments that finished before it are results.
+                    if cleanup::interrupted().is_some() {
+                        break;
+                    }
                     progress(&r);
                     slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                 });

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 pub fn main(sections: &[Section], helper_exe: &str, report_dir: &str) -> ! {
     let args = Arguments::from_args();
     helper::set_helper_path(helper_exe);
+    runner::set_time_limit(runner::time_limit_from_env());
     let listing = args.list;
     if !listing {
         // Settles the helper's reachable path while single-threaded.
@@ -61,7 +62,10 @@ pub fn main(sections: &[Section], helper_exe: &str, report_dir: &str) -> ! {
                         serde_json::to_string(&r.observations).unwrap_or_default()
                     ))),
                 };
-                sink.lock().unwrap().push(r);
+                // After a Ctrl-C the cleanup broke whatever still ran: not a result.
+                if cleanup::interrupted().is_none() {
+                    sink.lock().unwrap().push(r);
+                }
                 verdict
             })
             .with_ignored_flag(unmet.is_some());
@@ -89,6 +93,9 @@ pub fn main(sections: &[Section], helper_exe: &str, report_dir: &str) -> ! {
             }
         }
     }
+    if let Some(sig) = cleanup::interrupted() {
+        std::process::exit(128 + sig);
+    }
     conclusion.exit()
 }
 
@@ -104,8 +111,10 @@ fn merge_report(path: &Path, ran: Vec<ExperimentResult>) -> std::io::Result<()> 
         host: HostReport::from_host(HostFacts::get()),
         run_id: cleanup::run_id().to_string(),
         wall_ms: 0,
+        interrupted: false,
         experiments: Vec::new(),
     });
+    report.interrupted |= cleanup::interrupted().is_some();
     for r in ran {
         report.experiments.retain(|e| e.id != r.id);
         report.experiments.push(r);

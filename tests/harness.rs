@@ -434,6 +434,210 @@ fn rusty_fork_children_really_run_the_test_body() {
     let _ = std::fs::remove_file(&marker);
 }
 
+// ---- bounded runs ----
+
+fn sleeps_in_a_child(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    ctx.scratch()?;
+    // Blocks until the child ends: only the runner's kill ends it early.
+    ctx.cmd("sleep").arg("60").status()?;
+    Ok(())
+}
+fn sleeps_itself(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    ctx.scratch()?;
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    Ok(())
+}
+
+#[rstest]
+#[case::blocked_on_a_child(sleeps_in_a_child)]
+#[case::stuck_in_its_own_code(sleeps_itself)]
+#[serial(run_tag)]
+fn an_experiment_past_its_limit_is_broken_in_time_and_leaves_nothing(
+    #[case] body: isocheck::experiment::Body,
+) {
+    let exp = Box::leak(Box::new(fake("test.slow", body, None, &[])));
+    let limit = std::time::Duration::from_secs(1);
+    isocheck::runner::set_time_limit(Some(limit));
+    let start = std::time::Instant::now();
+    let r = run_one(exp);
+    let took = start.elapsed();
+    isocheck::runner::set_time_limit(None);
+    assert_eq!(r.status, Status::Broken, "{r:?}");
+    assert_eq!(r.reason.as_deref(), Some("timed out after 1 s"));
+    assert!(
+        took < limit + std::time::Duration::from_secs(2),
+        "took {took:?}"
+    );
+    let left = isocheck::cleanup::leaks(&isocheck::cleanup::run_tag());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn the_time_limit_comes_from_the_environment_or_the_default() {
+    let exp = fake("pid.x", always_passes, None, &[]);
+    assert_eq!(
+        isocheck::runner::time_limit(&exp),
+        isocheck::runner::DEFAULT_LIMIT
+    );
+    let docker = fake("docker.x", always_passes, None, &[]);
+    assert!(isocheck::runner::time_limit(&docker) > isocheck::runner::DEFAULT_LIMIT);
+}
+
+// ---- destructive steps check where they are ----
+
+/// As on a kernel where unshare silently does nothing: the helper is still
+/// in the run's network namespace, so it must refuse the sysctl write. (The
+/// value written is the one the host has, so even a broken guard changes
+/// nothing.)
+#[test]
+fn a_sysctl_meant_for_a_new_namespace_is_refused_in_the_hosts() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let key = "net/ipv4/ip_forward";
+    let now = std::fs::read_to_string(format!("/proc/sys/{key}")).unwrap();
+    isocheck()
+        .env(
+            isocheck::helper::ENV_HOST_NS,
+            isocheck::helper::host_ns_env(),
+        )
+        .args(["helper", "net-sysctl", key, now.trim()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "refusing: still in the host's network namespace",
+        ));
+}
+
+#[test]
+fn an_unshare_that_did_nothing_is_refused_before_its_mounts() {
+    // ISOCHECK_FAKE_UNSHARE skips the unshare(2) call, as a sandbox that
+    // ignores it would. `--propagation unchanged` and no other option: were
+    // the guard broken, the helper would exec `true` and change nothing.
+    isocheck()
+        .env(
+            isocheck::helper::ENV_HOST_NS,
+            isocheck::helper::host_ns_env(),
+        )
+        .env("ISOCHECK_FAKE_UNSHARE", "1")
+        .args([
+            "helper",
+            "unshare",
+            "--ns",
+            "mnt,uts",
+            "--propagation",
+            "unchanged",
+            "--",
+            "true",
+        ])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "refusing: still in the host's mount namespace",
+        ));
+}
+
+// ---- the net section's host guard ----
+
+/// The guard must see a link this run's experiment adds to the host, and
+/// must not see a container's veth that another run's Docker adds meanwhile.
+/// A stand-in namespace plays the host, so the real host never gets a link.
+#[test]
+#[serial(run_tag)]
+#[file_serial(isocheck_host)]
+fn the_host_guard_catches_a_link_the_run_adds_and_ignores_dockers() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let ip = |args: &[&str]| {
+        let ok = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args:?}");
+    };
+    let host = format!("{}guard", isocheck::cleanup::run_tag());
+    ip(&["netns", "add", &host]);
+    // Removed however the asserts end.
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            isocheck::netns::guard_namespace(None);
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    let _gone = Gone(host.clone());
+    isocheck::netns::guard_namespace(Some(host.clone()));
+    let docker = isocheck::netns::HostNetSnapshot::take()
+        .unwrap()
+        .parts
+        .contains_key("dockerd");
+    isocheck::netns::host_span_enter().unwrap();
+    // (veth pairs: this kernel has no dummy links)
+    ip(&[
+        "-n",
+        &host,
+        "link",
+        "add",
+        "veth1a2b3c4",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "veth4c3b2a1",
+    ]);
+    let only_docker = isocheck::netns::host_span_leave().unwrap().unwrap();
+    isocheck::netns::host_span_enter().unwrap();
+    ip(&[
+        "-n", &host, "link", "add", "v-eth", "type", "veth", "peer", "name", "v-ethc",
+    ]);
+    let ours = isocheck::netns::host_span_leave().unwrap().unwrap();
+    assert!(ours.iter().any(|l| l.contains("v-eth")), "{ours:?}");
+    if docker {
+        assert!(only_docker.is_empty(), "{only_docker:?}");
+    } else {
+        assert!(
+            !only_docker.is_empty(),
+            "without Docker, Docker-like names count"
+        );
+    }
+}
+
+// ---- pipes ----
+
+#[test]
+fn a_closed_stdout_ends_diff_quietly() {
+    let many = |status| {
+        let exps = (0..3000)
+            .map(|i| result(&format!("pid.x{i}"), status, json!({})))
+            .collect();
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), serde_json::to_string(&rep("6.1", exps)).unwrap()).unwrap();
+        f
+    };
+    let (a, b) = (many(Status::Passed), many(Status::Failed));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("isocheck"))
+        .args(["diff"])
+        .arg(a.path())
+        .arg(b.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
 // ---- the sweeper (host-global state: one at a time, across processes) ----
 
 #[test]
@@ -538,6 +742,40 @@ fn ipc_objects_of_a_dead_run_are_swept_and_a_live_runs_are_not() {
     assert!(!shm_key_exists(live_key) && !mqueue_exists(&live));
 }
 
+/// Another run's lock, held: its file survives a sweep (and its resources
+/// with it); released, both go.
+#[test]
+#[file_serial(isocheck_host)]
+fn a_held_run_lock_keeps_its_run_alive_through_a_sweep() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let _ = isocheck::cleanup::run_id(); // this process's own lock first
+    let lock_path = std::path::Path::new("/run/isocheck/beef01.lock");
+    let lock = std::fs::File::create(lock_path).unwrap();
+    assert!(isocheck::cleanup::flock(
+        &lock,
+        libc::LOCK_EX | libc::LOCK_NB
+    ));
+    let dir = isocheck::cleanup::scratch_root().join("isoc-beef01-1-x");
+    std::fs::create_dir_all(&dir).unwrap();
+    isocheck::cleanup::sweep_dead_runs();
+    let (file_kept, dir_kept) = (lock_path.exists(), dir.exists());
+    drop(lock);
+    isocheck::cleanup::sweep_dead_runs();
+    let (file_gone, dir_gone) = (!lock_path.exists(), !dir.exists());
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        file_kept && dir_kept,
+        "a live run's lock or scratch dir was swept"
+    );
+    assert!(
+        file_gone && dir_gone,
+        "a dead run's lock or scratch dir stayed"
+    );
+}
+
 // ---- the report and its diff ----
 
 fn result(id: &str, status: Status, obs: serde_json::Value) -> ExperimentResult {
@@ -561,6 +799,7 @@ fn rep(kernel: &str, exps: Vec<ExperimentResult>) -> Report {
         },
         run_id: "x".into(),
         wall_ms: 0,
+        interrupted: false,
         experiments: exps,
     }
 }
@@ -651,6 +890,9 @@ fn unknown_filter_prefix_names_the_closest_ids_and_exits_2() {
 #[case::unknown_command(&["frobnicate"])]
 #[case::zero_jobs(&["run", "--jobs", "0"])]
 #[case::report_dir_missing(&["run", "--filter", "pid.", "--json", "/nonexistent-dir/r.json"])]
+#[case::report_is_a_directory(&["run", "--filter", "pid.", "--json", "/tmp"])]
+#[case::report_unwritable(&["run", "--filter", "pid.", "--json", "/proc/version"])]
+#[case::zero_timeout(&["run", "--filter", "pid.", "--timeout", "0"])]
 #[case::diff_missing_file(&["diff", "/nonexistent/a.json", "/nonexistent/b.json"])]
 fn bad_usage_exits_2_with_one_line(#[case] args: &[&str]) {
     isocheck()

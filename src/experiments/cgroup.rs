@@ -105,7 +105,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         section: Section::Cgroup,
         asserts: "a busy child under a 10% CFS quota (10000/100000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 1 s",
         needs: &[Need::Root, Need::Cgroup(Controller::Cpu)],
-        control: Some("no quota (the child must then get > 50% of a CPU)"),
+        control: Some("no quota (side by side with an unquota'd twin, under the same load)"),
         body: cpu_quota,
         exclusive: None,
     },
@@ -835,43 +835,66 @@ const PERIOD_US: u64 = 100_000;
 const QUOTA_US: u64 = 10_000;
 const CPU_WEIGHT: u64 = 16;
 
+/// Starts `cg-burn` for 1 s in the group whose procs file is `procs`.
+fn start_burn(ctx: &Ctx, procs: &std::path::Path) -> anyhow::Result<std::process::Child> {
+    let procs = procs.to_string_lossy().into_owned();
+    Ok(ctx
+        .helper()
+        .args(["cg-burn", "--procs", &procs, "--ms", "1000"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?)
+}
+
+/// The CPU share (cpu time / wall time) a `cg-burn` child reports.
+fn burn_share(child: std::process::Child) -> Result<(f64, Value), Problem> {
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        broken!(
+            "cg-burn: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let j: Value = serde_json::from_slice(&out.stdout)?;
+    let share = j["cpu_us"].as_f64().unwrap_or(0.0) / j["wall_us"].as_f64().unwrap_or(1.0).max(1.0);
+    Ok((share, j))
+}
+
 fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Cpu, "cpu")?;
-    // Other work on the host competes with the child (a shared 2-core
-    // machine): a high weight for the suite's groups lets the unthrottled
-    // child run nearly all the time, so the control's share means
-    // something. The quota caps the child whatever its weight.
+    // The reference: an unquota'd twin that burns at the same moment, so
+    // both see the same load however busy the host is (a shared 2-core
+    // machine, concurrent runs). The weight gives the suite's groups the
+    // CPU over other work; the quota caps a child whatever its weight.
+    let twin = new_group(ctx, Controller::Cpu, "twin")?;
     g.hier.parent_group().set_cpu_weight_factor(CPU_WEIGHT)?;
     g.set_cpu_weight_factor(CPU_WEIGHT)?;
+    twin.set_cpu_weight_factor(CPU_WEIGHT)?;
     let quota = v.isolated().then_some(QUOTA_US);
     g.set_cpu_quota(quota, PERIOD_US)?;
     let read = g.cpu_quota()?;
     let before = g.cpu_stat()?;
-    let procs = g.procs_file().to_string_lossy().into_owned();
-    let r = run(ctx
-        .helper()
-        .args(["cg-burn", "--procs", &procs, "--ms", "1000"]))?;
-    if !r.success() {
-        broken!("cg-burn: status {}: {}", r.shell_status(), r.stderr.trim());
-    }
-    let out: Value = serde_json::from_str(r.stdout.trim())?;
+    let (a, b) = (
+        start_burn(ctx, &g.procs_file())?,
+        start_burn(ctx, &twin.procs_file())?,
+    );
+    let ((share, out), (twin_share, twin_out)) = (burn_share(a)?, burn_share(b)?);
     let after = g.cpu_stat()?;
-    let cpu = out["cpu_us"].as_f64().unwrap_or(0.0);
-    let wall = out["wall_us"].as_f64().unwrap_or(1.0);
-    let share = cpu / wall;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
     ctx.observe(
         "quota_read_back",
         json!({ "quota_us": read.0, "period_us": read.1 }),
     );
     ctx.observe("child", &out);
-    ctx.observe("cpu_share", (share * 1000.0).round() / 1000.0);
+    ctx.observe("twin", &twin_out);
+    ctx.observe("cpu_share", round(share));
+    ctx.observe("twin_cpu_share", round(twin_share));
     ctx.observe("cpu_stat_before", &before);
     ctx.observe("cpu_stat_after", &after);
-    if !v.isolated() && share <= 0.5 {
-        // Without a quota the weighted child should run nearly all the
-        // time; less means the host is too busy for the comparison to show
-        // anything.
-        broken!("without a quota the child got only {share:.3} of a CPU: the host is too busy to compare");
+    if v.isolated() && twin_share <= 0.15 {
+        broken!("the unquota'd twin got only {twin_share:.3} of a CPU: the host is too busy to see a 10% cap");
     }
     check!(
         after.nr_throttled > before.nr_throttled,
@@ -879,10 +902,14 @@ fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
         before.nr_throttled,
         after.nr_throttled
     );
-    let within_quota = share <= 0.15;
+    let (within_quota, below_twin) = (share <= 0.15, share < twin_share);
     check!(
         within_quota,
         "the child got {share:.3} of a CPU (quota 10%)"
+    );
+    check!(
+        below_twin,
+        "the child got {share:.3} of a CPU, its unquota'd twin under the same load {twin_share:.3}"
     );
     Ok(())
 }

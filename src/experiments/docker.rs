@@ -1095,6 +1095,10 @@ fn op_pivot(args: &[String]) -> i32 {
             .unwrap_or(125),
         Err(e) => fail("fork", e),
         Ok(ForkResult::Child) => {
+            if let Err(e) = crate::helper::refuse_in_host_ns("mnt") {
+                eprintln!("docker-pivot: {e}");
+                return 125;
+            }
             let none = None::<&str>;
             if let Err(e) = mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none) {
                 return fail("making / private", e);
@@ -1155,6 +1159,23 @@ fn op_pivot(args: &[String]) -> i32 {
     }
 }
 
+/// `docker container prune` of one label. The engine runs one prune at a
+/// time and refuses a second ("a prune operation is already running"):
+/// another run of the suite pruning at the same moment is not a failure
+/// here, so wait for it (bounded).
+fn prune(ctx: &Ctx, label: &str) -> anyhow::Result<String> {
+    let args = ["container", "prune", "-f", "--filter", label];
+    for _ in 0..50 {
+        match dk::docker_ok(ctx, &args) {
+            Err(e) if e.to_string().contains("prune operation is already running") => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r,
+        }
+    }
+    dk::docker_ok(ctx, &args)
+}
+
 fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let a = dk::create(ctx, &["true"])?;
     let b = dk::create(ctx, &["true"])?;
@@ -1183,7 +1204,7 @@ fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
         &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"],
     )?);
     // The seed's `docker system prune`, on the suite's own objects only.
-    let pruned = dk::docker_ok(ctx, &["container", "prune", "-f", "--filter", &label])?;
+    let pruned = prune(ctx, &label)?;
     let ps_after = names(&dk::docker_ok(
         ctx,
         &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"],

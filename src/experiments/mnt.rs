@@ -267,6 +267,17 @@ fn entries(p: &Path) -> anyhow::Result<BTreeSet<String>> {
         .collect())
 }
 
+/// Takes down every mount stacked on `p`. Bounded: an unmount that keeps
+/// reporting success (seen once: minutes at 100% CPU) must not spin forever;
+/// whatever stays is the leak check's to report.
+fn unmount_stack(p: &Path) {
+    for _ in 0..64 {
+        if umount2(p, MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
+}
+
 fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
     let target = ctx.scratch()?.join("mnt");
     std::fs::create_dir_all(&target)?;
@@ -275,7 +286,7 @@ fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
         // The control mounts on the host itself: take it down at teardown.
         let t2 = target.clone();
         ctx.defer("unmount the control's bind mount", move || {
-            while umount2(&t2, MntFlags::MNT_DETACH).is_ok() {}
+            unmount_stack(&t2);
         });
     }
     let usr_bin = entries(Path::new("/usr/bin"))?;
@@ -345,7 +356,7 @@ fn propagation(ctx: &mut Ctx, _v: Variant) -> Outcome {
     )?;
     let s2 = shared.clone();
     ctx.defer("unmount the shared scratch mount", move || {
-        while umount2(&s2, MntFlags::MNT_DETACH).is_ok() {}
+        unmount_stack(&s2);
     });
     mount(
         None::<&str>,
@@ -372,7 +383,7 @@ fn propagation(ctx: &mut Ctx, _v: Variant) -> Outcome {
         }
         let visible = mounted_at(&sub)?;
         seen.insert(mode.into(), json!(visible));
-        while umount2(&sub, MntFlags::MNT_DETACH).is_ok() {}
+        unmount_stack(&sub);
     }
     ctx.observe("host_sees_mount", &seen);
     check_eq!(
@@ -395,7 +406,14 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("proc"))?;
     let busybox =
         crate::host::which("busybox").ok_or_else(|| anyhow::anyhow!("busybox not found"))?;
-    std::fs::copy(&busybox, bin.join("busybox"))?;
+    // Copied by a child process, so no descriptor writing it ever exists in
+    // this multithreaded process: a fork on another thread would inherit it
+    // until its exec, and exec'ing the copy meanwhile fails with ETXTBSY.
+    run_ok(
+        crate::process::command("cp")
+            .arg(&busybox)
+            .arg(bin.join("busybox")),
+    )?;
     let list = run_ok(crate::process::command(&busybox).arg("--list"))?;
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
@@ -484,6 +502,10 @@ fn op_pivot_shell(args: &[String]) -> i32 {
             .map(helper::status_code)
             .unwrap_or(125),
         Ok(ForkResult::Child) => {
+            if let Err(e) = helper::refuse_in_host_ns("mnt") {
+                eprintln!("{e}");
+                return 125;
+            }
             let step = || -> nix::Result<()> {
                 mount(
                     None::<&str>,

@@ -858,7 +858,8 @@ fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "--net",
         "sleep",
         "60",
-    ]))?;
+    ]))?
+    .leader_first();
     let pid = anon.pid().to_string();
     let entered = wait_until(ASYNC_BOUND, || {
         crate::namespaces::inode(&pid, "net").is_ok_and(|i| i != ours)
