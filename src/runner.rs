@@ -69,18 +69,18 @@ pub fn time_limit(exp: &Experiment) -> Duration {
 }
 
 type Pass = (Result<(), Problem>, BTreeMap<String, Value>);
-/// A pass as the body's thread sends it: whether an isolated run that passed
-/// recorded no observation rides along, so the leak check can still outrank it.
-type Sent = (Pass, bool);
 
-/// The body and its teardown, on a thread of their own so that the runner
-/// can stop waiting: a step that never returns must not hang the run.
-fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<Sent> {
+/// The body, its teardown and its leak check, on a thread of their own so
+/// that the runner can stop waiting: a step that never returns must not hang
+/// the run. The leak check runs on this thread too, before it exits: the
+/// body's processes carry PDEATHSIG, which fires when the thread that started
+/// them ends, and would otherwise hide a leaked process from the check.
+fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<Pass> {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name(tag.to_string())
         .spawn(move || {
-            let mut ctx = Ctx::new(tag, variant);
+            let mut ctx = Ctx::new(tag.clone(), variant);
             let r =
                 catch_unwind(AssertUnwindSafe(|| body(&mut ctx, variant))).unwrap_or_else(|p| {
                     Err(Problem::Broken(format!("panicked: {}", panic_message(p))))
@@ -90,41 +90,65 @@ fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<S
             // failed either way.
             let unasserted = variant.isolated() && r.is_ok() && !ctx.asserted_something();
             ctx.run_teardown();
-            let _ = tx.send(((r, ctx.take_observations()), unasserted));
+            let obs = ctx.take_observations();
+            let _ = tx.send((judge_leftovers(&tag, r, unasserted), obs));
         });
     if let Err(e) = spawned {
         let (tx, rx2) = mpsc::channel();
-        let _ = tx.send((
-            (
-                Err(Problem::Broken(format!("starting its thread: {e}"))),
-                BTreeMap::new(),
-            ),
-            false,
-        ));
+        let why = format!("starting its thread: {e}");
+        let _ = tx.send((Err(Problem::Broken(why)), BTreeMap::new()));
         return rx2;
     }
     rx
 }
 
+/// The leak check after a finished run: a leak outranks everything (see
+/// `with_leak`); a pass that recorded nothing is broken.
+fn judge_leftovers(tag: &Tag, r: Result<(), Problem>, unasserted: bool) -> Result<(), Problem> {
+    match remove_leftovers(tag) {
+        Some(leak) => with_leak(r, format!("left behind after teardown: {leak}")),
+        None if unasserted => Err(Problem::Broken(
+            "asserted nothing: the run passed without recording an observation".into(),
+        )),
+        None => r,
+    }
+}
+
+/// Removes what the tag still holds; describes it, or None when nothing was left.
+fn remove_leftovers(tag: &Tag) -> Option<String> {
+    let leaks = cleanup::leaks(tag);
+    if leaks.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = leaks.iter().map(|l| l.to_string()).collect();
+    let errors = cleanup::remove(leaks);
+    let mut msg = list.join(", ");
+    if !errors.is_empty() {
+        msg.push_str(&format!(" (and could not remove: {})", errors.join("; ")));
+    }
+    Some(msg)
+}
+
 /// At the limit: kill every process of the tag (which ends the body's
 /// blocking waits and reads), give the body a moment to run its own
-/// teardown, and report it broken. What the body leaves, the leak check
-/// after this removes by tag.
-fn time_out(tag: &Tag, limit: Duration, rx: &mpsc::Receiver<Sent>) -> Pass {
+/// teardown, then remove by tag what it could not, and report it broken.
+/// Leftovers of a body that never got to its teardown are expected: they are
+/// removed and named only when the removal itself fails.
+fn time_out(tag: &Tag, limit: Duration, rx: &mpsc::Receiver<Pass>) -> Pass {
     let deadline = Instant::now() + GRACE;
     let mut obs = BTreeMap::new();
     while Instant::now() < deadline {
         cleanup::kill_processes(tag);
-        if let Ok(((_, o), _)) = rx.recv_timeout(Duration::from_millis(100)) {
+        if let Ok((_, o)) = rx.recv_timeout(Duration::from_millis(100)) {
             obs = o;
             break;
         }
     }
-    let secs = limit.as_secs_f64();
-    (
-        Err(Problem::Broken(format!("timed out after {secs} s"))),
-        obs,
-    )
+    let mut why = format!("timed out after {} s", limit.as_secs_f64());
+    if let Some(left) = remove_leftovers(tag).filter(|l| l.contains("could not remove")) {
+        why.push_str(&format!("; {left}"));
+    }
+    (Err(Problem::Broken(why)), obs)
 }
 
 /// One pass of the body, with its teardown and leak check, within the
@@ -133,25 +157,10 @@ fn run_variant(exp: &Experiment, variant: Variant) -> Pass {
     let tag = cleanup::new_tag();
     let limit = time_limit(exp);
     let rx = body_and_teardown(exp.body, tag.clone(), variant);
-    let ((r, obs), unasserted) = match rx.recv_timeout(limit) {
-        Ok(sent) => sent,
-        Err(_) => (time_out(&tag, limit, &rx), false),
-    };
-    let leaks = cleanup::leaks(&tag);
-    if leaks.is_empty() && unasserted {
-        let why = "asserted nothing: the run passed without recording an observation";
-        return (Err(Problem::Broken(why.into())), obs);
+    match rx.recv_timeout(limit) {
+        Ok(pass) => pass,
+        Err(_) => time_out(&tag, limit, &rx),
     }
-    if leaks.is_empty() {
-        return (r, obs);
-    }
-    let list: Vec<String> = leaks.iter().map(|l| l.to_string()).collect();
-    let errors = cleanup::remove(leaks);
-    let mut msg = format!("left behind after teardown: {}", list.join(", "));
-    if !errors.is_empty() {
-        msg.push_str(&format!(" (and could not remove: {})", errors.join("; ")));
-    }
-    (with_leak(r, msg), obs)
 }
 
 /// A leak is its own outcome: it outranks a pass and an assertion failure
