@@ -225,7 +225,12 @@ pub enum Leftover {
     Netns(String),
     Cgroup(PathBuf),
     Scratch(PathBuf),
-    Container(String),
+    /// A leftover of a kind a mechanism registered (see [`register_kind`]),
+    /// by its id in that mechanism's terms.
+    Registered {
+        kind: &'static LeftoverKind,
+        id: String,
+    },
     /// A SysV shm segment in the host's ipc namespace, by shmid.
     Shm {
         id: i32,
@@ -244,11 +249,56 @@ impl fmt::Display for Leftover {
             Leftover::Netns(n) => write!(f, "netns {n}"),
             Leftover::Cgroup(p) => write!(f, "cgroup {}", p.display()),
             Leftover::Scratch(p) => write!(f, "directory {}", p.display()),
-            Leftover::Container(c) => write!(f, "docker container {c}"),
+            Leftover::Registered { kind, id } => write!(f, "{} {id}", kind.noun),
             Leftover::Shm { id, key, .. } => write!(f, "SysV shm segment {key:#010x} (id {id})"),
             Leftover::Mqueue(n) => write!(f, "POSIX message queue /{n}"),
         }
     }
+}
+
+/// A kind of leftover that a mechanism outside this module makes (Docker
+/// containers): the mechanism registers how to list and remove it, so that
+/// the sweeper finds it without depending on the mechanism.
+pub struct LeftoverKind {
+    /// What one is called in messages, before its id ("docker container").
+    pub noun: &'static str,
+    /// Every one on the host that carries a suite tag: (id, tag).
+    pub list: fn() -> Vec<(String, String)>,
+    /// Removes one by id; an already gone one is not an error.
+    pub remove: fn(&str) -> Result<(), String>,
+    /// At the end of the run, after the tagged ones are removed: what the
+    /// whole run shares (the run's image); returns errors.
+    pub end_of_run: fn() -> Vec<String>,
+}
+
+impl fmt::Debug for LeftoverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.noun)
+    }
+}
+
+impl PartialEq for LeftoverKind {
+    fn eq(&self, other: &Self) -> bool {
+        self.noun == other.noun
+    }
+}
+
+impl Eq for LeftoverKind {}
+
+static KINDS: std::sync::Mutex<Vec<&'static LeftoverKind>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes the sweeper, the leak check and the end-of-run cleanup see a kind
+/// of leftover (once per kind; a second registration of the same noun is
+/// ignored).
+pub fn register_kind(kind: &'static LeftoverKind) {
+    let mut k = KINDS.lock().unwrap_or_else(|e| e.into_inner());
+    if !k.contains(&kind) {
+        k.push(kind);
+    }
+}
+
+fn kinds() -> Vec<&'static LeftoverKind> {
+    KINDS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 fn mount_points() -> Vec<PathBuf> {
@@ -346,12 +396,14 @@ pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
             out.push(Leftover::Scratch(scratch_root().join(n)));
         }
     }
-    out.extend(
-        crate::docker::suite_containers()
-            .into_iter()
-            .filter(|(_, tag)| accept(tag))
-            .map(|(id, _)| Leftover::Container(id)),
-    );
+    for kind in kinds() {
+        out.extend(
+            (kind.list)()
+                .into_iter()
+                .filter(|(_, tag)| accept(tag))
+                .map(|(id, _)| Leftover::Registered { kind, id }),
+        );
+    }
     out.extend(
         tagged_shm()
             .into_iter()
@@ -496,7 +548,7 @@ pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
     let mut errors = Vec::new();
     let rank = |l: &Leftover| match l {
         Leftover::Process { .. } => 0,
-        Leftover::Container(_) => 1,
+        Leftover::Registered { .. } => 1,
         Leftover::Mount(_) => 2,
         Leftover::Netns(_) => 3,
         Leftover::Cgroup(_) => 4,
@@ -524,7 +576,7 @@ pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
                         });
                     })
             }
-            Leftover::Container(id) => crate::docker::remove_container(id),
+            Leftover::Registered { kind, id } => (kind.remove)(id),
             Leftover::Mount(p) => {
                 nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH).map_err(|e| e.to_string())
             }
@@ -643,8 +695,11 @@ pub fn sweep_this_run() -> Vec<String> {
         }
         errors = remove(found);
     }
-    // The run's Docker image, once its containers are gone.
-    errors.extend(crate::docker::end_of_run());
+    // What a kind removes once its tagged objects are gone (the run's
+    // Docker image, once its containers are).
+    for kind in kinds() {
+        errors.extend((kind.end_of_run)());
+    }
     // The shared `<hierarchy>/isocheck` parents outlive each experiment
     // (removing them mid-run races with parallel creates); drop them once
     // the run is over. A parent still holding another run's groups stays.

@@ -4,7 +4,7 @@
 //! namespace in a throwaway child), never by reading module lists: on these
 //! machines `CONFIG_VETH=y` with no `/lib/modules` would read as "no veth".
 
-use crate::needs::Tool;
+use crate::tools::Tool;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
@@ -295,5 +295,5 @@ fn probe_docker() -> (Option<String>, Option<String>) {
             Some("needs the `docker` cargo feature: cargo test --features docker".into()),
         );
     }
-    crate::docker::probe_engine()
+    crate::dockerapi::probe_engine()
 }

@@ -5,12 +5,12 @@ use clap::{Parser, Subcommand};
 use isocheck::experiment::Experiment;
 use isocheck::host::HostFacts;
 use isocheck::needs::{Need, Tool};
-use isocheck::report::{self, HostReport, Report, SCHEMA};
+use isocheck::report::{self, Report};
+use isocheck::session::Session;
 use isocheck::{cleanup, experiments, formats, runner};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -137,17 +137,10 @@ fn main() -> ExitCode {
             jobs,
             out,
             timeout,
-        } => {
-            let limit = match timeout {
-                Some(s) if !(s > 0.0 && s.is_finite()) => {
-                    return usage_error("--timeout must be a positive number of seconds")
-                }
-                Some(s) => Some(std::time::Duration::from_secs_f64(s)),
-                None => runner::time_limit_from_env(),
-            };
-            runner::set_time_limit(limit);
-            cmd_run(&filters, json, jobs, out)
-        }
+        } => match RunPlan::new(&filters, json, jobs, out, timeout) {
+            Ok(plan) => cmd_run(&plan),
+            Err(usage) => usage_error(usage),
+        },
         Cmd::List { markdown: true } => {
             print!("{}", markdown_table());
             ExitCode::SUCCESS
@@ -212,106 +205,91 @@ fn select(filters: &[String]) -> Result<Vec<&'static Experiment>, String> {
         .collect())
 }
 
-fn cmd_run(
-    filters: &[String],
+/// What `isocheck run` was asked to do, checked before anything runs (a bad
+/// argument or an unwritable report path costs no run).
+struct RunPlan {
+    selected: Vec<&'static Experiment>,
     json: Option<PathBuf>,
-    jobs: Option<usize>,
-    args: RunOutputArgs,
-) -> ExitCode {
-    let mut selected = match select(filters) {
-        Ok(s) => s,
-        Err(e) => return usage_error(e),
-    };
-    // A --skip prefix that matches nothing is a typo, as for --filter.
-    if let Err(e) = select(&args.skip) {
-        return usage_error(e.replace("no experiment", "--skip: no experiment"));
-    }
-    selected.retain(|e| !args.skip.iter().any(|p| e.id.starts_with(p.as_str())));
-    let outputs = formats::Outputs {
-        ktap: args.ktap,
-        junit: args.junit,
-        fail_on_ignored: args.fail_on_ignored,
-        allow_ignored: args.allow_ignored,
-    };
-    for p in json.iter().map(PathBuf::as_path).chain(outputs.files()) {
-        if let Err(e) = check_writable(p) {
-            return usage_error(e);
+    jobs: usize,
+    limit: Option<std::time::Duration>,
+    outputs: formats::Outputs,
+}
+
+impl RunPlan {
+    fn new(
+        filters: &[String],
+        json: Option<PathBuf>,
+        jobs: Option<usize>,
+        args: RunOutputArgs,
+        timeout: Option<f64>,
+    ) -> Result<RunPlan, String> {
+        let limit = match timeout {
+            Some(s) if !(s > 0.0 && s.is_finite()) => {
+                return Err("--timeout must be a positive number of seconds".into())
+            }
+            t => t.map(std::time::Duration::from_secs_f64),
+        };
+        let mut selected = select(filters)?;
+        // A --skip prefix that matches nothing is a typo, as for --filter.
+        select(&args.skip).map_err(|e| e.replace("no experiment", "--skip: no experiment"))?;
+        selected.retain(|e| !args.skip.iter().any(|p| e.id.starts_with(p.as_str())));
+        let outputs = formats::Outputs {
+            ktap: args.ktap,
+            junit: args.junit,
+            fail_on_ignored: args.fail_on_ignored,
+            allow_ignored: args.allow_ignored,
+        };
+        for p in json.iter().map(PathBuf::as_path).chain(outputs.files()) {
+            check_writable(p)?;
         }
+        if jobs == Some(0) {
+            return Err("--jobs must be at least 1".into());
+        }
+        let jobs =
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Ok(RunPlan {
+            selected,
+            json,
+            jobs,
+            limit,
+            outputs,
+        })
     }
-    if jobs == Some(0) {
-        return usage_error("--jobs must be at least 1");
-    }
-    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    // Before the host probe (which can take a second on a busy machine), so
-    // that a Ctrl-C from here on is reported as an interrupted run.
-    cleanup::install_signal_cleanup();
-    let host = HostFacts::get();
-    if !host.is_root {
-        let n = selected
-            .iter()
-            .filter(|e| e.needs.contains(&Need::Root))
-            .count();
-        eprintln!(
-            "isocheck: not running as root: {n} of {} experiments need root and will be ignored; \
-             run `sudo isocheck run` (or ci/isocheck run)",
-            selected.len()
-        );
-    }
-    for l in cleanup::sweep_dead_runs() {
-        eprintln!("isocheck: removed a leftover of an earlier, killed run: {l}");
-    }
-    eprintln!(
-        "isocheck: kernel {}, cgroup {}, {} experiments on {jobs} jobs (run {})",
-        host.kernel,
-        host.cgroup.layout,
-        selected.len(),
-        cleanup::run_id()
-    );
-    // Settles where the helper runs from while the process is single-threaded.
-    isocheck::helper::helper_path();
-    let start = Instant::now();
-    let total = selected.len();
+}
+
+fn cmd_run(plan: &RunPlan) -> ExitCode {
+    let session = Session::start(plan.limit);
+    announce(plan, HostFacts::get());
+    let total = plan.selected.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let progress = |r: &report::ExperimentResult| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         eprintln!("[{n:>3}/{total}] {}", report::line(r).trim_start());
     };
-    let results = runner::run_all(&selected, jobs, &runner::load_durations(), &progress);
-    let interrupted = cleanup::interrupted();
-    if interrupted.is_none() {
+    let durations = runner::load_durations();
+    let results = runner::run_all(&plan.selected, plan.jobs, &durations, &progress);
+    if cleanup::interrupted().is_none() {
         runner::save_durations(&results);
     }
-    let wall = start.elapsed();
-    for e in cleanup::sweep_this_run() {
-        eprintln!("isocheck: end-of-run cleanup: {e}");
-    }
-    cleanup::release_run();
+    let ended = session.finish();
     // With `--ktap -` stdout carries KTAP only.
-    let mut out: Box<dyn Write> = if outputs.ktap_to_stdout() {
+    let mut out: Box<dyn Write> = if plan.outputs.ktap_to_stdout() {
         Box::new(std::io::stderr().lock())
     } else {
         Box::new(std::io::stdout().lock())
     };
     let _ = write!(out, "\n{}", report::table(&results));
-    let _ = writeln!(out, "wall time {:.2} s", wall.as_secs_f64());
-    let counts = report::Counts::of(&results);
-    let rep = Report {
-        schema: SCHEMA,
-        host: HostReport::from_host(host),
-        run_id: cleanup::run_id().to_string(),
-        wall_ms: wall.as_millis() as u64,
-        interrupted: interrupted.is_some(),
-        experiments: results,
-    };
-    if let Some(p) = json {
+    let _ = writeln!(out, "wall time {:.2} s", ended.wall.as_secs_f64());
+    let rep = ended.report(results);
+    if let Some(p) = &plan.json {
         let text = serde_json::to_string_pretty(&rep).unwrap_or_default();
-        if let Err(e) = isocheck::owner::write(&p, text) {
+        if let Err(e) = isocheck::owner::write(p, text) {
             eprintln!("isocheck: cannot write report {}: {e}", p.display());
             return ExitCode::from(2);
         }
         let _ = writeln!(out, "report written to {}", p.display());
     }
-    if let Some(sig) = interrupted {
+    if let Some(sig) = ended.interrupted {
         let _ = writeln!(
             out,
             "interrupted by signal {sig}: only the {} experiments that finished before it are listed",
@@ -319,7 +297,37 @@ fn cmd_run(
         );
         return ExitCode::from(128 + sig as u8);
     }
-    match outputs.write(&rep) {
+    write_outputs(&plan.outputs, &rep, &mut out)
+}
+
+/// The run's first lines on stderr: what is about to run, on what host.
+fn announce(plan: &RunPlan, host: &HostFacts) {
+    if !host.is_root {
+        let n = plan
+            .selected
+            .iter()
+            .filter(|e| e.needs.contains(&Need::Root))
+            .count();
+        eprintln!(
+            "isocheck: not running as root: {n} of {} experiments need root and will be ignored; \
+             run `sudo isocheck run` (or ci/isocheck run)",
+            plan.selected.len()
+        );
+    }
+    eprintln!(
+        "isocheck: kernel {}, cgroup {}, {} experiments on {} jobs (run {})",
+        host.kernel,
+        host.cgroup.layout,
+        plan.selected.len(),
+        plan.jobs,
+        cleanup::run_id()
+    );
+}
+
+/// KTAP, JUnit and the --fail-on-ignored gate of a finished run; its exit
+/// status.
+fn write_outputs(outputs: &formats::Outputs, rep: &Report, out: &mut dyn Write) -> ExitCode {
+    match outputs.write(rep) {
         Ok(lines) => lines.iter().for_each(|l| {
             let _ = writeln!(out, "{l}");
         }),
@@ -337,7 +345,7 @@ fn cmd_run(
             r.reason.as_deref().unwrap_or("")
         );
     }
-    if counts.ok() && lost.is_empty() {
+    if report::Counts::of(&rep.experiments).ok() && lost.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -456,6 +464,13 @@ fn cmd_doctor() -> ExitCode {
         )
     );
     let _ = writeln!(out, "page size     {}", host.page_size);
+    doctor_tools(host, &mut out);
+    doctor_unmet(host, &mut out);
+    ExitCode::SUCCESS
+}
+
+/// `doctor`'s tools: each one's version, or the package that provides it.
+fn doctor_tools(host: &HostFacts, out: &mut dyn Write) {
     let _ = writeln!(out, "tools:");
     let versions = host.tool_versions();
     for t in Tool::ALL {
@@ -473,6 +488,10 @@ fn cmd_doctor() -> ExitCode {
             }
         }
     }
+}
+
+/// `doctor`'s unmet needs over every experiment, each named once with why.
+fn doctor_unmet(host: &HostFacts, out: &mut dyn Write) {
     let mut unmet: Vec<(String, String)> = Vec::new();
     for exp in experiments::all() {
         for n in exp.needs {
@@ -490,7 +509,6 @@ fn cmd_doctor() -> ExitCode {
     for (n, why) in unmet {
         let _ = writeln!(out, "  {n:<20} {why}");
     }
-    ExitCode::SUCCESS
 }
 
 fn cmd_matrix(args: &[String]) -> ExitCode {

@@ -18,7 +18,12 @@ pub enum Status {
     Broken,
 }
 
+/// Every printed form of a status is here, derived from one match each, so a
+/// status is never spelled ad hoc elsewhere: `word` is the JSON (serde) form
+/// and the one to use in new text; `label` the terminal table's; `cell` the
+/// matrix's (short, with failures loud).
 impl Status {
+    /// The terminal table's form: PASS, FAIL, IGNORED, BROKEN.
     pub fn label(self) -> &'static str {
         match self {
             Status::Passed => "PASS",
@@ -27,12 +32,22 @@ impl Status {
             Status::Broken => "BROKEN",
         }
     }
+    /// The report's (serde) form: passed, failed, ignored, broken.
     pub fn word(self) -> &'static str {
         match self {
             Status::Passed => "passed",
             Status::Failed => "failed",
             Status::Ignored => "ignored",
             Status::Broken => "broken",
+        }
+    }
+    /// The matrix cell's form: pass, FAIL, ign, BROKEN.
+    pub fn cell(self) -> &'static str {
+        match self {
+            Status::Passed => "pass",
+            Status::Failed => "FAIL",
+            Status::Ignored => "ign",
+            Status::Broken => "BROKEN",
         }
     }
 }
@@ -455,12 +470,35 @@ fn stable_observations(e: &ExperimentResult) -> BTreeMap<String, Value> {
 /// as columns. A cell is the status, with `*` where the stable observations
 /// differ from the first column's (`isocheck diff` gives the details).
 pub fn matrix(cols: &[(String, Report)]) -> String {
-    let word = |s: Status| match s {
-        Status::Passed => "pass",
-        Status::Failed => "FAIL",
-        Status::Ignored => "ign",
-        Status::Broken => "BROKEN",
-    };
+    let mut rows = matrix_rows(cols);
+    rows.push(
+        std::iter::once("kernel".to_string())
+            .chain(cols.iter().map(|(_, r)| r.host.kernel.clone()))
+            .collect(),
+    );
+    rows.push(
+        std::iter::once("cgroup".to_string())
+            .chain(cols.iter().map(|(_, r)| {
+                r.host
+                    .cgroup
+                    .get("layout")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            }))
+            .collect(),
+    );
+    let mut out = aligned(&rows);
+    let _ = writeln!(
+        out,
+        "(* = stable observations differ from the first column; see `isocheck diff`)"
+    );
+    out
+}
+
+/// The matrix's header and one row per experiment (in order of first
+/// appearance over the columns).
+fn matrix_rows(cols: &[(String, Report)]) -> Vec<Vec<String>> {
     let mut ids: Vec<&str> = Vec::new();
     for (_, r) in cols {
         for e in &r.experiments {
@@ -485,29 +523,18 @@ pub fn matrix(cols: &[(String, Report)]) -> String {
                 Some(e) => {
                     let differs =
                         k > 0 && base.as_ref().is_some_and(|b| *b != stable_observations(&e));
-                    format!("{}{}", word(e.status), if differs { "*" } else { "" })
+                    format!("{}{}", e.status.cell(), if differs { "*" } else { "" })
                 }
             });
         }
         rows.push(row);
     }
-    rows.push(
-        std::iter::once("kernel".to_string())
-            .chain(cols.iter().map(|(_, r)| r.host.kernel.clone()))
-            .collect(),
-    );
-    rows.push(
-        std::iter::once("cgroup".to_string())
-            .chain(cols.iter().map(|(_, r)| {
-                r.host
-                    .cgroup
-                    .get("layout")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_string()
-            }))
-            .collect(),
-    );
+    rows
+}
+
+/// Left-aligned columns, with a rule under the header and above the last
+/// two (host) rows.
+fn aligned(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
@@ -524,9 +551,24 @@ pub fn matrix(cols: &[(String, Report)]) -> String {
             let _ = writeln!(out, "{}", rule.join("  "));
         }
     }
-    let _ = writeln!(
-        out,
-        "(* = stable observations differ from the first column; see `isocheck diff`)"
-    );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Status;
+
+    /// `word` is the form reports carry: a reader of the JSON and of the
+    /// text sees the same spelling.
+    #[test]
+    fn the_word_is_the_json_form() {
+        for s in [
+            Status::Passed,
+            Status::Failed,
+            Status::Ignored,
+            Status::Broken,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.word());
+        }
+    }
 }

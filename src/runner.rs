@@ -177,8 +177,26 @@ fn with_leak(r: Result<(), Problem>, leak: String) -> Result<(), Problem> {
     }
 }
 
+/// The result of an experiment whose needs the host does not meet: both
+/// front ends report it without running it.
+pub fn ignored(exp: &Experiment, why: String) -> ExperimentResult {
+    ExperimentResult {
+        id: exp.id.to_string(),
+        section: exp.section.key().to_string(),
+        status: Status::Ignored,
+        reason: Some(why),
+        control: None,
+        observations: BTreeMap::new(),
+        duration_ms: 0,
+    }
+}
+
+/// Runs one experiment (its isolated run and, at the same time, its
+/// control) and judges it.
 pub fn run_one(exp: &Experiment) -> ExperimentResult {
-    let host = HostFacts::get();
+    if let Some(why) = exp.unmet(HostFacts::get()) {
+        return ignored(exp, why);
+    }
     let start = Instant::now();
     let mut res = ExperimentResult {
         id: exp.id.to_string(),
@@ -189,11 +207,6 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
         observations: BTreeMap::new(),
         duration_ms: 0,
     };
-    if let Some(reason) = exp.unmet(host) {
-        res.status = Status::Ignored;
-        res.reason = Some(reason);
-        return res;
-    }
     let lock = exp.exclusive.map(exclusive_lock);
     let _guard = lock
         .as_ref()
