@@ -63,11 +63,10 @@ impl Hierarchy {
         })
     }
 
-    /// `Hierarchy::of`, as an error the experiment reports as an unmet need.
-    pub fn require(ctrl: Controller) -> Result<Hierarchy, crate::experiment::Problem> {
-        Self::of(ctrl).ok_or_else(|| {
-            crate::experiment::Problem::Unmet(format!("no {} controller here", ctrl.name()))
-        })
+    /// `Hierarchy::of`, or why not (an experiment reports it as an unmet
+    /// need: `.map_err(Problem::Unmet)`).
+    pub fn require(ctrl: Controller) -> Result<Hierarchy, String> {
+        Self::of(ctrl).ok_or_else(|| format!("no {} controller here", ctrl.name()))
     }
 
     /// Why groups cannot use the controller here: on v2 the root must
@@ -104,7 +103,7 @@ impl Hierarchy {
         }
         if self.version == Version::V2 {
             let ctrl = self.controller.name();
-            let root_sub = crate::experiment::read(self.root.join("cgroup.subtree_control"))?;
+            let root_sub = crate::process::read(self.root.join("cgroup.subtree_control"))?;
             if !root_sub.split_whitespace().any(|c| c == ctrl) {
                 return Err(anyhow!(
                     "the v2 root does not delegate {ctrl} (cgroup.subtree_control: {:?})",
@@ -357,7 +356,7 @@ impl Group {
     }
 
     pub fn read(&self, f: &str) -> anyhow::Result<String> {
-        crate::experiment::read(self.file(f))
+        crate::process::read(self.file(f))
     }
 
     /// A raw write, errno kept (the experiments assert on EINVAL, EBUSY).
@@ -565,7 +564,7 @@ impl Group {
 
 /// Whether a process is in the group, as `/proc/<pid>/cgroup` tells.
 pub fn process_group(pid: i32, hier: &Hierarchy) -> anyhow::Result<Option<String>> {
-    let t = crate::experiment::read(format!("/proc/{pid}/cgroup"))?;
+    let t = crate::process::read(format!("/proc/{pid}/cgroup"))?;
     Ok(proc_cgroup_path(&t, hier.controller.name(), hier.version))
 }
 

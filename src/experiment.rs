@@ -309,8 +309,4 @@ impl Drop for Ctx {
     }
 }
 
-/// Reads a file to a string, naming the path in the error.
-pub fn read(path: impl AsRef<Path>) -> anyhow::Result<String> {
-    let p = path.as_ref();
-    std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
-}
+pub use crate::process::read;

@@ -6,6 +6,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// Reads a file to a string, naming the path in the error.
+pub fn read(path: impl AsRef<std::path::Path>) -> anyhow::Result<String> {
+    let p = path.as_ref();
+    std::fs::read_to_string(p).map_err(|e| anyhow!("reading {}: {e}", p.display()))
+}
+
 /// Directories searched for tools after the caller's PATH. sudo, CI runners
 /// and cron often drop the sbin directories, where iproute2, iptables and
 /// nft live; the needs probe (`host::which`) looks there too, so a tool it

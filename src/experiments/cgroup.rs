@@ -125,7 +125,7 @@ pub static HELPER_OPS: &[(&str, HelperOp)] = &[
 /// The host's hierarchy for `ctrl`, or an unmet need when a v2 root does
 /// not delegate the controller (enabling it there would change the host).
 fn hierarchy(ctrl: Controller) -> Result<Hierarchy, Problem> {
-    let h = Hierarchy::require(ctrl)?;
+    let h = Hierarchy::require(ctrl).map_err(Problem::Unmet)?;
     if let Some(why) = h.delegation_unmet() {
         return Err(Problem::Unmet(why));
     }

@@ -351,7 +351,7 @@ fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
     use crate::needs::Controller;
     // Put the child in a group of the suite's own first: a process in the
     // root group sees "/" with or without a cgroup namespace.
-    let h = Hierarchy::require(Controller::Pids)?;
+    let h = Hierarchy::require(Controller::Pids).map_err(Problem::Unmet)?;
     let group = h.create(&ctx.name("cgns"))?;
     let g2 = group.clone();
     ctx.defer("remove the cgroup", move || {
