@@ -151,9 +151,9 @@ fn engine() -> &'static Result<String, String> {
     })
 }
 
-/// Whether the docker feature is built and an engine answered (probed once).
+/// Whether an engine answered (probed once).
 pub fn engine_present() -> bool {
-    cfg!(feature = "docker") && engine().is_ok()
+    engine().is_ok()
 }
 
 /// (server version, reason when unusable). The probe is bounded by the API
@@ -182,7 +182,7 @@ pub fn parse_labelled(body: &str, label: &str) -> Vec<(String, String)> {
 }
 
 /// The suite's objects of one kind (`containers` or `images`) that carry
-/// `label`, as (id, label value). Empty at once when the feature is off or no
+/// `label`, as (id, label value). Empty at once when no
 /// engine answered the probe, so the per-experiment leak check costs nothing
 /// on hosts without Docker.
 fn list_labelled(kind: &str, label: &str) -> Vec<(String, String)> {
@@ -197,8 +197,8 @@ fn list_labelled(kind: &str, label: &str) -> Vec<(String, String)> {
     }
 }
 
-/// The suite's containers: (id, tag label). Empty at once when the feature
-/// is off or no engine answered the probe, so the per-experiment leak check
+/// The suite's containers: (id, tag label). Empty at once when no engine
+/// answered the probe, so the per-experiment leak check
 /// costs nothing on hosts without Docker.
 pub fn suite_containers() -> Vec<(String, String)> {
     list_labelled("containers", LABEL)
@@ -206,11 +206,6 @@ pub fn suite_containers() -> Vec<(String, String)> {
 
 /// Removes a container (killing it first if it runs), with its volumes.
 pub fn remove_container(id: &str) -> Result<(), String> {
-    if !cfg!(feature = "docker") {
-        return Err(format!(
-            "cannot remove container {id}: built without the docker feature"
-        ));
-    }
     let r = api("DELETE", &format!("/containers/{id}?force=1&v=1"))?;
     match r.status {
         204 | 404 => Ok(()),

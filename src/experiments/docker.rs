@@ -1,7 +1,7 @@
 //! Catalogue section 7: Docker's architecture and the "Linux container" rows,
 //! against a real engine with a locally imported busybox image (nothing is
-//! pulled). Built only with the cargo feature `docker`; without it, or
-//! without an answering engine, every row is ignored with the reason.
+//! pulled). Always compiled in; without an answering engine every row is
+//! ignored with the reason.
 //!
 //! Each experiment starts its own containers (named by `ctx.name`, labelled
 //! `isocheck.tag=<tag>`, removed at teardown), so they run in parallel; the
