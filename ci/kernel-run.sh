@@ -56,7 +56,7 @@ done
 case "$cgroup" in v1|v2) ;; *) die "--cgroup is v1 or v2" ;; esac
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel is auto, kvm or tcg" ;; esac
 [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout is a number of seconds"
-for t in qemu-system-x86_64 busybox gcc depmod python3; do
+for t in qemu-system-x86_64 busybox gcc depmod python3 mkfs.ext4; do
   command -v "$t" >/dev/null || die "$t missing: run ci/install-host-deps.sh --qemu"
 done
 
@@ -144,6 +144,8 @@ fi
 printf '%s\n' "$guest_exec" > "$work/exec.sh"
 build_base "$CACHE/base.cpio"
 parts=("$CACHE/base.cpio")
+build_tools "$CACHE/tools.ext4" "$CACHE/tools-links.cpio" "$CACHE/base.cpio"
+parts+=("$CACHE/tools-links.cpio")
 if [ -n "$modules" ]; then
   build_modules "$kver" "$modules" "$kdir/modules.cpio"
   parts+=("$kdir/modules.cpio")
@@ -168,6 +170,7 @@ boot() {
     -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init quiet" \
     -serial "file:$work/console.log" -serial "file:$work/report.out" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -drive "file=$CACHE/tools.ext4,if=virtio,format=raw,readonly=on" \
     -monitor none </dev/null >"$work/qemu.log" 2>&1 &
   qpid=$!
   wait "$qpid"; qrc=$?
