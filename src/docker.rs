@@ -129,6 +129,13 @@ static ENGINE: OnceLock<Result<String, String>> = OnceLock::new();
 fn engine() -> &'static Result<String, String> {
     ENGINE.get_or_init(|| {
         let r = api("GET", "/version").map_err(|e| {
+            if crate::host::in_qemu_guest() {
+                return format!(
+                    "no Docker engine answers in the guest ({e}): its init starts the host's \
+                     dockerd when the host has docker.io (`ci/install-host-deps.sh --docker` \
+                     on the host); the console shows dockerd's log when it failed"
+                );
+            }
             format!(
                 "no Docker engine answers ({e}): start one with `ci/docker-engine.sh start` \
                  (install it with `ci/install-host-deps.sh --docker`)"
@@ -209,11 +216,29 @@ pub fn remove_container(id: &str) -> Result<(), String> {
     let r = api("DELETE", &format!("/containers/{id}?force=1&v=1"))?;
     match r.status {
         204 | 404 => Ok(()),
+        // An earlier removal (a timed-out client, the experiment's own
+        // teardown) is still running in a slow engine (a TCG guest): wait
+        // for it, bounded, instead of calling the container leaked.
+        409 if r.body.contains("already in progress") => wait_gone(id),
         s => Err(format!(
             "removing container {id}: HTTP {s}: {}",
             r.body.trim()
         )),
     }
+}
+
+/// Polls until the engine no longer knows the container (at most 60 s).
+fn wait_gone(id: &str) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if api("GET", &format!("/containers/{id}/json"))?.status == 404 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    Err(format!(
+        "container {id}: its removal was still in progress after 60 s"
+    ))
 }
 
 /// The `docker` CLI as a tagged command of this experiment.

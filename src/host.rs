@@ -287,3 +287,9 @@ fn probe_userns() -> Option<String> {
         }
     }
 }
+
+/// Whether the suite runs in ci/kernel-run.sh's qemu guest (its init sets
+/// ISOCHECK_GUEST): a missing tool's fix is then on the host.
+pub fn in_qemu_guest() -> bool {
+    std::env::var_os("ISOCHECK_GUEST").is_some_and(|v| !v.is_empty())
+}

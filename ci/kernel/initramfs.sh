@@ -139,7 +139,7 @@ build_base() {
 # ships .ko.xz), with their own modules.dep from `depmod -b`.
 build_modules() {
   local kver="$1" modsrc="$2" out="$3" stage="$3.d" key
-  key="$(cat "$HERE/kernel/modules.list" "$modsrc/modules.dep" | md5sum | cut -c1-16)"
+  key="$(cat "$HERE/kernel/modules.list" "$HERE/kernel/modclosure.py" "$modsrc/modules.dep" | md5sum | cut -c1-16)"
   if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
   stage_skeleton "$stage"
   local mroot="$stage/lib/modules/$kver" names=() m f d files loaded=()
@@ -147,17 +147,10 @@ build_modules() {
   for f in modules.order modules.builtin modules.builtin.modinfo; do
     [ -f "$modsrc/$f" ] && cp "$modsrc/$f" "$mroot/"
   done
-  local dirs=()
-  mapfile -t names < <(grep -v -e '^#' -e '^$' -e '/$' "$HERE/kernel/modules.list")
-  mapfile -t dirs < <(grep '^[^#].*/$' "$HERE/kernel/modules.list")
-  files=$({
-    for m in "${names[@]}"; do
-      awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
-    done
-    for d in "${dirs[@]}"; do
-      awk -v d="kernel/$d" -F: 'index($1, d) == 1 {print $1; print $2}' "$modsrc/modules.dep"
-    done
-  } | tr ' ' '\n' | grep . | sort -u)
+  local plan
+  plan=$(python3 "$HERE/kernel/modclosure.py" "$modsrc" "$HERE/kernel/modules.list") || die "modclosure.py failed"
+  mapfile -t names < <(echo "$plan" | awk '$1 == "load" {print $2}')
+  files=$(echo "$plan" | awk '$1 == "file" {print $2}')
   for f in $files; do
     mkdir -p "$mroot/$(dirname "$f")"
     case "$f" in
@@ -234,6 +227,8 @@ build_tools() {
     elif [ -f "$f" ]; then
       mkdir -p "$stage$(dirname "$f")"; cp -a "$f" "$stage$f"
       [ -x "$f" ] && reals+=("$f")
+    elif [ -d "$f" ]; then
+      mkdir -p "$stage$f"  # empty ones too: apparmor_parser includes tunables/*.d
     fi
   done < <(tool_files)
   [ ${#reals[@]} -gt 0 ] && copy_libs "$stage" "${reals[@]}"
