@@ -34,7 +34,11 @@ pub const IMAGE_LABEL: &str = "isocheck.run";
 /// The engine's API version this code speaks (Docker 20.10); newer engines
 /// accept older versions.
 const API: &str = "v1.41";
-const API_TIMEOUT: Duration = Duration::from_secs(5);
+/// 5 s; 60 s in ci/kernel-run.sh's TCG guest, where the engine runs 15-30x
+/// slower and a container's removal alone can take longer than 5 s.
+fn api_timeout() -> Duration {
+    Duration::from_secs(if crate::host::in_qemu_guest() { 60 } else { 5 })
+}
 
 /// The client to run: Debian's packaged client when present (it matches the
 /// packaged engine), else whatever `docker` is on PATH. A newer client first
@@ -113,8 +117,8 @@ pub fn api(method: &str, path: &str) -> Result<Response, String> {
     let sock = socket_path()?;
     let mut s = UnixStream::connect(&sock)
         .map_err(|e| format!("connecting to the Docker engine at {}: {e}", sock.display()))?;
-    let _ = s.set_read_timeout(Some(API_TIMEOUT));
-    let _ = s.set_write_timeout(Some(API_TIMEOUT));
+    let _ = s.set_read_timeout(Some(api_timeout()));
+    let _ = s.set_write_timeout(Some(api_timeout()));
     let req = format!("{method} /{API}{path} HTTP/1.0\r\nHost: docker\r\n\r\n");
     s.write_all(req.as_bytes())
         .map_err(|e| format!("writing to {}: {e}", sock.display()))?;

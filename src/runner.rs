@@ -27,20 +27,25 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// One pass of the body, with its teardown and leak check.
-fn run_variant(
-    exp: &Experiment,
-    variant: Variant,
-) -> (Result<(), Problem>, BTreeMap<String, Value>) {
+/// (outcome, facts, measurements) of one variant.
+type VariantRun = (
+    Result<(), Problem>,
+    BTreeMap<String, Value>,
+    BTreeMap<String, Value>,
+);
+
+fn run_variant(exp: &Experiment, variant: Variant) -> VariantRun {
     let tag = cleanup::new_tag();
     let mut ctx = Ctx::new(tag.clone(), variant);
     let r = catch_unwind(AssertUnwindSafe(|| (exp.body)(&mut ctx, variant)))
         .unwrap_or_else(|p| Err(Problem::Broken(format!("panicked: {}", panic_message(p)))));
     ctx.run_teardown();
     let obs = ctx.take_observations();
+    let meas = ctx.take_measurements();
     drop(ctx);
     let leaks = cleanup::leaks(&tag);
     if leaks.is_empty() {
-        return (r, obs);
+        return (r, obs, meas);
     }
     let list: Vec<String> = leaks.iter().map(|l| l.to_string()).collect();
     let errors = cleanup::remove(leaks);
@@ -50,8 +55,8 @@ fn run_variant(
     }
     // A leak outranks a pass, but never hides the original failure.
     match r {
-        Ok(()) => (Err(Problem::Fail(msg)), obs),
-        Err(p) => (Err(p), obs),
+        Ok(()) => (Err(Problem::Fail(msg)), obs, meas),
+        Err(p) => (Err(p), obs, meas),
     }
 }
 
@@ -65,6 +70,7 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
         reason: None,
         control: None,
         observations: BTreeMap::new(),
+        measurements: BTreeMap::new(),
         duration_ms: 0,
     };
     if let Some(reason) = exp.unmet(host) {
@@ -80,7 +86,7 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
     // The control run shares nothing with the isolated one (its own tag,
     // names and teardown), so both run at once: an experiment with a
     // control costs the longer of the two, not their sum.
-    let ((r, obs), control) = std::thread::scope(|s| {
+    let ((r, obs, meas), control) = std::thread::scope(|s| {
         let control = exp
             .control
             .map(|_| s.spawn(|| run_variant(exp, Variant::Control)));
@@ -90,14 +96,16 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
                 (
                     Err(Problem::Broken("control run panicked".into())),
                     BTreeMap::new(),
+                    BTreeMap::new(),
                 )
             })
         });
         (isolated, control)
     });
     res.observations = obs;
+    res.measurements = meas;
     apply(&mut res, r);
-    if let (Status::Passed, Some((r, obs))) = (res.status, control) {
+    if let (Status::Passed, Some((r, obs, _))) = (res.status, control) {
         res.observations
             .insert("control".into(), Value::Object(obs.into_iter().collect()));
         match r {

@@ -76,11 +76,12 @@ kapt_kernels() {
 # Maps a user's version (6.12, 6.1, 5.10, 7.3, or a full ABI like 6.1.0-28) to
 # the newest linux-image package of that flavour the private lists know.
 kapt_resolve() {
-  local v="$1" flavour="${2:-cloud-amd64}" re
+  local v="$1" flavour="${2:-cloud-amd64}" re e
+  e=$(printf '%s' "$v" | sed 's/[.+]/\\&/g')  # 6.12.117+deb12 as a literal
   case "$v" in
-    *[!0-9.]*) re="^${v//./\\.}\$" ;;                  # exact ABI: 6.1.0-28
-    *.*.*)     re="^${v//./\\.}[-+]" ;;
-    *)         re="^${v//./\\.}\\.[0-9]+[-+]" ;;
+    *[!0-9.]*) re="^$e\$" ;;                  # exact ABI: 6.1.0-56, 6.12.117+deb12
+    *.*.*)     re="^$e[-+]" ;;
+    *)         re="^$e\\.[0-9]+[-+]" ;;
   esac
   kapt_kernels "$flavour" | { grep -E "$re" || true; } | tail -1 | sed -E "s/.*/linux-image-&-${flavour}/"
 }

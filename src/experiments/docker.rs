@@ -461,7 +461,7 @@ fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("sandbox_key", &sandbox);
     ctx.observe("sandbox_key_inode", sandbox_ino);
     ctx.observe("in_lsns", listed);
-    ctx.observe("ip_netns_list", &names);
+    ctx.measure("ip_netns_list", &names);
     check!(
         listed,
         "lsns -t net does not list the container's net ns {netns}"
