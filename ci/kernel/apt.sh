@@ -80,7 +80,7 @@ kapt_resolve() {
   e=$(printf '%s' "$v" | sed 's/[.+]/\\&/g')  # 6.12.117+deb12 as a literal
   case "$v" in
     *[!0-9.]*) re="^$e\$" ;;                  # exact ABI: 6.1.0-56, 6.12.117+deb12
-    *.*.*)     re="^$e[-+]" ;;
+    *.*.*)     re="^${e}[-+]" ;;
     *)         re="^$e\\.[0-9]+[-+]" ;;
   esac
   kapt_kernels "$flavour" | { grep -E "$re" || true; } | tail -1 | sed -E "s/.*/linux-image-&-${flavour}/"
