@@ -91,10 +91,10 @@ fetch_kernel() {
     basename "$deb" >> "$kdir/deb"
     rm -f "$deb"  # the unpacked tree is what is reused
   done
-  mods=$(ls -d "$kdir"/pkg/lib/modules/* "$kdir"/pkg/usr/lib/modules/* 2>/dev/null | head -1)
+  mods=$(ls -d "$kdir"/pkg/lib/modules/* "$kdir"/pkg/usr/lib/modules/* 2>/dev/null | head -1 || true)
   [ -n "$mods" ] || die "$pkg: no lib/modules/<version> in its packages"
   kver=$(basename "$mods")
-  vmlinuz=$(ls "$kdir/pkg/boot/vmlinuz-$kver" "$mods/vmlinuz" 2>/dev/null | head -1)
+  vmlinuz=$(ls "$kdir/pkg/boot/vmlinuz-$kver" "$mods/vmlinuz" 2>/dev/null | head -1 || true)
   [ -n "$vmlinuz" ] || die "$pkg: no vmlinuz in /boot or $mods"
   "$HERE/kernel/extract-vmlinux.sh" "$vmlinuz" "$kdir/vmlinux"
   # The package leaves modules.dep to the postinst's depmod.
@@ -141,7 +141,7 @@ else
   fi
   ksrc="$vmlinuz"
 fi
-[ -n "$out" ] || out="$ROOT/target/kernel/$kver$([ "$cgroup" = v1 ] && echo -v1).json"
+[ -n "$out" ] || out="$ROOT/target/kernel/$kver$( [ "$cgroup" = v1 ] && echo -v1 || true).json"
 mkdir -p "$(dirname "$out")"
 work="$ROOT/target/kernel/work-$kver-$cgroup"
 mkdir -p "$work"
