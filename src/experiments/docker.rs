@@ -514,7 +514,7 @@ fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .collect();
     ctx.observe("gateway", &gw);
     ctx.observe("gateway_is_host_local", gw_is_local);
-    ctx.observe("bridged_ping", bridged.stdout.trim());
+    ctx.measure("bridged_ping", bridged.stdout.trim());
     ctx.observe("bridged_ping_status", bridged.shell_status());
     ctx.observe("none_links", &links);
     ctx.observe("none_ping_status", isolated.shell_status());
@@ -1091,7 +1091,7 @@ fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "ps_a_lists",
         names(&ps_all).iter().filter(|n| want.contains(n)).count(),
     );
-    ctx.observe("image", &image);
+    ctx.measure("image", &image);
     ctx.observe("prune_output", pruned.trim());
     ctx.observe("ps_after_prune", &ps_after);
     ctx.observe("api_after_prune", &by_api);
