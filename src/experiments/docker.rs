@@ -416,7 +416,7 @@ fn nprocs_rises(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .collect();
     ctx.observe("nprocs_before", before);
     ctx.observe("nprocs_after", after);
-    ctx.observe("processes_after", &members);
+    ctx.measure("processes_after", &members);
     check!(
         seen,
         "the exec'd sleep never appeared in the container's pid ns"
@@ -458,7 +458,7 @@ fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         })
         .collect();
     ctx.observe("container_netns", netns);
-    ctx.observe("sandbox_key", &sandbox);
+    ctx.measure("sandbox_key", &sandbox);
     ctx.observe("sandbox_key_inode", sandbox_ino);
     ctx.observe("in_lsns", listed);
     ctx.measure("ip_netns_list", &names);
@@ -844,7 +844,7 @@ fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "       └─ {} (the container's init)",
         describe_proc(&ip)
     ));
-    ctx.observe("process_tree", &tree);
+    ctx.measure("process_tree", &tree);
     ctx.observe("shim_cmdline", &shim_cmd);
     ctx.observe(
         "dockerd_pids",
