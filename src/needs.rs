@@ -46,7 +46,7 @@ pub enum Need {
     UserNamespaces,
     /// The libseccomp headers and library, to build the seed's C program.
     LibseccompDev,
-    /// A Docker engine answers and the project's `docker` feature is on.
+    /// A Docker engine answers.
     Docker,
 }
 

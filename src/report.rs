@@ -396,36 +396,39 @@ pub fn diff(old: &Report, new: &Report) -> Diff {
                 continue;
             }
         }
-        let flat = |e: Option<&ExperimentResult>| {
-            let mut m = BTreeMap::new();
-            if let Some(e) = e {
-                for (k, v) in &e.observations {
-                    flatten(k, v, &mut m);
-                }
-            }
-            m.into_iter()
-                .filter_map(|(k, v)| stable(&k, &v).map(|v| (k, v)))
-                .collect::<BTreeMap<_, _>>()
-        };
-        let (fa, fb) = (flat(a), flat(b));
-        let mut keys: Vec<&String> = fa.keys().chain(fb.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        for k in keys {
-            let (va, vb) = (fa.get(k), fb.get(k));
-            if va != vb {
-                d.observations.push(ObservationChange {
-                    id: id.clone(),
-                    key: k.clone(),
-                    old: va.cloned(),
-                    new: vb.cloned(),
-                });
-            }
-        }
+        fact_changes(id, a, b, &mut d.observations);
     }
     // Regressions first, then other status changes.
     d.status.sort_by_key(|s| (!s.regression, s.id.clone()));
     d
+}
+
+/// The stable observations (facts) of one experiment that differ between
+/// two reports, appended to `out`.
+fn fact_changes(
+    id: &str,
+    a: Option<&ExperimentResult>,
+    b: Option<&ExperimentResult>,
+    out: &mut Vec<ObservationChange>,
+) {
+    let (fa, fb) = (
+        a.map(stable_observations).unwrap_or_default(),
+        b.map(stable_observations).unwrap_or_default(),
+    );
+    let mut keys: Vec<&String> = fa.keys().chain(fb.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let (va, vb) = (fa.get(k), fb.get(k));
+        if va != vb {
+            out.push(ObservationChange {
+                id: id.to_string(),
+                key: k.clone(),
+                old: va.cloned(),
+                new: vb.cloned(),
+            });
+        }
+    }
 }
 
 pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
