@@ -2,7 +2,7 @@
 
 use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
 use crate::experiments::pid::{start_inside, whoami_in};
-use crate::helper::HelperOp;
+use crate::helper::other_ns::TryHost;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok};
@@ -65,12 +65,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
         body: lsns_types,
         exclusive: None,
     },
-];
-
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("shm-hold", op_shm_hold),
-    ("mq-probe", op_mq_probe),
-    ("try-host-resources", op_try_host),
 ];
 
 fn host_hostname() -> String {
@@ -305,7 +299,7 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .arg(&exe)
             .args(["helper", "try-host-resources", &file.to_string_lossy()]),
     )?;
-    let tried: Value = serde_json::from_str(tried.trim())?;
+    let tried: TryHost = serde_json::from_str(tried.trim())?;
     ctx.observe("uid_inside", &me["uid"]);
     ctx.observe("root_owner_inside", &me["root_owner"]);
     ctx.observe("host_uids", &host_uids);
@@ -334,13 +328,13 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "`unshare --user id -u` (no mapping)"
     );
     check_eq!(
-        tried["write_host_file"].as_str(),
-        Some("EACCES"),
+        tried.write_host_file.as_str(),
+        "EACCES",
         "writing a host root-owned 0644 file as root inside"
     );
     check_eq!(
-        tried["sethostname"].as_str(),
-        Some("EPERM"),
+        tried.sethostname.as_str(),
+        "EPERM",
         "sethostname in the host's uts ns as root inside"
     );
     Ok(())
@@ -559,94 +553,6 @@ fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("types", &seen);
     drop(procs);
     Ok(())
-}
-
-// ---- helper ops ----
-
-/// `shm-hold KEY [MQNAME]`: make a SysV segment with KEY (and a POSIX
-/// message queue) in this ipc ns and wait to be killed; both die with the
-/// namespace.
-fn op_shm_hold(args: &[String]) -> i32 {
-    let key: u32 = args
-        .first()
-        .and_then(|k| k.parse::<u32>().ok())
-        .unwrap_or(0);
-    // Tagged like the host's, so a segment that escaped the namespace is
-    // still found by the leak check.
-    let tag = std::env::var(crate::cleanup::ENV_TAG).unwrap_or_default();
-    if let Err(e) = crate::cleanup::create_tagged_shm(key, &tag) {
-        eprintln!("shmget: {e}");
-        return 125;
-    }
-    if let Some(name) = args
-        .get(1)
-        .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
-    {
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
-        // SAFETY: a NUL-terminated name; default attributes.
-        let fd = unsafe {
-            libc::mq_open(
-                name.as_ptr(),
-                flags,
-                0o600,
-                std::ptr::null::<libc::mq_attr>(),
-            )
-        };
-        if fd < 0 {
-            eprintln!("mq_open: {}", std::io::Error::last_os_error());
-            return 125;
-        }
-    }
-    loop {
-        nix::unistd::pause();
-    }
-}
-
-/// `mq-probe NAME`: prints `present` when mq_open(NAME) works in this ipc
-/// ns, otherwise the errno's name (ENOENT: not in this namespace).
-fn op_mq_probe(args: &[String]) -> i32 {
-    let Some(name) = args
-        .first()
-        .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
-    else {
-        eprintln!("mq-probe needs a queue name");
-        return 125;
-    };
-    // SAFETY: a NUL-terminated name, opened read-only and closed at once.
-    let fd = unsafe { libc::mq_open(name.as_ptr(), libc::O_RDONLY) };
-    if fd >= 0 {
-        // SAFETY: closes the descriptor just opened.
-        unsafe { libc::mq_close(fd) };
-        println!("present");
-    } else {
-        println!("{:?}", nix::errno::Errno::last());
-    }
-    0
-}
-
-fn errno_name(r: Result<(), nix::errno::Errno>) -> String {
-    match r {
-        Ok(()) => "ok".into(),
-        Err(e) => format!("{e:?}"),
-    }
-}
-
-/// `try-host-resources FILE`: as root of a user namespace, try to open a
-/// host-owned file for writing and to set the (host's) hostname.
-fn op_try_host(args: &[String]) -> i32 {
-    let file = args.first().cloned().unwrap_or_default();
-    let write = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&file)
-        .map(|_| ())
-        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
-    let host = nix::unistd::gethostname().unwrap_or_default();
-    let set = nix::unistd::sethostname(&host);
-    println!(
-        "{}",
-        json!({"write_host_file": errno_name(write), "sethostname": errno_name(set)})
-    );
-    0
 }
 
 #[cfg(test)]
