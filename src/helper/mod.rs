@@ -267,3 +267,16 @@ pub fn exec(cmd: &[String]) -> i32 {
         Err(e) => die(format!("exec {first}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A duplicated name would make the later op unreachable.
+    #[test]
+    fn op_names_are_unique() {
+        let mut names: Vec<&str> = super::op_names().collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+}

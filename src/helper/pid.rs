@@ -131,6 +131,38 @@ fn responder(cmd: std::os::fd::OwnedFd, resp: std::os::fd::OwnedFd) -> ! {
     }
 }
 
+/// The init of `pidns-signals`' namespace: the responder itself when it
+/// is the target, else the parent of a responder child, reaping until the
+/// namespace is empty.
+fn signals_ns_init(
+    target_is_init: bool,
+    cmd: std::os::fd::OwnedFd,
+    resp: std::os::fd::OwnedFd,
+) -> ! {
+    if target_is_init {
+        responder(cmd, resp);
+    }
+    if let Ok(ForkResult::Child) = unsafe { fork() } {
+        responder(cmd, resp);
+    }
+    drop(cmd);
+    drop(resp);
+    while nix::sys::wait::wait().is_ok() {}
+    std::process::exit(0);
+}
+
+/// The first child of `init`, waited for (bounded).
+fn first_child(init: Pid) -> Option<Pid> {
+    wait_until(Duration::from_secs(5), || {
+        !crate::process::children_of(init.as_raw()).is_empty()
+    });
+    let kids = crate::process::children_of(init.as_raw());
+    kids.first().map(|p| Pid::from_raw(*p))
+}
+
+/// `pidns-signals init|child`: whether the target of a new pid namespace
+/// survives SIGTERM and SIGKILL sent from inside, SIGTERM from the parent
+/// namespace, and dies of SIGKILL from there.
 pub(super) fn op_signals(args: &[String]) -> i32 {
     let target_is_init = args.first().map(String::as_str) != Some("child");
     let (cmd_r, cmd_w) = nix::unistd::pipe().expect("pipe");
@@ -142,17 +174,7 @@ pub(super) fn op_signals(args: &[String]) -> i32 {
         Ok(ForkResult::Child) => {
             drop(cmd_w);
             drop(resp_r);
-            if target_is_init {
-                responder(cmd_r, resp_w);
-            }
-            if let Ok(ForkResult::Child) = unsafe { fork() } {
-                responder(cmd_r, resp_w);
-            }
-            drop(cmd_r);
-            drop(resp_w);
-            // An init that reaps until its namespace is empty.
-            while nix::sys::wait::wait().is_ok() {}
-            std::process::exit(0);
+            signals_ns_init(target_is_init, cmd_r, resp_w)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return die(format!("fork: {e}")),
@@ -162,11 +184,8 @@ pub(super) fn op_signals(args: &[String]) -> i32 {
     let target = if target_is_init {
         init
     } else {
-        wait_until(Duration::from_secs(5), || {
-            !crate::process::children_of(init.as_raw()).is_empty()
-        });
-        match crate::process::children_of(init.as_raw()).first() {
-            Some(p) => Pid::from_raw(*p),
+        match first_child(init) {
+            Some(p) => p,
             None => return die("the ns init never forked its child"),
         }
     };
@@ -222,6 +241,51 @@ pub fn find_by_nspid(statuses: &[(i32, String)], ns_pid: i32) -> Option<(i32, i3
     })
 }
 
+/// The init of `pidns-orphan`'s namespace: forks a middle process that
+/// forks the orphan-to-be and exits; the orphan writes `NSPID PPID` on `w`
+/// once reparented. The init reaps the middle process and stays.
+fn orphan_ns_init(w: std::os::fd::OwnedFd) -> ! {
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            let mid = getpid();
+            if let Ok(ForkResult::Child) = unsafe { fork() } {
+                while getppid() == mid {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let msg = format!("{} {}\n", getpid(), getppid());
+                let _ = nix::unistd::write(&w, msg.as_bytes());
+                park();
+            }
+            std::process::exit(0);
+        }
+        _ => {
+            drop(w);
+            loop {
+                if nix::sys::wait::wait().is_err() {
+                    park();
+                }
+            }
+        }
+    }
+}
+
+/// (host pid, /proc status text) of every process in `pid`'s pid
+/// namespace: the orphan as a user finds it is the one whose NSpid ends in
+/// the pid it printed.
+fn statuses_in_pid_ns_of(pid: i32) -> Vec<(i32, String)> {
+    namespaces::inode(&pid.to_string(), "pid")
+        .map(|ino| namespaces::pids_in_ns("pid", ino))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            Some((
+                p,
+                std::fs::read_to_string(format!("/proc/{p}/status")).ok()?,
+            ))
+        })
+        .collect()
+}
+
 pub(super) fn op_orphan(_args: &[String]) -> i32 {
     let (r, w) = nix::unistd::pipe().expect("pipe");
     if let Err(c) = unshare_pid() {
@@ -230,30 +294,7 @@ pub(super) fn op_orphan(_args: &[String]) -> i32 {
     let init = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(r);
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    // The middle process forks the orphan-to-be and exits.
-                    let mid = getpid();
-                    if let Ok(ForkResult::Child) = unsafe { fork() } {
-                        while getppid() == mid {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        let msg = format!("{} {}\n", getpid(), getppid());
-                        let _ = nix::unistd::write(&w, msg.as_bytes());
-                        park();
-                    }
-                    std::process::exit(0);
-                }
-                _ => {
-                    drop(w);
-                    // Reap the middle process, then stay as the ns init.
-                    loop {
-                        if nix::sys::wait::wait().is_err() {
-                            park();
-                        }
-                    }
-                }
-            }
+            orphan_ns_init(w)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return die(format!("fork: {e}")),
@@ -266,19 +307,7 @@ pub(super) fn op_orphan(_args: &[String]) -> i32 {
         .split_whitespace()
         .filter_map(|x| x.parse::<i64>().ok());
     let (ns_pid, ppid_inside) = (it.next(), it.next());
-    // The orphan as a user finds it: the process of the init's pid ns
-    // whose NSpid ends in the pid it printed, and that process's PPid.
-    let statuses: Vec<(i32, String)> = namespaces::inode(&init.to_string(), "pid")
-        .map(|ino| namespaces::pids_in_ns("pid", ino))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|p| {
-            Some((
-                p,
-                std::fs::read_to_string(format!("/proc/{p}/status")).ok()?,
-            ))
-        })
-        .collect();
+    let statuses = statuses_in_pid_ns_of(init.as_raw());
     let found = ns_pid.and_then(|n| find_by_nspid(&statuses, n as i32));
     let (kids, host_ppid) = (found.map(|f| f.0), found.map(|f| f.1));
     let _ = kill(init, Signal::SIGKILL);

@@ -177,37 +177,8 @@ fn user_ns_split(flags: CloneFlags, uid: u32, then: impl FnOnce(CloneFlags) -> i
 /// After unshare(2): propagation, hostname, time offsets, then exec, or
 /// fork (the child mounting /proc) and wait.
 fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
-    if let Err(e) = refuse_unless_unshared(flags) {
+    if let Err(e) = configure(u, flags) {
         return die(e);
-    }
-    if flags.contains(CloneFlags::CLONE_NEWNS) && u.propagation != "unchanged" {
-        let p = match u.propagation.as_str() {
-            "private" => MsFlags::MS_PRIVATE,
-            "shared" => MsFlags::MS_SHARED,
-            "slave" => MsFlags::MS_SLAVE,
-            other => return die(format!("unknown propagation {other}")),
-        };
-        if let Err(e) = mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | p,
-            None::<&str>,
-        ) {
-            return die(format!("making / {}: {e}", u.propagation));
-        }
-    }
-    if let Some(h) = &u.hostname {
-        if let Err(e) = nix::unistd::sethostname(h) {
-            return die(format!("sethostname: {e}"));
-        }
-    }
-    if let Some(off) = u.mono_offset {
-        // Offsets can only be written before the first process enters the
-        // new time namespace, i.e. before the fork below.
-        if let Err(e) = write_file("/proc/self/timens_offsets", &format!("monotonic {off} 0\n")) {
-            return die(e);
-        }
     }
     if !u.fork {
         if u.mount_proc {
@@ -215,6 +186,38 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
         }
         return exec(&u.cmd);
     }
+    fork_and_wait(u)
+}
+
+/// The steps inside the new namespaces before any process enters them:
+/// propagation of /, hostname, the monotonic offset.
+fn configure(u: &Unshare, flags: CloneFlags) -> Result<(), String> {
+    refuse_unless_unshared(flags)?;
+    if flags.contains(CloneFlags::CLONE_NEWNS) && u.propagation != "unchanged" {
+        let p = match u.propagation.as_str() {
+            "private" => MsFlags::MS_PRIVATE,
+            "shared" => MsFlags::MS_SHARED,
+            "slave" => MsFlags::MS_SLAVE,
+            other => return Err(format!("unknown propagation {other}")),
+        };
+        let none = None::<&str>;
+        mount(none, "/", none, MsFlags::MS_REC | p, none)
+            .map_err(|e| format!("making / {}: {e}", u.propagation))?;
+    }
+    if let Some(h) = &u.hostname {
+        nix::unistd::sethostname(h).map_err(|e| format!("sethostname: {e}"))?;
+    }
+    if let Some(off) = u.mono_offset {
+        // Offsets can only be written before the first process enters the
+        // new time namespace, i.e. before the fork that follows.
+        write_file("/proc/self/timens_offsets", &format!("monotonic {off} 0\n"))?;
+    }
+    Ok(())
+}
+
+/// Forks the command's process (it mounts /proc first when asked), prints
+/// its pid once it is ready when asked, and returns its status.
+fn fork_and_wait(u: &Unshare) -> i32 {
     // `child-pid` is printed only once the child is ready (its /proc
     // mounted): whoever reads it may nsenter at once and must see the
     // namespace's /proc, not the host's. The child closes its end of the
@@ -231,18 +234,8 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
             // SAFETY: plain prctl in the child.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
             if u.mount_proc {
-                if let Err(e) = refuse_in_host_ns("mnt") {
+                if let Err(e) = mount_proc() {
                     return die(e);
-                }
-                let r = mount(
-                    Some("proc"),
-                    "/proc",
-                    Some("proc"),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                    None::<&str>,
-                );
-                if let Err(e) = r {
-                    return die(format!("mounting /proc: {e}"));
                 }
             }
             exec(&u.cmd)
@@ -261,4 +254,18 @@ fn finish_unshare(u: &Unshare, flags: CloneFlags) -> i32 {
         }
         Err(e) => die(format!("fork: {e}")),
     }
+}
+
+/// A fresh /proc for the new pid namespace; refused in the host's mount
+/// namespace.
+fn mount_proc() -> Result<(), String> {
+    refuse_in_host_ns("mnt")?;
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mounting /proc: {e}"))
 }
