@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-5}; shift || true
-cargo build --release --quiet --features docker
+cargo build --release --quiet
 bin=target/release/isocheck
 seed=../shared/bench/seed-checks.sh
 

@@ -6,7 +6,8 @@
 # Usage: ci/kernel-matrix.sh [--baseline VERSION] [--outdir DIR] [kernel-run options] VERSION...
 #   e.g. ci/kernel-matrix.sh 5.10 6.1 6.12          (baseline: the first version)
 #        ci/kernel-matrix.sh --baseline 6.12 --cgroup v1 5.10 6.1 6.12
-# Exit status: 0 when every kernel passed, 1 when one failed or broke.
+# Exit status: 0 when every kernel passed, 1 when one failed or broke, 2 when
+# a kernel has no column (unknown version: kernel-run's message says why).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -16,9 +17,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --baseline) baseline="${2:?}"; shift 2 ;;
     --outdir) outdir="${2:?}"; shift 2 ;;
-    --cgroup|--filter|--timeout|--accel|--jobs|--smp|--mem|--isocheck) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --cgroup|--flavour|--filter|--timeout|--accel|--jobs|--smp|--mem|--isocheck) pass+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
     --release) pass+=("$1"); shift ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "kernel-matrix: unknown option $1" >&2; exit 2 ;;
     *) versions+=("$1"); shift ;;
   esac
@@ -27,15 +28,27 @@ done
 [ -n "$baseline" ] || baseline="${versions[0]}"
 mkdir -p "$outdir"
 
-rc=0 reports=() timings=()
+rc=0 reports=() timings=() n=0
 for v in "${versions[@]}"; do
-  echo "=== kernel $v ===" >&2
+  n=$((n + 1))
+  # Plain lines (CI logs): which kernel, where it is, how far the matrix is.
+  echo "[$n/${#versions[@]}] kernel $v: fetch/boot/suite (log $outdir/$v.log)" >&2
   start=$(date +%s.%N)
-  "$HERE/kernel-run.sh" --kernel "$v" --out "$outdir/$v.json" "${pass[@]}" >"$outdir/$v.log" 2>&1 || rc=1
+  krc=0
+  "$HERE/kernel-run.sh" --kernel "$v" --out "$outdir/$v.json" "${pass[@]}" >"$outdir/$v.log" 2>&1 || krc=$?
   end=$(date +%s.%N)
+  [ "$krc" = 0 ] || rc=1
   grep -E '^kernel |BROKEN' "$outdir/$v.log" >&2 || tail -5 "$outdir/$v.log" >&2
-  timings+=("$v: $(python3 -c "print(f'{$end-$start:.1f}')") s in total (prepare + qemu)")
-  [ -f "$outdir/$v.json" ] && reports+=("$v=$outdir/$v.json")
+  temp=cached; grep -q 'kernel-run: fetching' "$outdir/$v.log" && temp=cold
+  timings+=("$v: $(python3 "$HERE/kernel/timing.py" "$outdir/$v.json" "$start" "$end" "$temp")")
+  if [ -f "$outdir/$v.json" ] && [ "$krc" != 2 ]; then
+    reports+=("$v=$outdir/$v.json")
+  else
+    # A column the matrix cannot show is said, not dropped.
+    echo "[$n/${#versions[@]}] kernel $v: NO COLUMN (kernel-run exit $krc): $(grep 'kernel-run:' "$outdir/$v.log" | tail -1)" >&2
+    rm -f "$outdir/$v.json"
+    rc=2
+  fi
 done
 
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug/isocheck"
@@ -46,7 +59,8 @@ done
 echo
 "$bin" matrix "${reports[@]}"
 echo
-printf '%s\n' "${timings[@]}"
+echo "timings (wall on this host; cold = kernel fetched and unpacked in this run):"
+printf '  %s\n' "${timings[@]}"
 
 if [ -f "$outdir/$baseline.json" ]; then
   for v in "${versions[@]}"; do

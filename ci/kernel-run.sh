@@ -3,14 +3,18 @@
 # JSON report.
 #
 # Usage: ci/kernel-run.sh (--kernel VERSION | --vmlinuz PATH [--modules DIR])
-#          [--out FILE] [--cgroup v2|v1] [--filter PREFIX]... [--jobs N]
+#          [--flavour cloud|amd64] [--list] [--out FILE] [--cgroup v2|v1] [--filter PREFIX]... [--jobs N]
 #          [--timeout SECONDS] [--accel auto|kvm|tcg] [--release] [--smp N] [--mem MIB]
 #          [--isocheck BINARY]  (a prebuilt isocheck instead of `cargo build`)
 #          [--exec 'SHELL COMMAND']  (run in the guest before the suite; output on the console)
 #
-#   --kernel 6.12     newest Debian cloud kernel of that series (5.10, 6.1, 6.12,
-#                     or an exact ABI such as 6.1.0-28), fetched with apt-get
-#                     download into ${XDG_CACHE_HOME:-$HOME/.cache}/isocheck/kernels
+#   --kernel 6.12     newest Debian kernel of that series (5.10 ... 7.3 from
+#                     bullseye, bookworm, trixie, their backports and sid, or
+#                     an exact ABI such as 6.1.0-56), fetched with apt-get
+#                     download into ${XDG_CACHE_HOME:-$HOME/.cache}/isocheck/kernels;
+#                     a series the sources lack exits 2 naming the nearest
+#   --flavour cloud   Debian's kernel flavour: cloud (default) or amd64
+#   --list            every kernel ABI and flavour the sources offer
 #   --vmlinuz PATH    your own kernel (bzImage or vmlinux); --modules is its
 #                     /lib/modules/<version> directory
 #   --cgroup v1       hybrid layout (v1 hierarchies + cgroup2 at unified/) where
@@ -29,11 +33,13 @@ CACHE="${ISOCHECK_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/isocheck/kernels
 log() { echo "kernel-run: $*" >&2; }
 die() { echo "kernel-run: $*" >&2; exit 2; }
 
-kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=300 accel=auto
+kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=600 accel=auto flavour=cloud list=""
 bin="" profile=debug prebuilt="" guest_exec="" smp=2 mem=1024 jobs="" filters=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kernel="${2:?--kernel needs a version}"; shift 2 ;;
+    --flavour) flavour="${2:?--flavour needs cloud or amd64}"; shift 2 ;;
+    --list) list=1; shift ;;
     --vmlinuz) vmlinuz="${2:?--vmlinuz needs a path}"; shift 2 ;;
     --modules) modules="${2:?--modules needs a directory}"; shift 2 ;;
     --out) out="${2:?--out needs a file}"; shift 2 ;;
@@ -47,16 +53,22 @@ while [ $# -gt 0 ]; do
     --exec) guest_exec="${2:?--exec needs a shell command}"; shift 2 ;;
     --smp) smp="${2:?}"; shift 2 ;;
     --mem) mem="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
 done
+case "$flavour" in cloud) flavour=cloud-amd64 ;; amd64|cloud-amd64) ;; *) die "--flavour is cloud or amd64" ;; esac
+if [ -n "$list" ]; then
+  . "$HERE/kernel/apt.sh"; mkdir -p "$CACHE"; kapt_update
+  for f in cloud-amd64 amd64; do kapt_kernels "$f" | sed "s/\$/ ${f%-amd64}/; s/ amd64\$/ amd64/"; done | sort -V
+  exit 0
+fi
 [ -n "$kernel" ] || [ -n "$vmlinuz" ] || die "give --kernel VERSION or --vmlinuz PATH (try --help)"
 [ -z "$kernel" ] || [ -z "$vmlinuz" ] || die "--kernel and --vmlinuz exclude each other"
 case "$cgroup" in v1|v2) ;; *) die "--cgroup is v1 or v2" ;; esac
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel is auto, kvm or tcg" ;; esac
 [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout is a number of seconds"
-for t in qemu-system-x86_64 busybox gcc depmod python3; do
+for t in qemu-system-x86_64 busybox gcc depmod python3 mkfs.ext4; do
   command -v "$t" >/dev/null || die "$t missing: run ci/install-host-deps.sh --qemu"
 done
 
@@ -65,38 +77,51 @@ done
 # shellcheck source=ci/kernel/initramfs.sh
 . "$HERE/kernel/initramfs.sh"
 
+# fetch_kernel PKG DIR: downloads the image package and, for the packaging
+# of 6.19+ (a meta linux-image-*), the linux-binary-*/linux-modules-* that
+# hold the kernel and modules; unpacks them into DIR/pkg, extracts vmlinux.
+fetch_kernel() {
+  local pkg="$1" kdir="$2" p deb vmlinuz mods
+  log "fetching $pkg"
+  rm -rf "$kdir"; mkdir -p "$kdir/pkg" "$CACHE/debs"
+  for p in $(kapt_parts "$pkg"); do
+    (cd "$CACHE/debs" && kapt -o APT::Sandbox::User=root download "$p" >/dev/null) || die "apt-get download $p failed"
+    deb=$(ls -t "$CACHE/debs/${p}_"*.deb | head -1)
+    dpkg-deb -x "$deb" "$kdir/pkg"
+    basename "$deb" >> "$kdir/deb"
+    rm -f "$deb"  # the unpacked tree is what is reused
+  done
+  mods=$(ls -d "$kdir"/pkg/lib/modules/* "$kdir"/pkg/usr/lib/modules/* 2>/dev/null | head -1 || true)
+  [ -n "$mods" ] || die "$pkg: no lib/modules/<version> in its packages"
+  kver=$(basename "$mods")
+  vmlinuz=$(ls "$kdir/pkg/boot/vmlinuz-$kver" "$mods/vmlinuz" 2>/dev/null | head -1 || true)
+  [ -n "$vmlinuz" ] || die "$pkg: no vmlinuz in /boot or $mods"
+  "$HERE/kernel/extract-vmlinux.sh" "$vmlinuz" "$kdir/vmlinux"
+  # The package leaves modules.dep to the postinst's depmod.
+  depmod -b "${mods%/lib/modules/*}" "$kver"
+  echo "$kver" > "$kdir/kver"
+  echo "$mods" > "$kdir/moddir"
+  touch "$kdir/.complete"
+}
+
 t_start=$(date +%s.%N)
 mkdir -p "$CACHE"
 
 # --- the kernel: a vmlinux (uncompressed) and its modules directory ---------
 if [ -n "$kernel" ]; then
   kapt_update
-  pkg=$(kapt_resolve "$kernel")
+  pkg=$(kapt_resolve "$kernel" "$flavour")
   if [ -z "$pkg" ]; then
     kapt_update force
-    pkg=$(kapt_resolve "$kernel")
+    pkg=$(kapt_resolve "$kernel" "$flavour")
   fi
-  [ -n "$pkg" ] || die "no Debian cloud kernel package matches '$kernel' (bookworm, bookworm-backports, bullseye)"
+  [ -n "$pkg" ] || die "no Debian $flavour kernel matches '$kernel'; nearest series: $(kapt_nearest "$kernel" "$flavour")(ci/kernel-run.sh --list shows all)"
   kdir="$CACHE/$pkg"
-  if [ ! -f "$kdir/.complete" ]; then
-    log "fetching $pkg"
-    rm -rf "$kdir"; mkdir -p "$kdir/pkg" "$CACHE/debs"
-    (cd "$CACHE/debs" && kapt -o APT::Sandbox::User=root download "$pkg" >/dev/null) || die "apt-get download $pkg failed"
-    deb=$(ls -t "$CACHE/debs/${pkg}_"*.deb | head -1)
-    dpkg-deb -x "$deb" "$kdir/pkg"
-    kver=$(ls "$kdir/pkg/lib/modules" | head -1)
-    "$HERE/kernel/extract-vmlinux.sh" "$kdir/pkg/boot/vmlinuz-$kver" "$kdir/vmlinux"
-    # The package leaves modules.dep to the postinst's depmod.
-    depmod -b "$kdir/pkg" "$kver"
-    echo "$kver" > "$kdir/kver"
-    basename "$deb" > "$kdir/deb"
-    rm -f "$deb"  # the unpacked tree is what is reused
-    touch "$kdir/.complete"
-  fi
+  [ -f "$kdir/.complete" ] || fetch_kernel "$pkg" "$kdir"
   kver=$(cat "$kdir/kver")
   vmlinux="$kdir/vmlinux"
-  modules="$kdir/pkg/lib/modules/$kver"
-  ksrc="$(cat "$kdir/deb")"
+  modules=$(cat "$kdir/moddir" 2>/dev/null || echo "$kdir/pkg/lib/modules/$kver")
+  ksrc="$(head -1 "$kdir/deb")"
 else
   [ -f "$vmlinuz" ] || die "no such kernel image: $vmlinuz"
   kver=""
@@ -116,7 +141,7 @@ else
   fi
   ksrc="$vmlinuz"
 fi
-[ -n "$out" ] || out="$ROOT/target/kernel/$kver$([ "$cgroup" = v1 ] && echo -v1).json"
+[ -n "$out" ] || out="$ROOT/target/kernel/$kver$( [ "$cgroup" = v1 ] && echo -v1 || true).json"
 mkdir -p "$(dirname "$out")"
 work="$ROOT/target/kernel/work-$kver-$cgroup"
 mkdir -p "$work"
@@ -144,6 +169,8 @@ fi
 printf '%s\n' "$guest_exec" > "$work/exec.sh"
 build_base "$CACHE/base.cpio"
 parts=("$CACHE/base.cpio")
+build_tools "$CACHE/tools.ext4" "$CACHE/tools-links.cpio" "$CACHE/base.cpio"
+parts+=("$CACHE/tools-links.cpio")
 if [ -n "$modules" ]; then
   build_modules "$kver" "$modules" "$kdir/modules.cpio"
   parts+=("$kdir/modules.cpio")
@@ -168,6 +195,7 @@ boot() {
     -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init quiet" \
     -serial "file:$work/console.log" -serial "file:$work/report.out" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -drive "file=$CACHE/tools.ext4,if=virtio,format=raw,readonly=on" \
     -monitor none </dev/null >"$work/qemu.log" 2>&1 &
   qpid=$!
   wait "$qpid"; qrc=$?

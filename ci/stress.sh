@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-5} M=${2:-5} S=${3:-3} K=${4:-3}
-cargo build --quiet --features docker || exit 2
+cargo build --quiet || exit 2
 bin=$PWD/target/debug/isocheck
 work=$(mktemp -d /tmp/isocheck-stress.XXXXXX)
 # Kept when something went wrong: the reports and outputs are the evidence.

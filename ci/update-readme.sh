@@ -2,7 +2,7 @@
 # Regenerates README.md's table of experiments from the registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --features docker
+cargo build --quiet
 table=$(target/debug/isocheck list --markdown)
 python3 - "$table" <<'PY'
 import sys, re

@@ -207,6 +207,7 @@ pub struct Ctx {
     observations: BTreeMap<String, Value>,
     /// Keys of `observations` a guard recorded, not the body's assertion.
     guard_keys: std::collections::BTreeSet<String>,
+    measurements: BTreeMap<String, Value>,
     teardown: Vec<(String, Teardown)>,
     scratch: Option<PathBuf>,
     counter: u32,
@@ -219,6 +220,7 @@ impl Ctx {
             variant,
             observations: BTreeMap::new(),
             guard_keys: Default::default(),
+            measurements: BTreeMap::new(),
             teardown: Vec::new(),
             scratch: None,
             counter: 0,
@@ -229,6 +231,20 @@ impl Ctx {
     pub fn observe(&mut self, key: &str, value: impl Serialize) {
         let v = serde_json::to_value(value).unwrap_or(Value::Null);
         self.observations.insert(key.to_string(), v);
+    }
+
+    /// Records a measurement: a count, share, time or list that depends on
+    /// what else runs (CPU share, throttling counts, event counters, a
+    /// system-wide list). Shown in the report beside the facts, never
+    /// compared by `diff` or `matrix`. The observing code decides: a value
+    /// that the same kernel may give differently on a rerun is a measurement.
+    pub fn measure(&mut self, key: &str, value: impl Serialize) {
+        let v = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.measurements.insert(key.to_string(), v);
+    }
+
+    pub fn take_measurements(&mut self) -> BTreeMap<String, Value> {
+        std::mem::take(&mut self.measurements)
     }
 
     /// Records a guard's bookkeeping (as the net section's host check): in

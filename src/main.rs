@@ -57,7 +57,7 @@ enum Cmd {
     },
     /// Show what the host offers and, for each missing need, what provides it
     Doctor,
-    /// Compare two reports: status changes first, then changed observations
+    /// Compare two reports: status changes first, then changed facts (never measurements)
     Diff {
         #[arg(value_name = "OLD.json")]
         old: PathBuf,

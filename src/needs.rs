@@ -230,8 +230,13 @@ impl Need {
             Need::Root => (!host.is_root)
                 .then(|| "needs root: run as root or through sudo (ci/isocheck and ci/test do; README, Quick start)".to_string()),
             Need::Tool(t) => (!host.has_tool(*t)).then(|| {
+                let fix = if crate::host::in_qemu_guest() {
+                    "on the host that runs ci/kernel-run.sh: it carries the host's tools into the guest"
+                } else {
+                    "(ci/install-host-deps.sh does)"
+                };
                 format!(
-                    "needs `{}` on PATH: install package {} (ci/install-host-deps.sh does)",
+                    "needs `{}` on PATH: install package {} {fix}",
                     t.command(),
                     t.package()
                 )

@@ -642,7 +642,11 @@ pub fn guard_namespace(name: Option<String>) {
     *GUARDED_NS.lock().unwrap_or_else(|e| e.into_inner()) = name;
 }
 
-fn output_of(prog: &str, args: &[&str]) -> Option<String> {
+/// A host command's stdout; on failure the error carries the command, its
+/// status and its stderr (a broken row must say why: a missing module shows
+/// there, not in the status).
+fn output_of(prog: &str, args: &[&str]) -> anyhow::Result<String> {
+    let shown = format!("{prog} {}", args.join(" "));
     let ns = GUARDED_NS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut c = match ns {
         Some(ns) => {
@@ -652,10 +656,19 @@ fn output_of(prog: &str, args: &[&str]) -> Option<String> {
         }
         None => crate::process::command(prog),
     };
-    let out = c.args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = c
+        .args(args)
+        .output()
+        .map_err(|e| anyhow!("host snapshot: `{}`: {e}", shown.trim()))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    Err(anyhow!(
+        "host snapshot: `{}` failed ({}): {}",
+        shown.trim(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
 }
 
 fn dockerd_running() -> bool {
@@ -672,11 +685,8 @@ impl HostNetSnapshot {
     /// Takes the snapshot from this (the host's) namespace. Read only.
     pub fn take() -> anyhow::Result<HostNetSnapshot> {
         let mut parts = BTreeMap::new();
-        let need = |k: &str, prog: &str, args: &[&str]| {
-            output_of(prog, args)
-                .ok_or_else(|| anyhow!("host snapshot: `{prog} {}` failed", args.join(" ")))
-                .map(|o| (k.to_string(), o))
-        };
+        let need =
+            |k: &str, prog: &str, args: &[&str]| output_of(prog, args).map(|o| (k.to_string(), o));
         for (k, v) in [
             need("ip -o link", "ip", &["-o", "link"])?,
             need("ip route", "ip", &["route"])?,
@@ -700,14 +710,12 @@ impl HostNetSnapshot {
             if wanted && crate::host::which(f.save_command()).is_none() {
                 parts.insert(f.save_command().to_string(), "(not installed)".into());
             } else if wanted {
-                let save = output_of(f.save_command(), &[])
-                    .ok_or_else(|| anyhow!("host snapshot: {} failed", f.save_command()))?;
+                let save = output_of(f.save_command(), &[])?;
                 parts.insert(f.save_command().to_string(), normalize_iptables_save(&save));
             }
         }
         if crate::host::which("nft").is_some() {
-            let rs = output_of("nft", &["list", "ruleset"])
-                .ok_or_else(|| anyhow!("host snapshot: nft list ruleset failed"))?;
+            let rs = output_of("nft", &["list", "ruleset"])?;
             parts.insert("nft list ruleset".into(), rs);
         }
         // Docker's bridge and its containers' veths live in the host's

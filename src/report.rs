@@ -55,6 +55,10 @@ pub struct ExperimentResult {
     pub control: Option<ControlOutcome>,
     #[serde(default)]
     pub observations: BTreeMap<String, Value>,
+    /// Values that vary between runs on the same kernel (`Ctx::measure`):
+    /// shown, never compared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measurements: BTreeMap<String, Value>,
     pub duration_ms: u64,
 }
 
@@ -239,6 +243,8 @@ pub struct StatusChange {
     pub old: Option<Status>,
     pub new: Option<Status>,
     pub regression: bool,
+    /// Why the new run did not assert (ignored or broken), in one line.
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -366,7 +372,14 @@ pub fn diff(old: &Report, new: &Report) -> Diff {
                 old: sa,
                 new: sb,
                 regression: is_regression(sa, sb),
+                reason: b.and_then(|x| x.reason.as_deref()).map(first_line),
             });
+            // A row that did not assert on one side has no facts to compare:
+            // its status line and reason say it all.
+            let asserted = |s: Option<Status>| matches!(s, Some(Status::Passed | Status::Failed));
+            if !asserted(sa) || !asserted(sb) {
+                continue;
+            }
         }
         let flat = |e: Option<&ExperimentResult>| {
             let mut m = BTreeMap::new();
@@ -410,7 +423,7 @@ pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
     for s in &d.status {
         let _ = writeln!(
             out,
-            "  {} {:<44} {} -> {}",
+            "  {} {:<44} {} -> {}{}",
             if s.regression {
                 "REGRESSION"
             } else {
@@ -418,10 +431,14 @@ pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
             },
             s.id,
             word(s.old),
-            word(s.new)
+            word(s.new),
+            s.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
         );
     }
-    let _ = writeln!(out, "changed observations:");
+    let _ = writeln!(out, "changed facts (measurements are never compared):");
     if d.observations.is_empty() {
         let _ = writeln!(out, "  none");
     }
@@ -438,6 +455,15 @@ pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
     }
     let _ = writeln!(out, "{} regression(s)", d.regressions());
     out
+}
+
+/// The first line of a reason, at most 160 characters (a diff line).
+fn first_line(r: &str) -> String {
+    let line = r.lines().next().unwrap_or("");
+    match line.char_indices().nth(160) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
 }
 
 /// The stable observations of one experiment, flattened.
@@ -474,17 +500,22 @@ pub fn matrix(cols: &[(String, Report)]) -> String {
         .chain(cols.iter().map(|(l, _)| l.clone()))
         .collect()];
     for id in &ids {
+        // Only rows that asserted on both sides have facts to compare; an
+        // ignored cell says so through its status.
+        let asserted = |e: &ExperimentResult| matches!(e.status, Status::Passed | Status::Failed);
         let base = cols
             .first()
             .and_then(|(_, r)| find(r, id))
+            .filter(asserted)
             .map(|e| stable_observations(&e));
         let mut row = vec![id.to_string()];
         for (k, (_, r)) in cols.iter().enumerate() {
             row.push(match find(r, id) {
                 None => "-".into(),
                 Some(e) => {
-                    let differs =
-                        k > 0 && base.as_ref().is_some_and(|b| *b != stable_observations(&e));
+                    let differs = k > 0
+                        && asserted(&e)
+                        && base.as_ref().is_some_and(|b| *b != stable_observations(&e));
                     format!("{}{}", word(e.status), if differs { "*" } else { "" })
                 }
             });
@@ -526,7 +557,7 @@ pub fn matrix(cols: &[(String, Report)]) -> String {
     }
     let _ = writeln!(
         out,
-        "(* = stable observations differ from the first column; see `isocheck diff`)"
+        "(* = a fact differs from the first column; measurements never mark a cell; see `isocheck diff`)"
     );
     out
 }

@@ -68,7 +68,12 @@ pub fn time_limit(exp: &Experiment) -> Duration {
     }
 }
 
-type Pass = (Result<(), Problem>, BTreeMap<String, Value>);
+/// (outcome, facts, measurements) of one run of a body.
+type Pass = (
+    Result<(), Problem>,
+    BTreeMap<String, Value>,
+    BTreeMap<String, Value>,
+);
 
 /// The body, its teardown and its leak check, on a thread of their own so
 /// that the runner can stop waiting: a step that never returns must not hang
@@ -90,13 +95,13 @@ fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<P
             // failed either way.
             let unasserted = variant.isolated() && r.is_ok() && !ctx.asserted_something();
             ctx.run_teardown();
-            let obs = ctx.take_observations();
-            let _ = tx.send((judge_leftovers(&tag, r, unasserted), obs));
+            let (obs, meas) = (ctx.take_observations(), ctx.take_measurements());
+            let _ = tx.send((judge_leftovers(&tag, r, unasserted), obs, meas));
         });
     if let Err(e) = spawned {
         let (tx, rx2) = mpsc::channel();
         let why = format!("starting its thread: {e}");
-        let _ = tx.send((Err(Problem::Broken(why)), BTreeMap::new()));
+        let _ = tx.send((Err(Problem::Broken(why)), BTreeMap::new(), BTreeMap::new()));
         return rx2;
     }
     rx
@@ -136,11 +141,11 @@ fn remove_leftovers(tag: &Tag) -> Option<String> {
 /// removed and named only when the removal itself fails.
 fn time_out(tag: &Tag, limit: Duration, rx: &mpsc::Receiver<Pass>) -> Pass {
     let deadline = Instant::now() + GRACE;
-    let mut obs = BTreeMap::new();
+    let (mut obs, mut meas) = (BTreeMap::new(), BTreeMap::new());
     while Instant::now() < deadline {
         cleanup::kill_processes(tag);
-        if let Ok((_, o)) = rx.recv_timeout(Duration::from_millis(100)) {
-            obs = o;
+        if let Ok((_, o, m)) = rx.recv_timeout(Duration::from_millis(100)) {
+            (obs, meas) = (o, m);
             break;
         }
     }
@@ -148,7 +153,7 @@ fn time_out(tag: &Tag, limit: Duration, rx: &mpsc::Receiver<Pass>) -> Pass {
     if let Some(left) = remove_leftovers(tag).filter(|l| l.contains("could not remove")) {
         why.push_str(&format!("; {left}"));
     }
-    (Err(Problem::Broken(why)), obs)
+    (Err(Problem::Broken(why)), obs, meas)
 }
 
 /// One pass of the body, with its teardown and leak check, within the
@@ -187,6 +192,7 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
         reason: None,
         control: None,
         observations: BTreeMap::new(),
+        measurements: BTreeMap::new(),
         duration_ms: 0,
     };
     if let Some(reason) = exp.unmet(host) {
@@ -202,7 +208,7 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
     // The control run shares nothing with the isolated one (its own tag,
     // names and teardown), so both run at once: an experiment with a
     // control costs the longer of the two, not their sum.
-    let ((r, obs), control) = std::thread::scope(|s| {
+    let ((r, obs, meas), control) = std::thread::scope(|s| {
         let control = exp
             .control
             .map(|_| s.spawn(|| run_variant(exp, Variant::Control)));
@@ -212,14 +218,16 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
                 (
                     Err(Problem::Broken("control run panicked".into())),
                     BTreeMap::new(),
+                    BTreeMap::new(),
                 )
             })
         });
         (isolated, control)
     });
     res.observations = obs;
+    res.measurements = meas;
     apply(&mut res, r);
-    if let (Status::Passed, Some((r, obs))) = (res.status, control) {
+    if let (Status::Passed, Some((r, obs, _))) = (res.status, control) {
         res.observations
             .insert("control".into(), Value::Object(obs.into_iter().collect()));
         judge_control(&mut res, exp, r);

@@ -43,6 +43,7 @@ pub fn main(sections: &[Section], helper_exe: &str, report_dir: &str) -> ! {
                         reason: Some(why.clone()),
                         control: None,
                         observations: Default::default(),
+                        measurements: Default::default(),
                         duration_ms: 0,
                     });
                 }

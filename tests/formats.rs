@@ -26,6 +26,7 @@ fn row(id: &str, section: &str, status: Status, reason: Option<&str>) -> Experim
         reason: reason.map(str::to_string),
         control: (status == Status::Passed).then_some(ControlOutcome::FailedAsExpected),
         observations,
+        measurements: BTreeMap::new(),
         duration_ms: 12,
     }
 }

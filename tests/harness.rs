@@ -786,6 +786,7 @@ fn result(id: &str, status: Status, obs: serde_json::Value) -> ExperimentResult 
         reason: None,
         control: None,
         observations: serde_json::from_value::<BTreeMap<String, serde_json::Value>>(obs).unwrap(),
+        measurements: BTreeMap::new(),
         duration_ms: 1,
     }
 }
@@ -1072,4 +1073,47 @@ fn diff_keeps_only_what_the_kernel_decides(
     #[case] want: Option<serde_json::Value>,
 ) {
     assert_eq!(report::stable(key, &v), want);
+}
+
+#[test]
+fn diff_and_matrix_never_compare_measurements() {
+    let with = |share: f64| {
+        let mut e = result("cg.cpu", Status::Passed, json!({"quota": 50000}));
+        e.measurements.insert("cpu_share".into(), json!(share));
+        e
+    };
+    let a = rep("6.12", vec![with(0.105)]);
+    let b = rep("6.12", vec![with(0.104)]);
+    assert_eq!(report::diff(&a, &b), report::Diff::default());
+    let m = report::matrix(&[("a".into(), a), ("b".into(), b)]);
+    assert!(!m.contains("pass*"), "{m}");
+    // Negative control: the same change as a fact is reported.
+    let c = rep(
+        "6.12",
+        vec![result("cg.cpu", Status::Passed, json!({"quota": 1}))],
+    );
+    let d = report::diff(&rep("6.12", vec![with(0.1)]), &c);
+    assert_eq!(d.observations.len(), 1);
+}
+
+#[test]
+fn passed_to_ignored_is_one_line_with_its_reason() {
+    let a = rep(
+        "5.10",
+        vec![result(
+            "cg.kmem-limit",
+            Status::Passed,
+            json!({"a": 1, "b": 2, "c": 3}),
+        )],
+    );
+    let mut ign = result("cg.kmem-limit", Status::Ignored, json!({}));
+    ign.reason = Some("needs the memory controller on cgroup v1\nsecond line".into());
+    let d = report::diff(&a, &rep("6.12", vec![ign]));
+    assert!(d.observations.is_empty(), "{:?}", d.observations);
+    let text = report::render_diff(&d, "a", "b");
+    assert!(
+        text.contains("passed -> ignored (needs the memory controller on cgroup v1)"),
+        "{text}"
+    );
+    assert!(!text.contains("second line"), "{text}");
 }

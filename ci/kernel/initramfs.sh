@@ -139,7 +139,7 @@ build_base() {
 # ships .ko.xz), with their own modules.dep from `depmod -b`.
 build_modules() {
   local kver="$1" modsrc="$2" out="$3" stage="$3.d" key
-  key="$(cat "$HERE/kernel/modules.list" "$modsrc/modules.dep" | md5sum | cut -c1-16)"
+  key="$(cat "$HERE/kernel/modules.list" "$HERE/kernel/modclosure.py" "$modsrc/modules.dep" | md5sum | cut -c1-16)"
   if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
   stage_skeleton "$stage"
   local mroot="$stage/lib/modules/$kver" names=() m f d files loaded=()
@@ -147,17 +147,10 @@ build_modules() {
   for f in modules.order modules.builtin modules.builtin.modinfo; do
     [ -f "$modsrc/$f" ] && cp "$modsrc/$f" "$mroot/"
   done
-  local dirs=()
-  mapfile -t names < <(grep -v -e '^#' -e '^$' -e '/$' "$HERE/kernel/modules.list")
-  mapfile -t dirs < <(grep '^[^#].*/$' "$HERE/kernel/modules.list")
-  files=$({
-    for m in "${names[@]}"; do
-      awk -v m="$m" -F: '{n=$1; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub("-","_",n)} n==m {print $1; print $2}' "$modsrc/modules.dep"
-    done
-    for d in "${dirs[@]}"; do
-      awk -v d="kernel/$d" -F: 'index($1, d) == 1 {print $1; print $2}' "$modsrc/modules.dep"
-    done
-  } | tr ' ' '\n' | grep . | sort -u)
+  local plan
+  plan=$(python3 "$HERE/kernel/modclosure.py" "$modsrc" "$HERE/kernel/modules.list") || die "modclosure.py failed"
+  mapfile -t names < <(echo "$plan" | awk '$1 == "load" {print $2}')
+  files=$(echo "$plan" | awk '$1 == "file" {print $2}')
   for f in $files; do
     mkdir -p "$mroot/$(dirname "$f")"
     case "$f" in
@@ -195,4 +188,59 @@ build_suite() {
   cp "$exec" "$stage/etc/isocheck/exec.sh"
   mkcpio "$stage" "$out"
   rm -rf "$stage"
+}
+
+# The Docker engine and a C compiler with libseccomp's headers, as the host
+# has them (the docker.* and the two gcc rows run in the guest too). Whole
+# packages minus documentation and the LTO compiler (32 MB each for lto1 and
+# lto-dump, unused by a plain `gcc -o x x.c -lseccomp`). apparmor: Debian's
+# kernels enable AppArmor, and dockerd then refuses to run a container
+# without apparmor_parser to load its docker-default profile.
+TOOL_PACKAGES="docker.io containerd runc tini apparmor gcc gcc-12 cpp cpp-12 binutils
+  binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0 libgcc-12-dev libc6-dev
+  linux-libc-dev libcrypt-dev libseccomp-dev"
+TOOL_SKIP='^/usr/share/[^a]|^/usr/share/a[^p]|^/etc/[^a]|^/etc/a[^p]|^/lib/systemd/|^/usr/lib/systemd/|/lto1$|lto-dump|/containerd-stress$|/ctr$|/containerd-shim(-runc-v1)?$|/docker-proxy$|/sbin/dockerd-rootless'
+
+# tool_files: the host paths of TOOL_PACKAGES' files worth carrying; prints
+# nothing for packages the host lacks (their rows stay ignored, with the reason).
+tool_files() {
+  local p
+  for p in $TOOL_PACKAGES; do dpkg -L "$p" 2>/dev/null || true; done \
+    | grep -vE "$TOOL_SKIP" | sort -u
+}
+
+# build_tools IMG LINKS BASE: the tools stage as an ext4 image (IMG, a
+# read-only virtio disk the guest mounts at /opt/tools) and a cpio of symlinks
+# (LINKS) that puts each of its paths where the host has it, at the highest
+# directory the base archive lacks (/usr/include is one link, a library in
+# /usr/lib/x86_64-linux-gnu one each). A disk is read on demand: the 330 MB
+# as a cpio cost ~10 s of unpacking per TCG boot and as much guest RAM.
+# Cached like base.
+build_tools() {
+  local img="$1" links="$2" base="$3" stage="$1.d" key f reals=() mib
+  key="$(cat "$HERE/kernel/initramfs.sh" "$HERE/kernel/toollinks.py" /var/lib/dpkg/status "$base.key" 2>/dev/null | md5sum | cut -c1-16)"
+  if [ -f "$img" ] && [ -f "$links" ] && [ "$(cat "$img.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  stage_skeleton "$stage"
+  while read -r f; do
+    case "$f" in /bin/*|/sbin/*|/lib/*|/lib64/*) [ -e "/usr$f" ] && f="/usr$f" ;; esac
+    if [ -L "$f" ]; then copy_path "$f" "$stage" >/dev/null 2>&1 || true
+    elif [ -f "$f" ]; then
+      mkdir -p "$stage$(dirname "$f")"; cp -a "$f" "$stage$f"
+      [ -x "$f" ] && reals+=("$f")
+    elif [ -d "$f" ]; then
+      mkdir -p "$stage$f"  # empty ones too: apparmor_parser includes tunables/*.d
+    fi
+  done < <(tool_files)
+  [ ${#reals[@]} -gt 0 ] && copy_libs "$stage" "${reals[@]}"
+  mib=$(du -sm "$stage" | cut -f1)
+  rm -f "$img.tmp"
+  mkfs.ext4 -q -F -L isocheck-tools -O ^has_journal -E root_owner=0:0 -d "$stage" "$img.tmp" "$((mib * 11 / 10 + 16))M" \
+    || die "mkfs.ext4 -d failed (needs e2fsprogs >= 1.43)"
+  mv "$img.tmp" "$img"
+  local ls="$links.d"; rm -rf "$ls"; mkdir -p "$ls"
+  busybox cpio -t < "$base" 2>/dev/null | python3 "$HERE/kernel/toollinks.py" "$stage" /opt/tools "$ls"
+  mkcpio "$ls" "$links"
+  log "tools image (Docker engine, gcc): $mib MiB, $(find "$ls" -type l | wc -l) links"
+  rm -rf "$stage" "$ls"
+  echo "$key" > "$img.key"
 }

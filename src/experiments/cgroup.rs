@@ -585,9 +585,9 @@ fn oom_kill_at_limit(ctx: &mut Ctx, v: Variant) -> Outcome {
     };
     ctx.observe("shell_status", shell_status);
     ctx.observe("waitpid", json!({ "code": r2.code, "signal": r2.signal }));
-    ctx.observe("counters_before", &c0);
-    ctx.observe("counters_after_shell_run", &c1);
-    ctx.observe("counters_after_waitpid_run", &c2);
+    ctx.measure("counters_before", &c0);
+    ctx.measure("counters_after_shell_run", &c1);
+    ctx.measure("counters_after_waitpid_run", &c2);
 
     let Some(status) = shell_status else {
         broken!("the shell printed no status: {:?} {:?}", r.stdout, r.stderr);
@@ -801,8 +801,8 @@ fn pids_max(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let after = g.pids_max_events()?;
     ctx.observe("pids_max", read);
     ctx.observe("fork", &out);
-    ctx.observe("events_max_before", before);
-    ctx.observe("events_max_after", after);
+    ctx.measure("events_max_before", before);
+    ctx.measure("events_max_after", after);
     let forked = out.forked as u64;
     check_eq!(
         out.errno.as_deref(),
@@ -879,11 +879,11 @@ fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
         json!({ "quota_us": read.0, "period_us": read.1 }),
     );
     ctx.observe("child", &out);
-    ctx.observe("twin", &twin_out);
-    ctx.observe("cpu_share", round(share));
-    ctx.observe("twin_cpu_share", round(twin_share));
-    ctx.observe("cpu_stat_before", &before);
-    ctx.observe("cpu_stat_after", &after);
+    ctx.measure("twin", &twin_out);
+    ctx.measure("cpu_share", round(share));
+    ctx.measure("twin_cpu_share", round(twin_share));
+    ctx.measure("cpu_stat_before", &before);
+    ctx.measure("cpu_stat_after", &after);
     if v.isolated() && twin_share <= 0.15 {
         broken!("the unquota'd twin got only {twin_share:.3} of a CPU: the host is too busy to see a 10% cap");
     }

@@ -1,7 +1,7 @@
 //! Catalogue section 7: Docker's architecture and the "Linux container" rows,
 //! against a real engine with a locally imported busybox image (nothing is
-//! pulled). Built only with the cargo feature `docker`; without it, or
-//! without an answering engine, every row is ignored with the reason.
+//! pulled). Always compiled in; without an answering engine every row is
+//! ignored with the reason.
 //!
 //! Each experiment starts its own containers (named by `ctx.name`, labelled
 //! `isocheck.tag=<tag>`, removed at teardown), so they run in parallel; the
@@ -415,7 +415,7 @@ fn nprocs_rises(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .collect();
     ctx.observe("nprocs_before", before);
     ctx.observe("nprocs_after", after);
-    ctx.observe("processes_after", &members);
+    ctx.measure("processes_after", &members);
     check!(
         seen,
         "the exec'd sleep never appeared in the container's pid ns"
@@ -457,10 +457,10 @@ fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         })
         .collect();
     ctx.observe("container_netns", netns);
-    ctx.observe("sandbox_key", &sandbox);
+    ctx.measure("sandbox_key", &sandbox);
     ctx.observe("sandbox_key_inode", sandbox_ino);
     ctx.observe("in_lsns", listed);
-    ctx.observe("ip_netns_list", &names);
+    ctx.measure("ip_netns_list", &names);
     check!(
         listed,
         "lsns -t net does not list the container's net ns {netns}"
@@ -513,7 +513,7 @@ fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .collect();
     ctx.observe("gateway", &gw);
     ctx.observe("gateway_is_host_local", gw_is_local);
-    ctx.observe("bridged_ping", bridged.stdout.trim());
+    ctx.measure("bridged_ping", bridged.stdout.trim());
     ctx.observe("bridged_ping_status", bridged.shell_status());
     ctx.observe("none_links", &links);
     ctx.observe("none_ping_status", isolated.shell_status());
@@ -944,7 +944,7 @@ fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "       └─ {} (the container's init)",
         describe_proc(&ip)
     ));
-    ctx.observe("process_tree", &tree);
+    ctx.measure("process_tree", &tree);
     ctx.observe("shim_cmdline", &shim_cmd);
     ctx.observe(
         "dockerd_pids",
@@ -1114,7 +1114,7 @@ fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "ps_a_lists",
         names(&ps_all).iter().filter(|n| want.contains(n)).count(),
     );
-    ctx.observe("image", &image);
+    ctx.measure("image", &image);
     ctx.observe("prune_output", pruned.trim());
     ctx.observe("ps_after_prune", &ps_after);
     ctx.observe("api_after_prune", &by_api);

@@ -114,8 +114,8 @@ fn proc_view_differs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let host_ls_after = numeric(&run_ok(ctx.cmd("ls").arg("/proc"))?);
     ctx.observe("inside_ls_proc", &inside);
     ctx.observe("inside_proc_pids_kernel", &me["proc_pids"]);
-    ctx.observe("host_pids_before", host_ls_before.len());
-    ctx.observe("host_pids_after", host_ls_after.len());
+    ctx.measure("host_pids_before", host_ls_before.len());
+    ctx.measure("host_pids_after", host_ls_after.len());
     check_eq!(inside, vec![1], "numeric entries of `ls /proc` inside");
     check_eq!(
         me["proc_pids"],

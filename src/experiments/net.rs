@@ -889,7 +889,7 @@ fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let (anon_id, named_id) = (identify(&pid)?, identify(&ipid)?);
     ctx.observe("anonymous_inode", ino);
     ctx.observe("in_lsns", in_lsns);
-    ctx.observe("ip_netns_list", &list);
+    ctx.measure("ip_netns_list", &list);
     ctx.observe("listed_as", &listed_as);
     ctx.observe("ip_netns_identify_anonymous", &anon_id);
     ctx.observe("ip_netns_identify_named", &named_id);

@@ -202,7 +202,7 @@ fn ps_sees_only_namespace(ctx: &mut Ctx, v: Variant) -> Outcome {
         .unwrap_or_default();
     ctx.observe("proc_pids_inside", &proc_pids);
     let host = host_pid_count();
-    ctx.observe("host_pid_count", host);
+    ctx.measure("host_pid_count", host);
 
     // The host's own view is the environment the comparison needs, not
     // the isolation.
