@@ -16,7 +16,7 @@
 
 use crate::docker::{self as dk, Container};
 use crate::experiment::{read, Ctx, Experiment, Outcome, Problem, Section, Variant};
-use crate::helper::escape::mount_entry;
+use crate::helper::escape::{mount_entry, Connect, Mknod, Setns, UmountReveal};
 use crate::helper::helper_path;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
@@ -143,12 +143,12 @@ fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
 /// `nsenter -t HOLDER -m isocheck helper [unshare NS… -- isocheck helper] OP
 /// ARGS…`: a helper op in the holder's mount ns, inside new namespaces when
 /// `ns` is given; its JSON line.
-fn op_in_holder(
+fn op_in_holder<T: serde::de::DeserializeOwned>(
     ctx: &Ctx,
     holder: &Spawned,
     ns: Option<&[&str]>,
     op: &[&str],
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<T> {
     let exe = helper_path();
     let mut c = in_holder(ctx, holder);
     c.arg(&exe).arg("helper");
@@ -166,8 +166,8 @@ fn kv_lines(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The last line of a helper op's stdout as JSON.
-fn last_json(out: &str) -> anyhow::Result<Value> {
+/// The last line of a helper op's stdout as JSON (its reply).
+fn last_json<T: serde::de::DeserializeOwned>(out: &str) -> anyhow::Result<T> {
     let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
     serde_json::from_str(line).map_err(|e| anyhow::anyhow!("helper output {out:?}: {e}"))
 }
@@ -246,7 +246,7 @@ fn release_agent_kernel(
     c.arg(&exe).args(["helper", "esc-ra-try", &d, tried, own]);
     let out = run_ok(&mut c)?;
     let tries = out.lines().find(|l| l.contains("\"named_mount\""));
-    let mut j = last_json(&out)?;
+    let mut j: Value = last_json(&out)?;
     if let Some(t) = tries.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
         if let (Some(o), Some(t)) = (j.as_object_mut(), t.as_object()) {
             o.extend(t.clone());
@@ -432,11 +432,11 @@ fn abstract_socket_per_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     let client_ns = if v.isolated() { &b } else { &a };
     // CLI layer: `ip netns exec` puts the client in the netns.
-    let cli = last_json(&run_ok(
+    let cli: Connect = last_json(&run_ok(
         client_ns.helper("esc-abstract-connect").arg(&name),
     )?)?;
     // Kernel layer: the client setns()es into the netns file itself.
-    let kernel = last_json(&run_ok(
+    let kernel: Connect = last_json(&run_ok(
         ctx.helper()
             .args(["esc-abstract-connect", &name])
             .arg(client_ns.path()),
@@ -445,22 +445,22 @@ fn abstract_socket_per_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.observe("cli", &cli);
     ctx.observe("kernel", &kernel);
     // Where the clients ran is setup, the same in both variants.
-    if !(cli["netns"] == json!(client_ns.inode()) && kernel["netns"] == json!(client_ns.inode())) {
+    if !(cli.netns == client_ns.inode() && kernel.netns == client_ns.inode()) {
         broken!(
-            "a client was not in the intended suite netns ({:?}): cli {}, kernel {}",
+            "a client was not in the intended suite netns ({:?}): cli {:?}, kernel {:?}",
             client_ns.inode(),
-            cli["netns"],
-            kernel["netns"]
+            cli.netns,
+            kernel.netns
         );
     }
     check_eq!(
-        cli["connect"].as_str(),
-        Some("ECONNREFUSED"),
+        cli.connect.as_str(),
+        "ECONNREFUSED",
         "connect() under ip netns exec from the other netns"
     );
     check_eq!(
-        kernel["connect"].as_str(),
-        Some("ECONNREFUSED"),
+        kernel.connect.as_str(),
+        "ECONNREFUSED",
         "connect() after setns into the other netns"
     );
     Ok(())
@@ -490,7 +490,8 @@ fn locked_mounts(ctx: &mut Ctx, v: Variant) -> Outcome {
     } else {
         &["--ns", "mnt"]
     };
-    let kernel = op_in_holder(ctx, &holder, Some(ns), &["esc-umount-reveal", &c, &f])?;
+    let kernel: UmountReveal =
+        op_in_holder(ctx, &holder, Some(ns), &["esc-umount-reveal", &c, &f])?;
     drop(holder);
     let out = kv_lines(&cli.stdout);
     let shown = cli.stdout.contains("covered-by-suite-tmpfs");
@@ -502,18 +503,18 @@ fn locked_mounts(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.observe("cli_file_shown", shown);
     ctx.observe("kernel", &kernel);
     check_eq!(
-        kernel["umount"].as_str(),
-        Some("EINVAL"),
+        kernel.umount.as_str(),
+        "EINVAL",
         "umount2(tmpfs) in the new user+mnt ns"
     );
     check_eq!(
-        kernel["umount_detach"].as_str(),
-        Some("EINVAL"),
+        kernel.umount_detach.as_str(),
+        "EINVAL",
         "umount2(tmpfs, MNT_DETACH) in the new user+mnt ns"
     );
     check_eq!(
-        kernel["covered_file"].as_str(),
-        Some("ENOENT"),
+        kernel.covered_file.as_str(),
+        "ENOENT",
         "reading the covered file after the umount"
     );
     check!(
@@ -545,18 +546,18 @@ fn userns_no_device_nodes(ctx: &mut Ctx, v: Variant) -> Outcome {
     let cli = device_node_cli(ctx, v, &holder, &ts)?;
     let ns: &[&str] = &["--ns", "user,mnt", "--map-root-to", UNPRIV_S];
     let ns = v.isolated().then_some(ns);
-    let kernel = op_in_holder(ctx, &holder, ns, &["esc-mknod", &ts])?;
+    let kernel: Mknod = op_in_holder(ctx, &holder, ns, &["esc-mknod", &ts])?;
     drop(holder);
     ctx.observe("cli", &cli);
     ctx.observe("kernel", &kernel);
     check_eq!(
-        kernel["mknod"].as_str(),
-        Some("EPERM"),
+        kernel.mknod.as_str(),
+        "EPERM",
         "mknod(c 1:3) as uid 0 of the user ns"
     );
     check_eq!(
-        kernel["mount_proc"].as_str(),
-        Some("EPERM"),
+        kernel.mount_proc.as_str(),
+        "EPERM",
         "mount(proc) as uid 0 of the user ns (host pid ns)"
     );
     check_eq!(
@@ -617,20 +618,20 @@ fn setns_out_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
             .arg(&exe)
             .arg("helper");
     }
-    let kernel = last_json(&run_ok(k.args(["esc-setns", &p]))?)?;
+    let kernel: Setns = last_json(&run_ok(k.args(["esc-setns", &p]))?)?;
     ctx.observe("target_netns", ns.inode());
     ctx.observe("cli_status", cli.shell_status());
     ctx.observe("cli_stderr", cli.stderr.trim().replace(&p, "NETNS"));
     ctx.observe("kernel", &kernel);
-    if kernel["open"].as_str() != Some("ok") {
+    if kernel.open != "ok" {
         broken!(
             "opening the suite netns file (not the gate under test): {}",
-            kernel["open"]
+            kernel.open
         );
     }
     check_eq!(
-        kernel["setns"].as_str(),
-        Some("EPERM"),
+        kernel.setns.as_str(),
+        "EPERM",
         "setns(CLONE_NEWNET) from the user ns"
     );
     check!(

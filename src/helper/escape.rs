@@ -6,6 +6,7 @@ use super::{die, exec};
 use crate::host::unescape_mount;
 use crate::namespaces;
 use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -182,6 +183,41 @@ fn stream_socket() -> nix::Result<std::os::fd::OwnedFd> {
     )
 }
 
+/// Reply of `esc-abstract-connect`: connect(2)'s errno name (or `ok`),
+/// the server's answer, and the netns the client ran in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Connect {
+    pub connect: String,
+    pub reply: String,
+    pub netns: Option<u64>,
+}
+
+/// Reply of `esc-umount-reveal`: errno names (or `ok`) of the plain and
+/// lazy unmount and of reading the file the mount covered.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UmountReveal {
+    pub umount: String,
+    pub umount_detach: String,
+    pub covered_file: String,
+}
+
+/// Reply of `esc-mknod`: errno names (or `ok`) of mknod(c 1:3) and of
+/// mounting proc.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Mknod {
+    pub mknod: String,
+    pub mount_proc: String,
+}
+
+/// Reply of `esc-setns`: opening the netns file, setns(2) into it, and the
+/// netns this process ended in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Setns {
+    pub open: String,
+    pub setns: String,
+    pub netns_after: Option<u64>,
+}
+
 /// `esc-abstract-serve NAME`: bind `@NAME`, print `ready`, answer every
 /// connection with `reply NAME`.
 pub(super) fn op_abstract_serve(args: &[String]) -> i32 {
@@ -233,11 +269,11 @@ pub(super) fn op_abstract_connect(args: &[String]) -> i32 {
         Ok(())
     });
     let netns = namespaces::inode("self", "net").ok();
-    println!(
-        "{}",
-        json!({"connect": errno_of(r), "reply": reply, "netns": netns})
-    );
-    0
+    super::reply(&Connect {
+        connect: errno_of(r),
+        reply,
+        netns,
+    })
 }
 
 /// `esc-umount-reveal MOUNTPOINT FILE`: try to unmount (plain, then lazy)
@@ -257,11 +293,11 @@ pub(super) fn op_umount_reveal(args: &[String]) -> i32 {
     let covered = std::fs::read_to_string(file)
         .map(|_| ())
         .map_err(|e| io_errno(&e));
-    println!(
-        "{}",
-        json!({"umount": errno_of(plain), "umount_detach": detach, "covered_file": errno_of(covered)})
-    );
-    0
+    super::reply(&UmountReveal {
+        umount: errno_of(plain),
+        umount_detach: detach,
+        covered_file: errno_of(covered),
+    })
 }
 
 /// `esc-mknod DIR`: mknod DIR/kernel (char 1:3) and mount proc on
@@ -282,11 +318,10 @@ pub(super) fn op_mknod(args: &[String]) -> i32 {
     if proc.is_ok() {
         umount(&p);
     }
-    println!(
-        "{}",
-        json!({"mknod": errno_of(node), "mount_proc": errno_of(proc)})
-    );
-    0
+    super::reply(&Mknod {
+        mknod: errno_of(node),
+        mount_proc: errno_of(proc),
+    })
 }
 
 /// `esc-setns NSFILE`: open it and setns(CLONE_NEWNET); report both and the
@@ -300,12 +335,11 @@ pub(super) fn op_setns(args: &[String]) -> i32 {
         ),
         Err(e) => (format!("{:?}", io_errno(&e)), "not-attempted".into()),
     };
-    let netns = namespaces::inode("self", "net").ok();
-    println!(
-        "{}",
-        json!({"open": open, "setns": set, "netns_after": netns})
-    );
-    0
+    super::reply(&Setns {
+        open,
+        setns: set,
+        netns_after: namespaces::inode("self", "net").ok(),
+    })
 }
 
 /// `esc-exec-as UID nnp|plain PROG ARGS…`: drop to UID (and gid UID, no
