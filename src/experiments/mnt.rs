@@ -113,13 +113,13 @@ fn proc_view_differs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let host_after = host_mountinfo()?;
     let host_ls_after = numeric(&run_ok(ctx.cmd("ls").arg("/proc"))?);
     ctx.observe("inside_ls_proc", &inside);
-    ctx.observe("inside_proc_pids_kernel", &me["proc_pids"]);
+    ctx.observe("inside_proc_pids_kernel", &me.proc_pids);
     ctx.measure("host_pids_before", host_ls_before.len());
     ctx.measure("host_pids_after", host_ls_after.len());
     check_eq!(inside, vec![1], "numeric entries of `ls /proc` inside");
     check_eq!(
-        me["proc_pids"],
-        json!([1]),
+        me.proc_pids,
+        vec![1],
         "numeric entries of /proc read by the child"
     );
     let me_pid = std::process::id() as i64;

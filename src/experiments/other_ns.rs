@@ -3,6 +3,7 @@
 use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
 use crate::experiments::pid::{start_inside, whoami_in};
 use crate::helper::other_ns::TryHost;
+use crate::helper::whoami::Whoami;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok};
@@ -85,7 +86,7 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let kernel = whoami_in(ctx, &["--ns", "uts", "--hostname", &name])?;
     let after = host_hostname();
     ctx.observe("inside_cli", cli.trim());
-    ctx.observe("inside_kernel", &kernel["hostname"]);
+    ctx.observe("inside_kernel", &kernel.hostname);
     ctx.observe("host_changed", before != after);
     check_eq!(
         cli.trim(),
@@ -93,8 +94,8 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "`hostname` inside after `hostname X`"
     );
     check_eq!(
-        kernel["hostname"].as_str(),
-        Some(name.as_str()),
+        kernel.hostname.as_str(),
+        name.as_str(),
         "gethostname() inside after sethostname()"
     );
     check_eq!(after, before, "the host's hostname");
@@ -300,13 +301,13 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .args(["helper", "try-host-resources", &file.to_string_lossy()]),
     )?;
     let tried: TryHost = serde_json::from_str(tried.trim())?;
-    ctx.observe("uid_inside", &me["uid"]);
-    ctx.observe("root_owner_inside", &me["root_owner"]);
+    ctx.observe("uid_inside", me.uid);
+    ctx.observe("root_owner_inside", me.root_owner);
     ctx.observe("host_uids", &host_uids);
     ctx.observe("uid_map", map.split_whitespace().collect::<Vec<_>>());
     ctx.observe("unmapped_uid_cli", unmapped.trim());
     ctx.observe("host_resources", &tried);
-    check_eq!(me["uid"].as_u64(), Some(0), "getuid() inside");
+    check_eq!(me.uid, 0, "getuid() inside");
     check_eq!(
         host_uids,
         vec![OUTSIDE; 4],
@@ -318,8 +319,8 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "/proc/<pid>/uid_map"
     );
     check_eq!(
-        me["root_owner"].as_i64(),
-        Some(65534),
+        me.root_owner,
+        65534,
         "owner of / (host uid 0, unmapped) seen inside"
     );
     check_eq!(
@@ -372,9 +373,10 @@ fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
         ns_args.join(" "),
         exe.display()
     );
-    let kernel: Value = serde_json::from_str(run_ok(ctx.cmd("sh").args(["-c", &kscript]))?.trim())?;
+    let kernel: Whoami =
+        serde_json::from_str(run_ok(ctx.cmd("sh").args(["-c", &kscript]))?.trim())?;
     let cli_path = proc_cgroup_path(&cli, "pids", h.version);
-    let kernel_path = proc_cgroup_path(kernel["cgroup"].as_str().unwrap_or(""), "pids", h.version);
+    let kernel_path = proc_cgroup_path(&kernel.cgroup, "pids", h.version);
     ctx.observe("hierarchy", format!("pids ({:?})", h.version));
     ctx.observe("path_cli", &cli_path);
     ctx.observe("path_kernel", &kernel_path);
@@ -414,13 +416,12 @@ impl Clocks {
         }
     }
 
-    /// From `helper whoami`'s JSON.
-    fn from_whoami(me: &Value) -> Clocks {
-        let f = |k: &str| me[k].as_f64().unwrap_or(-1.0);
+    /// From `helper whoami`'s reply.
+    fn from_whoami(me: &Whoami) -> Clocks {
         Clocks {
-            monotonic: f("monotonic"),
-            boottime: f("boottime"),
-            realtime: f("realtime"),
+            monotonic: me.monotonic,
+            boottime: me.boottime,
+            realtime: me.realtime,
         }
     }
 }
@@ -473,7 +474,7 @@ fn time_offsets(ctx: &mut Ctx, _v: Variant) -> Outcome {
     if !cli.success() {
         broken!("unshare --time --monotonic failed: {}", cli.stderr.trim());
     }
-    let cli_me: Value = serde_json::from_str(cli.stdout.trim())
+    let cli_me: Whoami = serde_json::from_str(cli.stdout.trim())
         .map_err(|e| anyhow::anyhow!("whoami under unshare(1): {e}: {:.200}", cli.stdout))?;
     let (kernel, cli) = (Clocks::from_whoami(&me), Clocks::from_whoami(&cli_me));
     let shift = |c: Clocks| ((c.monotonic - before.monotonic) / 60.0).round() * 60.0;

@@ -1,6 +1,7 @@
 //! Catalogue section 1: the PID namespace.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
+use crate::helper::whoami::Whoami;
 use crate::helper::{
     self,
     pid::{InitDeath, Orphan, Signals},
@@ -9,7 +10,6 @@ use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok, wait_until, Spawned};
 use crate::{broken, check, check_eq};
-use serde_json::{json, Value};
 use std::time::Duration;
 
 const ROOT_UNSHARE: &[Need] = &[Need::Root, Need::Tool(Tool::Unshare)];
@@ -99,7 +99,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
 ];
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.
-pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Value> {
+pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Whoami> {
     let exe = helper::helper_path();
     let mut c = ctx.helper();
     c.arg("unshare")
@@ -151,11 +151,11 @@ fn init_is_pid_1(ctx: &mut Ctx, v: Variant) -> Outcome {
         &["--fork"]
     };
     let me = whoami_in(ctx, ns)?;
-    ctx.observe("pid_inside", &me["pid"]);
-    ctx.observe("ppid_inside", &me["ppid"]);
+    ctx.observe("pid_inside", me.pid);
+    ctx.observe("ppid_inside", me.ppid);
     check_eq!(shell_pid.as_str(), "1", "`echo $$` inside");
-    check_eq!(me["pid"].as_i64(), Some(1), "getpid() inside");
-    check_eq!(me["ppid"].as_i64(), Some(0), "getppid() inside");
+    check_eq!(me.pid, 1, "getpid() inside");
+    check_eq!(me.ppid, 0, "getppid() inside");
     Ok(())
 }
 
@@ -196,10 +196,7 @@ fn ps_sees_only_namespace(ctx: &mut Ctx, v: Variant) -> Outcome {
         &["--ns", "pid"]
     };
     let me = whoami_in(ctx, ns)?;
-    let proc_pids: Vec<i64> = me["proc_pids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+    let proc_pids = me.proc_pids;
     ctx.observe("proc_pids_inside", &proc_pids);
     let host = host_pid_count();
     ctx.measure("host_pid_count", host);
@@ -326,31 +323,31 @@ fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .arg(&exe)
             .args(["helper", "whoami"]),
     )?;
-    let me: Value = serde_json::from_str(out.trim())?;
+    let me: Whoami = serde_json::from_str(out.trim())?;
     // The seed's own command, through a shell.
     let sh = run_ok(ctx.cmd("nsenter").args([
         "-t", &t, "--pid", "--mount", "--net", "/bin/sh", "-c", "echo $$",
     ]))?;
     ctx.observe("target_ns", &target);
-    ctx.observe("entered_ns", &me["ns"]);
-    ctx.observe("entered_pid", &me["pid"]);
-    ctx.observe("entered_proc_pids", &me["proc_pids"]);
+    ctx.observe("entered_ns", &me.ns);
+    ctx.observe("entered_pid", me.pid);
+    ctx.observe("entered_proc_pids", &me.proc_pids);
     ctx.observe("sh_pid", sh.trim());
     for kind in ["pid", "mnt", "net"] {
         check_eq!(
-            me["ns"][kind].as_u64(),
+            me.ns.get(kind).copied(),
             target.get(kind).copied(),
             "{kind} inode after nsenter"
         );
     }
-    let own = me["pid"].as_i64().unwrap_or(-1);
+    let own = me.pid;
     check!(
         (2..10).contains(&own),
         "pid inside should be small (2..10), got {own}"
     );
     check_eq!(
-        me["proc_pids"],
-        json!([1, own]),
+        me.proc_pids,
+        vec![1, own],
         "/proc inside lists the ns init and itself"
     );
     let sh_pid: i64 = sh.trim().parse().unwrap_or(-1);

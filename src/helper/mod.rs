@@ -17,7 +17,7 @@ pub mod other_ns;
 pub mod pid;
 pub mod seccomp;
 mod unshare;
-mod whoami;
+pub mod whoami;
 
 use nix::sys::wait::WaitStatus;
 use std::ffi::CString;
