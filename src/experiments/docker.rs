@@ -9,13 +9,13 @@
 
 use crate::docker::{self as dk, Container};
 use crate::experiment::{read, Ctx, Experiment, Outcome, Problem, Section, Variant};
-use crate::helper::HelperOp;
+use crate::helper::docker::PivotView;
 use crate::host::HostFacts;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{run, wait_until};
 use crate::{broken, check, check_eq};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,8 +130,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
         "docker ps -a / container ls -a / image ls -a list the suite's objects; a label-filtered prune removes them; none left",
         NEEDS, housekeeping),
 ];
-
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[("docker-pivot", op_pivot)];
 
 // ---------------------------------------------------------------- helpers
 
@@ -1042,7 +1040,7 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // pivot_root into it, and look around.
     let r = run(ctx.helper().arg("docker-pivot").arg(&root))?;
     let mut lines = r.stdout.lines();
-    let seen: Value = match lines.next().map(serde_json::from_str) {
+    let seen: PivotView = match lines.next().map(serde_json::from_str) {
         Some(Ok(v)) => v,
         _ => broken!(
             "helper docker-pivot printed no report (status {}): {}",
@@ -1051,112 +1049,14 @@ fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
         ),
     };
     let sh_says = lines.next().unwrap_or_default().trim().to_string();
-    let inside_top: Vec<String> = seen["root"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().map(str::to_string))
-        .collect();
+    let inside_top = seen.root.clone();
     ctx.observe("pivot", &seen);
     ctx.observe("pivot_sh_echo_pid", &sh_says);
     check_eq!(inside_top, top, "/ after pivot_root vs the exported tree");
-    check_eq!(
-        seen["pid"].as_i64(),
-        Some(1),
-        "getpid() after pivot_root in a new pid ns"
-    );
-    check_eq!(seen["proc_pids"], json!([1]), "pids in the new /proc");
+    check_eq!(seen.pid, 1, "getpid() after pivot_root in a new pid ns");
+    check_eq!(seen.proc_pids, vec![1], "pids in the new /proc");
     check_eq!(sh_says.as_str(), "1", "the rootfs's own /bin/sh: echo $$");
     Ok(())
-}
-
-/// `isocheck helper docker-pivot ROOTFS`: new mnt+pid namespaces, pivot_root
-/// into ROOTFS, mount /proc, print what / and /proc hold as JSON, then exec
-/// the rootfs's own `/bin/sh -c 'echo $$'`.
-fn op_pivot(args: &[String]) -> i32 {
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
-    use nix::sched::{unshare, CloneFlags};
-    use nix::unistd::{fork, ForkResult};
-    let Some(root) = args.first() else {
-        eprintln!("docker-pivot: usage: docker-pivot ROOTFS");
-        return 2;
-    };
-    let fail = |what: &str, e: nix::Error| {
-        eprintln!("docker-pivot: {what}: {e}");
-        125
-    };
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) {
-        return fail("unshare(mnt|pid)", e);
-    }
-    // SAFETY: the helper is single-threaded.
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { child }) => nix::sys::wait::waitpid(child, None)
-            .map(crate::helper::status_code)
-            .unwrap_or(125),
-        Err(e) => fail("fork", e),
-        Ok(ForkResult::Child) => {
-            if let Err(e) = crate::helper::refuse_in_host_ns("mnt") {
-                eprintln!("docker-pivot: {e}");
-                return 125;
-            }
-            let none = None::<&str>;
-            if let Err(e) = mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none) {
-                return fail("making / private", e);
-            }
-            // pivot_root needs the new root to be a mount point.
-            if let Err(e) = mount(
-                Some(root.as_str()),
-                root.as_str(),
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
-            ) {
-                return fail("bind-mounting the rootfs onto itself", e);
-            }
-            if let Err(e) = nix::unistd::chdir(root.as_str()) {
-                return fail("chdir", e);
-            }
-            // pivot_root(".", "."): the old root ends up stacked under the
-            // new one and is detached right away; no put_old directory needed.
-            if let Err(e) = nix::unistd::pivot_root(".", ".") {
-                return fail("pivot_root", e);
-            }
-            if let Err(e) = umount2(".", MntFlags::MNT_DETACH) {
-                return fail("detaching the old root", e);
-            }
-            let _ = nix::unistd::chdir("/");
-            let _ = std::fs::create_dir_all("/proc");
-            if let Err(e) = mount(
-                Some("proc"),
-                "/proc",
-                Some("proc"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                none,
-            ) {
-                return fail("mounting /proc", e);
-            }
-            let names = |d: &str| -> Vec<String> {
-                let mut v: Vec<String> = std::fs::read_dir(d)
-                    .map(|rd| {
-                        rd.flatten()
-                            .filter_map(|e| e.file_name().into_string().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                v.sort();
-                v
-            };
-            let pids = namespaces::pids_in(&names("/proc"));
-            let j = json!({
-                "pid": nix::unistd::getpid().as_raw(),
-                "root": names("/"),
-                "proc_pids": pids,
-            });
-            println!("{j}");
-            let _ = std::io::Write::flush(&mut std::io::stdout());
-            crate::helper::exec(&["/bin/sh".into(), "-c".into(), "echo $$".into()])
-        }
-    }
 }
 
 /// `docker container prune` of one label. The engine runs one prune at a
@@ -1357,7 +1257,7 @@ mod tests {
         // The seccomp section owns the file's content (allowlist or
         // denylist); the experiment proves what it blocks. Here: it parses
         // as a Docker profile, so `--security-opt seccomp=FILE` can load it.
-        let v: Value = serde_json::from_str(PROFILE).unwrap();
+        let v: serde_json::Value = serde_json::from_str(PROFILE).unwrap();
         assert!(v["defaultAction"]
             .as_str()
             .is_some_and(|a| a.starts_with("SCMP_ACT_")));

@@ -16,27 +16,19 @@
 
 use crate::docker::{self as dk, Container};
 use crate::experiment::{read, Ctx, Experiment, Outcome, Problem, Section, Variant};
-use crate::helper::{helper_path, HelperOp};
-use crate::host::unescape_mount;
+use crate::helper::escape::{mount_entry, Connect, Mknod, Setns, UmountReveal};
+use crate::helper::helper_path;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::netns::Netns;
 use crate::process::{run, run_ok, Spawned};
 use crate::{broken, check, check_eq};
-use nix::errno::Errno;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The unprivileged host uid the rows map a user namespace's root to (the
-/// same one section 4 uses).
-const UNPRIV: u32 = 100_000;
 const UNPRIV_S: &str = "100000";
-
-/// What a suite write to a `release_agent` ever contains: a program that
-/// does nothing, should the agent ever run (it cannot: see the module doc).
-const HARMLESS_AGENT: &str = "/bin/true";
 
 const NEEDS_UNSHARE: &[Need] = &[
     Need::Root,
@@ -110,29 +102,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         docker_caps_dropped),
 ];
 
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("esc-ra-own", op_ra_own),
-    ("esc-ra-try", op_ra_try),
-    ("esc-abstract-serve", op_abstract_serve),
-    ("esc-abstract-connect", op_abstract_connect),
-    ("esc-umount-reveal", op_umount_reveal),
-    ("esc-mknod", op_mknod),
-    ("esc-setns", op_setns),
-    ("esc-exec-as", op_exec_as),
-];
-
 // ---------------------------------------------------------------- shared
-
-fn errno_of(r: Result<(), Errno>) -> String {
-    match r {
-        Ok(()) => "ok".into(),
-        Err(e) => format!("{e:?}"),
-    }
-}
-
-fn io_errno(e: &std::io::Error) -> Errno {
-    Errno::from_raw(e.raw_os_error().unwrap_or(0))
-}
 
 /// A scratch subdirectory every uid can traverse: the rows run commands as
 /// the unprivileged uid (or as root of a user namespace mapped to it).
@@ -173,12 +143,12 @@ fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
 /// `nsenter -t HOLDER -m isocheck helper [unshare NS… -- isocheck helper] OP
 /// ARGS…`: a helper op in the holder's mount ns, inside new namespaces when
 /// `ns` is given; its JSON line.
-fn op_in_holder(
+fn op_in_holder<T: serde::de::DeserializeOwned>(
     ctx: &Ctx,
     holder: &Spawned,
     ns: Option<&[&str]>,
     op: &[&str],
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<T> {
     let exe = helper_path();
     let mut c = in_holder(ctx, holder);
     c.arg(&exe).arg("helper");
@@ -196,27 +166,10 @@ fn kv_lines(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The last line of a helper op's stdout as JSON.
-fn last_json(out: &str) -> anyhow::Result<Value> {
+/// The last line of a helper op's stdout as JSON (its reply).
+fn last_json<T: serde::de::DeserializeOwned>(out: &str) -> anyhow::Result<T> {
     let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
     serde_json::from_str(line).map_err(|e| anyhow::anyhow!("helper output {out:?}: {e}"))
-}
-
-/// The last mountinfo entry for `point`: (fstype, per-mount options, super options).
-pub fn mount_entry(mountinfo: &str, point: &Path) -> Option<(String, String, String)> {
-    mountinfo.lines().rev().find_map(|l| {
-        let (head, tail) = l.split_once(" - ")?;
-        let f: Vec<&str> = head.split_whitespace().collect();
-        if Path::new(&unescape_mount(f.get(4)?)) != point {
-            return None;
-        }
-        let t: Vec<&str> = tail.split_whitespace().collect();
-        Some((
-            t.first()?.to_string(),
-            f.get(5)?.to_string(),
-            t.get(2).unwrap_or(&"").to_string(),
-        ))
-    })
 }
 
 fn is_read_only(opts: &str) -> bool {
@@ -293,7 +246,7 @@ fn release_agent_kernel(
     c.arg(&exe).args(["helper", "esc-ra-try", &d, tried, own]);
     let out = run_ok(&mut c)?;
     let tries = out.lines().find(|l| l.contains("\"named_mount\""));
-    let mut j = last_json(&out)?;
+    let mut j: Value = last_json(&out)?;
     if let Some(t) = tries.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
         if let (Some(o), Some(t)) = (j.as_object_mut(), t.as_object()) {
             o.extend(t.clone());
@@ -462,128 +415,6 @@ pub fn has_cgroup_v1_fs(filesystems: &str) -> bool {
         .any(|l| l.split_whitespace().last() == Some("cgroup"))
 }
 
-/// True when `p` is the root of the suite's fresh named v1 hierarchy `name`:
-/// statfs says cgroup, mountinfo shows a cgroup mount there with
-/// `name=NAME`, `notify_on_release` is 0 and there is no child cgroup (so
-/// nothing could ever be released). Only then is its release_agent written.
-fn is_named_hierarchy(p: &Path, name: &str) -> bool {
-    let magic = nix::sys::statfs::statfs(p)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC);
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let named = mount_entry(&mi, p).is_some_and(|(t, _, sup)| {
-        t == "cgroup" && sup.split(',').any(|o| o == format!("name={name}"))
-    });
-    let quiet = std::fs::read_to_string(p.join("notify_on_release")).is_ok_and(|n| n.trim() == "0");
-    let childless = std::fs::read_dir(p).is_ok_and(|rd| !rd.flatten().any(|e| e.path().is_dir()));
-    magic && named && quiet && childless
-}
-
-fn mount_cgroup(p: &Path, opts: &str) -> Result<(), Errno> {
-    use nix::mount::{mount, MsFlags};
-    let f = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("cgroup"), p, Some("cgroup"), f, Some(opts))
-}
-
-fn umount(p: &Path) {
-    let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
-}
-
-/// Writes the harmless agent to the release_agent of the verified hierarchy
-/// `name` at `root`; clears it again if the write went through and `clear`
-/// (the suite's own hierarchy is left for `esc-ra-own` to read back).
-fn try_release_agent(root: &Path, name: &str, clear: bool) -> String {
-    use std::io::Write;
-    if !is_named_hierarchy(root, name) {
-        return "not-attempted-unverified-mount".into();
-    }
-    let file = root.join("release_agent");
-    let r = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&file)
-        .and_then(|mut f| f.write_all(HARMLESS_AGENT.as_bytes()));
-    if r.is_ok() && clear {
-        let _ = std::fs::write(&file, "\n");
-    }
-    errno_of(r.map_err(|e| io_errno(&e)))
-}
-
-/// `esc-ra-own DIR OWN -- CMD…`: as real root in a private mount ns, mount
-/// the suite's named hierarchy OWN on DIR/own, chown its release_agent to
-/// the unprivileged uid (so the capability check, not file permissions, is
-/// what an attempt meets), run CMD, then read back, clear and unmount.
-fn op_ra_own(args: &[String]) -> i32 {
-    let (Some(dir), Some(own)) = (args.first(), args.get(1)) else {
-        eprintln!("esc-ra-own: usage DIR OWN -- CMD…");
-        return 2;
-    };
-    let root = Path::new(dir).join("own");
-    let r = mount_cgroup(&root, &format!("none,name={own}"));
-    if r.is_err() || !is_named_hierarchy(&root, own) {
-        if r.is_ok() {
-            umount(&root);
-        }
-        println!(
-            "{}",
-            json!({"own_mount": if r.is_ok() { "unverified".into() } else { errno_of(r) }})
-        );
-        return 0;
-    }
-    let agent = root.join("release_agent");
-    let id = Some(nix::unistd::Uid::from_raw(UNPRIV));
-    let _ = nix::unistd::chown(&agent, id, Some(nix::unistd::Gid::from_raw(UNPRIV)));
-    let cmd: Vec<&String> = args.iter().skip_while(|a| *a != "--").skip(1).collect();
-    let status = cmd.first().map(|p| {
-        Command::new(p)
-            .args(&cmd[1..])
-            .status()
-            .map(|s| s.code().unwrap_or(-1))
-            .unwrap_or(-1)
-    });
-    let after = std::fs::read_to_string(&agent).unwrap_or_default();
-    let _ = std::fs::write(&agent, "\n");
-    let cleared = std::fs::read_to_string(&agent).unwrap_or_default();
-    umount(&root);
-    println!(
-        "{}",
-        json!({"own_mount": "ok", "own_after": after.trim(), "own_cleared": cleared.trim(), "attempt_status": status})
-    );
-    0
-}
-
-/// `esc-ra-try DIR TRY OWN`: mount a named hierarchy TRY on DIR/try and
-/// write its release_agent (only once verified); mount `memory` and `rdma`
-/// as the exploit did (never opened); write the release_agent of the suite
-/// hierarchy OWN on DIR/own.
-fn op_ra_try(args: &[String]) -> i32 {
-    let [dir, tried, own] = args else {
-        eprintln!("esc-ra-try: usage DIR TRY OWN");
-        return 2;
-    };
-    let d = Path::new(dir);
-    let t = d.join("try");
-    let m = mount_cgroup(&t, &format!("none,name={tried}"));
-    let write = match m {
-        Ok(()) => {
-            let w = try_release_agent(&t, tried, true);
-            umount(&t);
-            w
-        }
-        Err(_) => "not-attempted-mount-refused".into(),
-    };
-    let mut j = json!({"named_mount": errno_of(m), "named_write": write});
-    for c in ["memory", "rdma"] {
-        let e = d.join("exploit");
-        let r = mount_cgroup(&e, c);
-        if r.is_ok() {
-            umount(&e);
-        }
-        j[format!("{c}_mount")] = json!(errno_of(r));
-    }
-    j["own_write"] = json!(try_release_agent(&d.join("own"), own, false));
-    println!("{j}");
-    0
-}
-
 // ------------------------------------------- esc.abstract-socket-per-netns
 
 /// Why the host is safe: server and clients sit in netns the suite made
@@ -601,11 +432,11 @@ fn abstract_socket_per_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     let client_ns = if v.isolated() { &b } else { &a };
     // CLI layer: `ip netns exec` puts the client in the netns.
-    let cli = last_json(&run_ok(
+    let cli: Connect = last_json(&run_ok(
         client_ns.helper("esc-abstract-connect").arg(&name),
     )?)?;
     // Kernel layer: the client setns()es into the netns file itself.
-    let kernel = last_json(&run_ok(
+    let kernel: Connect = last_json(&run_ok(
         ctx.helper()
             .args(["esc-abstract-connect", &name])
             .arg(client_ns.path()),
@@ -614,99 +445,25 @@ fn abstract_socket_per_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.observe("cli", &cli);
     ctx.observe("kernel", &kernel);
     // Where the clients ran is setup, the same in both variants.
-    if !(cli["netns"] == json!(client_ns.inode()) && kernel["netns"] == json!(client_ns.inode())) {
+    if !(cli.netns == client_ns.inode() && kernel.netns == client_ns.inode()) {
         broken!(
-            "a client was not in the intended suite netns ({:?}): cli {}, kernel {}",
+            "a client was not in the intended suite netns ({:?}): cli {:?}, kernel {:?}",
             client_ns.inode(),
-            cli["netns"],
-            kernel["netns"]
+            cli.netns,
+            kernel.netns
         );
     }
     check_eq!(
-        cli["connect"].as_str(),
-        Some("ECONNREFUSED"),
+        cli.connect.as_str(),
+        "ECONNREFUSED",
         "connect() under ip netns exec from the other netns"
     );
     check_eq!(
-        kernel["connect"].as_str(),
-        Some("ECONNREFUSED"),
+        kernel.connect.as_str(),
+        "ECONNREFUSED",
         "connect() after setns into the other netns"
     );
     Ok(())
-}
-
-fn abstract_addr(name: &str) -> nix::Result<nix::sys::socket::UnixAddr> {
-    nix::sys::socket::UnixAddr::new_abstract(name.as_bytes())
-}
-
-fn stream_socket() -> nix::Result<std::os::fd::OwnedFd> {
-    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-}
-
-/// `esc-abstract-serve NAME`: bind `@NAME`, print `ready`, answer every
-/// connection with `reply NAME`.
-fn op_abstract_serve(args: &[String]) -> i32 {
-    use nix::sys::socket::{accept, bind, listen, Backlog};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let name = args.first().cloned().unwrap_or_default();
-    let fd = match stream_socket().and_then(|fd| {
-        bind(fd.as_raw_fd(), &abstract_addr(&name)?)?;
-        listen(&fd, Backlog::new(8)?)?;
-        Ok(fd)
-    }) {
-        Ok(fd) => fd,
-        Err(e) => {
-            eprintln!("esc-abstract-serve: {e}");
-            return 125;
-        }
-    };
-    println!("ready");
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    loop {
-        if let Ok(c) = accept(fd.as_raw_fd()) {
-            // SAFETY: accept returned a new descriptor we own.
-            let c = unsafe { OwnedFd::from_raw_fd(c) };
-            let _ = nix::unistd::write(&c, format!("reply {name}\n").as_bytes());
-        }
-    }
-}
-
-/// `esc-abstract-connect NAME [NETNS]`: (after setns into NETNS) connect to
-/// `@NAME`; print the errno, the reply and the netns inode it ran in.
-fn op_abstract_connect(args: &[String]) -> i32 {
-    use nix::sys::socket::connect;
-    use std::os::fd::AsRawFd;
-    let name = args.first().cloned().unwrap_or_default();
-    if let Some(ns) = args.get(1) {
-        let r = std::fs::File::open(ns)
-            .map_err(|e| io_errno(&e))
-            .and_then(|f| nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET));
-        if let Err(e) = r {
-            eprintln!("esc-abstract-connect: setns {ns}: {e}");
-            return 125;
-        }
-    }
-    let mut reply = String::new();
-    let r = stream_socket().and_then(|fd| {
-        connect(fd.as_raw_fd(), &abstract_addr(&name)?)?;
-        let mut b = [0u8; 256];
-        let n = nix::unistd::read(fd.as_raw_fd(), &mut b)?;
-        reply = String::from_utf8_lossy(&b[..n]).trim().to_string();
-        Ok(())
-    });
-    let netns = namespaces::inode("self", "net").ok();
-    println!(
-        "{}",
-        json!({"connect": errno_of(r), "reply": reply, "netns": netns})
-    );
-    0
 }
 
 // ------------------------------------------------------ esc.locked-mounts
@@ -733,7 +490,8 @@ fn locked_mounts(ctx: &mut Ctx, v: Variant) -> Outcome {
     } else {
         &["--ns", "mnt"]
     };
-    let kernel = op_in_holder(ctx, &holder, Some(ns), &["esc-umount-reveal", &c, &f])?;
+    let kernel: UmountReveal =
+        op_in_holder(ctx, &holder, Some(ns), &["esc-umount-reveal", &c, &f])?;
     drop(holder);
     let out = kv_lines(&cli.stdout);
     let shown = cli.stdout.contains("covered-by-suite-tmpfs");
@@ -745,18 +503,18 @@ fn locked_mounts(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.observe("cli_file_shown", shown);
     ctx.observe("kernel", &kernel);
     check_eq!(
-        kernel["umount"].as_str(),
-        Some("EINVAL"),
+        kernel.umount.as_str(),
+        "EINVAL",
         "umount2(tmpfs) in the new user+mnt ns"
     );
     check_eq!(
-        kernel["umount_detach"].as_str(),
-        Some("EINVAL"),
+        kernel.umount_detach.as_str(),
+        "EINVAL",
         "umount2(tmpfs, MNT_DETACH) in the new user+mnt ns"
     );
     check_eq!(
-        kernel["covered_file"].as_str(),
-        Some("ENOENT"),
+        kernel.covered_file.as_str(),
+        "ENOENT",
         "reading the covered file after the umount"
     );
     check!(
@@ -766,30 +524,6 @@ fn locked_mounts(ctx: &mut Ctx, v: Variant) -> Outcome {
         if shown { "shows" } else { "stays hidden" }
     );
     Ok(())
-}
-
-/// `esc-umount-reveal MOUNTPOINT FILE`: try to unmount (plain, then lazy)
-/// and read the file it covered.
-fn op_umount_reveal(args: &[String]) -> i32 {
-    use nix::mount::{umount2, MntFlags};
-    let [point, file] = args else {
-        eprintln!("esc-umount-reveal: usage MOUNTPOINT FILE");
-        return 2;
-    };
-    let plain = umount2(point.as_str(), MntFlags::empty());
-    let detach = if plain.is_err() {
-        errno_of(umount2(point.as_str(), MntFlags::MNT_DETACH))
-    } else {
-        "not-needed".into()
-    };
-    let covered = std::fs::read_to_string(file)
-        .map(|_| ())
-        .map_err(|e| io_errno(&e));
-    println!(
-        "{}",
-        json!({"umount": errno_of(plain), "umount_detach": detach, "covered_file": errno_of(covered)})
-    );
-    0
 }
 
 // ------------------------------------------------ esc.userns-no-device-nodes
@@ -812,18 +546,18 @@ fn userns_no_device_nodes(ctx: &mut Ctx, v: Variant) -> Outcome {
     let cli = device_node_cli(ctx, v, &holder, &ts)?;
     let ns: &[&str] = &["--ns", "user,mnt", "--map-root-to", UNPRIV_S];
     let ns = v.isolated().then_some(ns);
-    let kernel = op_in_holder(ctx, &holder, ns, &["esc-mknod", &ts])?;
+    let kernel: Mknod = op_in_holder(ctx, &holder, ns, &["esc-mknod", &ts])?;
     drop(holder);
     ctx.observe("cli", &cli);
     ctx.observe("kernel", &kernel);
     check_eq!(
-        kernel["mknod"].as_str(),
-        Some("EPERM"),
+        kernel.mknod.as_str(),
+        "EPERM",
         "mknod(c 1:3) as uid 0 of the user ns"
     );
     check_eq!(
-        kernel["mount_proc"].as_str(),
-        Some("EPERM"),
+        kernel.mount_proc.as_str(),
+        "EPERM",
         "mount(proc) as uid 0 of the user ns (host pid ns)"
     );
     check_eq!(
@@ -862,31 +596,6 @@ fn device_node_cli(
     Ok(kv_lines(&out.replace(ts, "T")))
 }
 
-/// `esc-mknod DIR`: mknod DIR/kernel (char 1:3) and mount proc on
-/// DIR/p-kernel (unmounted at once if it worked).
-fn op_mknod(args: &[String]) -> i32 {
-    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-    let d = Path::new(args.first().map(String::as_str).unwrap_or("/nonexistent"));
-    let node = mknod(
-        &d.join("kernel"),
-        SFlag::S_IFCHR,
-        Mode::from_bits_truncate(0o600),
-        makedev(1, 3),
-    );
-    let p = d.join("p-kernel");
-    use nix::mount::{mount, MsFlags};
-    let f = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc = mount(Some("proc"), &p, Some("proc"), f, None::<&str>);
-    if proc.is_ok() {
-        umount(&p);
-    }
-    println!(
-        "{}",
-        json!({"mknod": errno_of(node), "mount_proc": errno_of(proc)})
-    );
-    0
-}
-
 // --------------------------------------------------- esc.setns-out-denied
 
 /// Why the host is safe: the target is a netns the suite made (`ip netns
@@ -909,20 +618,20 @@ fn setns_out_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
             .arg(&exe)
             .arg("helper");
     }
-    let kernel = last_json(&run_ok(k.args(["esc-setns", &p]))?)?;
+    let kernel: Setns = last_json(&run_ok(k.args(["esc-setns", &p]))?)?;
     ctx.observe("target_netns", ns.inode());
     ctx.observe("cli_status", cli.shell_status());
     ctx.observe("cli_stderr", cli.stderr.trim().replace(&p, "NETNS"));
     ctx.observe("kernel", &kernel);
-    if kernel["open"].as_str() != Some("ok") {
+    if kernel.open != "ok" {
         broken!(
             "opening the suite netns file (not the gate under test): {}",
-            kernel["open"]
+            kernel.open
         );
     }
     check_eq!(
-        kernel["setns"].as_str(),
-        Some("EPERM"),
+        kernel.setns.as_str(),
+        "EPERM",
         "setns(CLONE_NEWNET) from the user ns"
     );
     check!(
@@ -934,25 +643,6 @@ fn setns_out_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
         cli.stderr.trim()
     );
     Ok(())
-}
-
-/// `esc-setns NSFILE`: open it and setns(CLONE_NEWNET); report both and the
-/// netns this process ends in, then exit.
-fn op_setns(args: &[String]) -> i32 {
-    let path = args.first().cloned().unwrap_or_default();
-    let (open, set) = match std::fs::File::open(&path) {
-        Ok(f) => (
-            "ok".to_string(),
-            errno_of(nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET)),
-        ),
-        Err(e) => (format!("{:?}", io_errno(&e)), "not-attempted".into()),
-    };
-    let netns = namespaces::inode("self", "net").ok();
-    println!(
-        "{}",
-        json!({"open": open, "setns": set, "netns_after": netns})
-    );
-    0
 }
 
 // ------------------------------------------------------- esc.no-new-privs
@@ -1021,33 +711,6 @@ fn status_field(status: &str, key: &str) -> Vec<String> {
         .find_map(|l| l.strip_prefix(key))
         .map(|r| r.split_whitespace().map(String::from).collect())
         .unwrap_or_default()
-}
-
-/// `esc-exec-as UID nnp|plain PROG ARGS…`: drop to UID (and gid UID, no
-/// supplementary groups), set no_new_privs when asked, exec PROG.
-fn op_exec_as(args: &[String]) -> i32 {
-    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
-    let (Some(uid), Some(mode)) = (args.first().and_then(|u| u.parse().ok()), args.get(1)) else {
-        eprintln!("esc-exec-as: usage UID nnp|plain PROG ARGS…");
-        return 2;
-    };
-    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(uid));
-    if let Err(e) = setgroups(&[])
-        .and_then(|_| setresgid(g, g, g))
-        .and_then(|_| setresuid(u, u, u))
-    {
-        eprintln!("esc-exec-as: dropping to {uid}: {e}");
-        return 125;
-    }
-    // SAFETY: plain prctl on this single-threaded helper.
-    if mode == "nnp" && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        eprintln!(
-            "esc-exec-as: PR_SET_NO_NEW_PRIVS: {}",
-            std::io::Error::last_os_error()
-        );
-        return 125;
-    }
-    crate::helper::exec(&args[2..])
 }
 
 // -------------------------------------------------- esc.docker-masked-paths

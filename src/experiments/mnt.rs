@@ -1,7 +1,7 @@
 //! Catalogue section 3: the mount namespace.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
-use crate::helper::{self, HelperOp};
+use crate::helper;
 use crate::host::unescape_mount;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok};
@@ -59,9 +59,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
     },
 ];
 
-pub static HELPER_OPS: &[(&str, HelperOp)] =
-    &[("bind-list", op_bind_list), ("pivot-shell", op_pivot_shell)];
-
 /// Mount points of a mountinfo text, and their mount ids.
 pub fn mount_table(mountinfo: &str) -> Vec<(u64, PathBuf, String)> {
     mountinfo
@@ -116,13 +113,13 @@ fn proc_view_differs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let host_after = host_mountinfo()?;
     let host_ls_after = numeric(&run_ok(ctx.cmd("ls").arg("/proc"))?);
     ctx.observe("inside_ls_proc", &inside);
-    ctx.observe("inside_proc_pids_kernel", &me["proc_pids"]);
+    ctx.observe("inside_proc_pids_kernel", &me.proc_pids);
     ctx.measure("host_pids_before", host_ls_before.len());
     ctx.measure("host_pids_after", host_ls_after.len());
     check_eq!(inside, vec![1], "numeric entries of `ls /proc` inside");
     check_eq!(
-        me["proc_pids"],
-        json!([1]),
+        me.proc_pids,
+        vec![1],
         "numeric entries of /proc read by the child"
     );
     let me_pid = std::process::id() as i64;
@@ -421,6 +418,7 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+// `$(…)` forks: the /proc listing is read with builtins only.
 fn rootfs_pivot(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let root = ctx.scratch()?.join("rootfs");
     busybox_rootfs(&root)?;
@@ -450,103 +448,6 @@ fn rootfs_pivot(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "pids in the new /proc seen by the shell's builtins"
     );
     Ok(())
-}
-
-// ---- helper ops ----
-// (`$(…)` forks: the /proc listing above is read with builtins only.)
-
-fn op_bind_list(args: &[String]) -> i32 {
-    let (Some(src), Some(dst)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: bind-list SRC DST");
-        return 2;
-    };
-    if let Err(e) = mount(
-        Some(src.as_str()),
-        dst.as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    ) {
-        eprintln!("bind mount {src} on {dst}: {e}");
-        return 125;
-    }
-    match std::fs::read_dir(dst) {
-        Ok(rd) => {
-            for e in rd.flatten() {
-                println!("{}", e.file_name().to_string_lossy());
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("listing {dst}: {e}");
-            125
-        }
-    }
-}
-
-/// `pivot-shell ROOT CMD…`: new mnt+pid namespaces, pivot_root into ROOT,
-/// a fresh /proc, the old root detached, then exec CMD as pid 1.
-fn op_pivot_shell(args: &[String]) -> i32 {
-    use nix::sched::{unshare, CloneFlags};
-    use nix::unistd::{fork, ForkResult};
-    let Some((root, cmd)) = args.split_first() else {
-        eprintln!("usage: pivot-shell ROOT CMD...");
-        return 2;
-    };
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) {
-        eprintln!("unshare: {e}");
-        return 125;
-    }
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { child }) => nix::sys::wait::waitpid(child, None)
-            .map(helper::status_code)
-            .unwrap_or(125),
-        Ok(ForkResult::Child) => {
-            if let Err(e) = helper::refuse_in_host_ns("mnt") {
-                eprintln!("{e}");
-                return 125;
-            }
-            let step = || -> nix::Result<()> {
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )?;
-                mount(
-                    Some(root.as_str()),
-                    root.as_str(),
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )?;
-                nix::unistd::chdir(root.as_str())?;
-                let _ = std::fs::create_dir_all("oldroot");
-                nix::unistd::pivot_root(".", "oldroot")?;
-                nix::unistd::chdir("/")?;
-                mount(
-                    Some("proc"),
-                    "/proc",
-                    Some("proc"),
-                    MsFlags::empty(),
-                    None::<&str>,
-                )?;
-                umount2("/oldroot", MntFlags::MNT_DETACH)?;
-                let _ = std::fs::remove_dir("/oldroot");
-                Ok(())
-            };
-            if let Err(e) = step() {
-                eprintln!("pivot_root into {root}: {e}");
-                return 125;
-            }
-            helper::exec(cmd)
-        }
-        Err(e) => {
-            eprintln!("fork: {e}");
-            125
-        }
-    }
 }
 
 #[cfg(test)]

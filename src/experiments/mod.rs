@@ -2,7 +2,6 @@
 //! section. Both front ends (`isocheck run` and `cargo test`) read it.
 
 use crate::experiment::{Experiment, Section};
-use crate::helper::HelperOp;
 
 pub mod cgroup;
 pub mod docker;
@@ -37,22 +36,4 @@ pub fn of_section(s: Section) -> Vec<&'static Experiment> {
 
 pub fn find(id: &str) -> Option<&'static Experiment> {
     all().into_iter().find(|e| e.id == id)
-}
-
-/// Helper operations the sections add to `isocheck helper`.
-pub fn helper_ops() -> Vec<(&'static str, HelperOp)> {
-    [
-        pid::HELPER_OPS,
-        net::HELPER_OPS,
-        mnt::HELPER_OPS,
-        other_ns::HELPER_OPS,
-        cgroup::HELPER_OPS,
-        seccomp::HELPER_OPS,
-        docker::HELPER_OPS,
-        escape::HELPER_OPS,
-    ]
-    .into_iter()
-    .flatten()
-    .copied()
-    .collect()
 }

@@ -9,7 +9,6 @@
 //! the real host's links, routes and firewall before and after.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
-use crate::helper::HelperOp;
 use crate::needs::{Need, Tool};
 use crate::netns::{self, AskAnswer, EchoSeen, Iptables, Link, Netns, PingSummary};
 use crate::process::{run, wait_until, Spawned};
@@ -118,15 +117,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
         None,
         anonymous_ns_invisible_to_ip_netns
     ),
-];
-
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("net-view", netns::op_net_view),
-    ("net-sysctl", netns::op_net_sysctl),
-    ("net-exec", netns::op_net_exec),
-    ("udp-connect", netns::op_udp_connect),
-    ("udp-echo", netns::op_udp_echo),
-    ("udp-ask", netns::op_udp_ask),
 ];
 
 /// Runs an experiment's steps inside a span of host snapshots

@@ -2,7 +2,8 @@
 
 use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
 use crate::experiments::pid::{start_inside, whoami_in};
-use crate::helper::HelperOp;
+use crate::helper::other_ns::TryHost;
+use crate::helper::whoami::Whoami;
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 use crate::process::{run, run_ok};
@@ -67,12 +68,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
     },
 ];
 
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("shm-hold", op_shm_hold),
-    ("mq-probe", op_mq_probe),
-    ("try-host-resources", op_try_host),
-];
-
 fn host_hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
@@ -91,7 +86,7 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let kernel = whoami_in(ctx, &["--ns", "uts", "--hostname", &name])?;
     let after = host_hostname();
     ctx.observe("inside_cli", cli.trim());
-    ctx.observe("inside_kernel", &kernel["hostname"]);
+    ctx.observe("inside_kernel", &kernel.hostname);
     ctx.observe("host_changed", before != after);
     check_eq!(
         cli.trim(),
@@ -99,8 +94,8 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "`hostname` inside after `hostname X`"
     );
     check_eq!(
-        kernel["hostname"].as_str(),
-        Some(name.as_str()),
+        kernel.hostname.as_str(),
+        name.as_str(),
         "gethostname() inside after sethostname()"
     );
     check_eq!(after, before, "the host's hostname");
@@ -305,14 +300,14 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .arg(&exe)
             .args(["helper", "try-host-resources", &file.to_string_lossy()]),
     )?;
-    let tried: Value = serde_json::from_str(tried.trim())?;
-    ctx.observe("uid_inside", &me["uid"]);
-    ctx.observe("root_owner_inside", &me["root_owner"]);
+    let tried: TryHost = serde_json::from_str(tried.trim())?;
+    ctx.observe("uid_inside", me.uid);
+    ctx.observe("root_owner_inside", me.root_owner);
     ctx.observe("host_uids", &host_uids);
     ctx.observe("uid_map", map.split_whitespace().collect::<Vec<_>>());
     ctx.observe("unmapped_uid_cli", unmapped.trim());
     ctx.observe("host_resources", &tried);
-    check_eq!(me["uid"].as_u64(), Some(0), "getuid() inside");
+    check_eq!(me.uid, 0, "getuid() inside");
     check_eq!(
         host_uids,
         vec![OUTSIDE; 4],
@@ -324,8 +319,8 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "/proc/<pid>/uid_map"
     );
     check_eq!(
-        me["root_owner"].as_i64(),
-        Some(65534),
+        me.root_owner,
+        65534,
         "owner of / (host uid 0, unmapped) seen inside"
     );
     check_eq!(
@@ -334,13 +329,13 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "`unshare --user id -u` (no mapping)"
     );
     check_eq!(
-        tried["write_host_file"].as_str(),
-        Some("EACCES"),
+        tried.write_host_file.as_str(),
+        "EACCES",
         "writing a host root-owned 0644 file as root inside"
     );
     check_eq!(
-        tried["sethostname"].as_str(),
-        Some("EPERM"),
+        tried.sethostname.as_str(),
+        "EPERM",
         "sethostname in the host's uts ns as root inside"
     );
     Ok(())
@@ -378,9 +373,10 @@ fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
         ns_args.join(" "),
         exe.display()
     );
-    let kernel: Value = serde_json::from_str(run_ok(ctx.cmd("sh").args(["-c", &kscript]))?.trim())?;
+    let kernel: Whoami =
+        serde_json::from_str(run_ok(ctx.cmd("sh").args(["-c", &kscript]))?.trim())?;
     let cli_path = proc_cgroup_path(&cli, "pids", h.version);
-    let kernel_path = proc_cgroup_path(kernel["cgroup"].as_str().unwrap_or(""), "pids", h.version);
+    let kernel_path = proc_cgroup_path(&kernel.cgroup, "pids", h.version);
     ctx.observe("hierarchy", format!("pids ({:?})", h.version));
     ctx.observe("path_cli", &cli_path);
     ctx.observe("path_kernel", &kernel_path);
@@ -420,13 +416,12 @@ impl Clocks {
         }
     }
 
-    /// From `helper whoami`'s JSON.
-    fn from_whoami(me: &Value) -> Clocks {
-        let f = |k: &str| me[k].as_f64().unwrap_or(-1.0);
+    /// From `helper whoami`'s reply.
+    fn from_whoami(me: &Whoami) -> Clocks {
         Clocks {
-            monotonic: f("monotonic"),
-            boottime: f("boottime"),
-            realtime: f("realtime"),
+            monotonic: me.monotonic,
+            boottime: me.boottime,
+            realtime: me.realtime,
         }
     }
 }
@@ -479,7 +474,7 @@ fn time_offsets(ctx: &mut Ctx, _v: Variant) -> Outcome {
     if !cli.success() {
         broken!("unshare --time --monotonic failed: {}", cli.stderr.trim());
     }
-    let cli_me: Value = serde_json::from_str(cli.stdout.trim())
+    let cli_me: Whoami = serde_json::from_str(cli.stdout.trim())
         .map_err(|e| anyhow::anyhow!("whoami under unshare(1): {e}: {:.200}", cli.stdout))?;
     let (kernel, cli) = (Clocks::from_whoami(&me), Clocks::from_whoami(&cli_me));
     let shift = |c: Clocks| ((c.monotonic - before.monotonic) / 60.0).round() * 60.0;
@@ -559,94 +554,6 @@ fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("types", &seen);
     drop(procs);
     Ok(())
-}
-
-// ---- helper ops ----
-
-/// `shm-hold KEY [MQNAME]`: make a SysV segment with KEY (and a POSIX
-/// message queue) in this ipc ns and wait to be killed; both die with the
-/// namespace.
-fn op_shm_hold(args: &[String]) -> i32 {
-    let key: u32 = args
-        .first()
-        .and_then(|k| k.parse::<u32>().ok())
-        .unwrap_or(0);
-    // Tagged like the host's, so a segment that escaped the namespace is
-    // still found by the leak check.
-    let tag = std::env::var(crate::cleanup::ENV_TAG).unwrap_or_default();
-    if let Err(e) = crate::cleanup::create_tagged_shm(key, &tag) {
-        eprintln!("shmget: {e}");
-        return 125;
-    }
-    if let Some(name) = args
-        .get(1)
-        .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
-    {
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
-        // SAFETY: a NUL-terminated name; default attributes.
-        let fd = unsafe {
-            libc::mq_open(
-                name.as_ptr(),
-                flags,
-                0o600,
-                std::ptr::null::<libc::mq_attr>(),
-            )
-        };
-        if fd < 0 {
-            eprintln!("mq_open: {}", std::io::Error::last_os_error());
-            return 125;
-        }
-    }
-    loop {
-        nix::unistd::pause();
-    }
-}
-
-/// `mq-probe NAME`: prints `present` when mq_open(NAME) works in this ipc
-/// ns, otherwise the errno's name (ENOENT: not in this namespace).
-fn op_mq_probe(args: &[String]) -> i32 {
-    let Some(name) = args
-        .first()
-        .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
-    else {
-        eprintln!("mq-probe needs a queue name");
-        return 125;
-    };
-    // SAFETY: a NUL-terminated name, opened read-only and closed at once.
-    let fd = unsafe { libc::mq_open(name.as_ptr(), libc::O_RDONLY) };
-    if fd >= 0 {
-        // SAFETY: closes the descriptor just opened.
-        unsafe { libc::mq_close(fd) };
-        println!("present");
-    } else {
-        println!("{:?}", nix::errno::Errno::last());
-    }
-    0
-}
-
-fn errno_name(r: Result<(), nix::errno::Errno>) -> String {
-    match r {
-        Ok(()) => "ok".into(),
-        Err(e) => format!("{e:?}"),
-    }
-}
-
-/// `try-host-resources FILE`: as root of a user namespace, try to open a
-/// host-owned file for writing and to set the (host's) hostname.
-fn op_try_host(args: &[String]) -> i32 {
-    let file = args.first().cloned().unwrap_or_default();
-    let write = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&file)
-        .map(|_| ())
-        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)));
-    let host = nix::unistd::gethostname().unwrap_or_default();
-    let set = nix::unistd::sethostname(&host);
-    println!(
-        "{}",
-        json!({"write_host_file": errno_name(write), "sethostname": errno_name(set)})
-    );
-    0
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
 //! Catalogue section 1: the PID namespace.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
-use crate::helper::{self, HelperOp};
+use crate::helper::whoami::Whoami;
+use crate::helper::{
+    self,
+    pid::{InitDeath, Orphan, Signals},
+};
 use crate::namespaces;
 use crate::needs::{Need, Tool};
-use crate::process::{is_running, run, run_ok, wait_until, Spawned};
+use crate::process::{run, run_ok, wait_until, Spawned};
 use crate::{broken, check, check_eq};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, getpid, getppid, ForkResult, Pid};
-use serde_json::{json, Value};
 use std::time::Duration;
 
 const ROOT_UNSHARE: &[Need] = &[Need::Root, Need::Tool(Tool::Unshare)];
@@ -98,14 +98,8 @@ pub static EXPERIMENTS: &[Experiment] = &[
     },
 ];
 
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("pidns-init-death", op_init_death),
-    ("pidns-signals", op_signals),
-    ("pidns-orphan", op_orphan),
-];
-
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.
-pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Value> {
+pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Whoami> {
     let exe = helper::helper_path();
     let mut c = ctx.helper();
     c.arg("unshare")
@@ -157,11 +151,11 @@ fn init_is_pid_1(ctx: &mut Ctx, v: Variant) -> Outcome {
         &["--fork"]
     };
     let me = whoami_in(ctx, ns)?;
-    ctx.observe("pid_inside", &me["pid"]);
-    ctx.observe("ppid_inside", &me["ppid"]);
+    ctx.observe("pid_inside", me.pid);
+    ctx.observe("ppid_inside", me.ppid);
     check_eq!(shell_pid.as_str(), "1", "`echo $$` inside");
-    check_eq!(me["pid"].as_i64(), Some(1), "getpid() inside");
-    check_eq!(me["ppid"].as_i64(), Some(0), "getppid() inside");
+    check_eq!(me.pid, 1, "getpid() inside");
+    check_eq!(me.ppid, 0, "getppid() inside");
     Ok(())
 }
 
@@ -202,10 +196,7 @@ fn ps_sees_only_namespace(ctx: &mut Ctx, v: Variant) -> Outcome {
         &["--ns", "pid"]
     };
     let me = whoami_in(ctx, ns)?;
-    let proc_pids: Vec<i64> = me["proc_pids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+    let proc_pids = me.proc_pids;
     ctx.observe("proc_pids_inside", &proc_pids);
     let host = host_pid_count();
     ctx.measure("host_pid_count", host);
@@ -332,31 +323,31 @@ fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .arg(&exe)
             .args(["helper", "whoami"]),
     )?;
-    let me: Value = serde_json::from_str(out.trim())?;
+    let me: Whoami = serde_json::from_str(out.trim())?;
     // The seed's own command, through a shell.
     let sh = run_ok(ctx.cmd("nsenter").args([
         "-t", &t, "--pid", "--mount", "--net", "/bin/sh", "-c", "echo $$",
     ]))?;
     ctx.observe("target_ns", &target);
-    ctx.observe("entered_ns", &me["ns"]);
-    ctx.observe("entered_pid", &me["pid"]);
-    ctx.observe("entered_proc_pids", &me["proc_pids"]);
+    ctx.observe("entered_ns", &me.ns);
+    ctx.observe("entered_pid", me.pid);
+    ctx.observe("entered_proc_pids", &me.proc_pids);
     ctx.observe("sh_pid", sh.trim());
     for kind in ["pid", "mnt", "net"] {
         check_eq!(
-            me["ns"][kind].as_u64(),
+            me.ns.get(kind).copied(),
             target.get(kind).copied(),
             "{kind} inode after nsenter"
         );
     }
-    let own = me["pid"].as_i64().unwrap_or(-1);
+    let own = me.pid;
     check!(
         (2..10).contains(&own),
         "pid inside should be small (2..10), got {own}"
     );
     check_eq!(
-        me["proc_pids"],
-        json!([1, own]),
+        me.proc_pids,
+        vec![1, own],
         "/proc inside lists the ns init and itself"
     );
     let sh_pid: i64 = sh.trim().parse().unwrap_or(-1);
@@ -368,32 +359,32 @@ fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
 }
 
 /// Runs a pid-namespace helper op and parses its JSON.
-fn helper_json(ctx: &Ctx, op: &str, args: &[&str]) -> anyhow::Result<Value> {
+fn helper_json<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    op: &str,
+    args: &[&str],
+) -> anyhow::Result<T> {
     let out = run_ok(ctx.helper().arg(op).args(args))?;
     Ok(serde_json::from_str(out.trim())?)
 }
 
 fn init_death_kills_namespace(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let r = helper_json(ctx, "pidns-init-death", &[])?;
+    let r: InitDeath = helper_json(ctx, "pidns-init-death", &[])?;
     ctx.observe("result", &r);
+    check_eq!(r.members_before, 3, "processes in the ns before the kill");
     check_eq!(
-        r["members_before"].as_u64(),
-        Some(3),
-        "processes in the ns before the kill"
-    );
-    check_eq!(
-        r["init_status"].as_str(),
-        Some("killed by SIGKILL"),
+        r.init_status.as_str(),
+        "killed by SIGKILL",
         "ns init's wait status"
     );
     check_eq!(
-        r["members_alive_after"],
-        json!([]),
+        r.members_alive_after,
+        Vec::<i32>::new(),
         "ns members alive after init died"
     );
     check_eq!(
-        r["fork_after"].as_str(),
-        Some("ENOMEM"),
+        r.fork_after.as_str(),
+        "ENOMEM",
         "fork into the dead namespace"
     );
     Ok(())
@@ -401,335 +392,39 @@ fn init_death_kills_namespace(ctx: &mut Ctx, _v: Variant) -> Outcome {
 
 fn init_ignores_unhandled_signals(ctx: &mut Ctx, v: Variant) -> Outcome {
     let target = if v.isolated() { "init" } else { "child" };
-    let r = helper_json(ctx, "pidns-signals", &[target])?;
+    let r: Signals = helper_json(ctx, "pidns-signals", &[target])?;
     ctx.observe("result", &r);
     check_eq!(
-        r["survived_term_kill_from_inside"],
-        json!(true),
+        r.survived_term_kill_from_inside,
+        true,
         "{target} after SIGTERM+SIGKILL from inside"
     );
     check_eq!(
-        r["survived_term_from_parent_ns"],
-        json!(true),
+        r.survived_term_from_parent_ns,
+        true,
         "{target} after SIGTERM from the parent ns"
     );
     check_eq!(
-        r["sigkill_from_parent_ns"].as_str(),
-        Some("killed by SIGKILL"),
+        r.sigkill_from_parent_ns.as_str(),
+        "killed by SIGKILL",
         "{target} after SIGKILL from the parent ns"
     );
     Ok(())
 }
 
 fn orphans_reparent(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let r = helper_json(ctx, "pidns-orphan", &[])?;
+    let r: Orphan = helper_json(ctx, "pidns-orphan", &[])?;
     ctx.observe("result", &r);
     check_eq!(
-        r["orphan_ppid_inside"].as_i64(),
+        r.orphan_ppid_inside,
         Some(1),
         "getppid() of the orphan inside"
     );
     check!(
-        r["orphan_host_ppid"] == r["init_host_pid"] && r["init_host_pid"].as_i64().unwrap_or(0) > 1,
-        "the orphan's host parent should be the ns init {} (not the host's init), got {}",
-        r["init_host_pid"],
-        r["orphan_host_ppid"]
+        r.orphan_host_ppid == Some(r.init_host_pid) && r.init_host_pid > 1,
+        "the orphan's host parent should be the ns init {} (not the host's init), got {:?}",
+        r.init_host_pid,
+        r.orphan_host_ppid
     );
     Ok(())
-}
-
-// ---- helper ops: single-threaded, may fork freely ----
-
-fn describe(ws: nix::Result<WaitStatus>) -> String {
-    match ws {
-        Ok(WaitStatus::Exited(_, c)) => format!("exited {c}"),
-        Ok(WaitStatus::Signaled(_, s, _)) => format!("killed by {s:?}"),
-        Ok(other) => format!("{other:?}"),
-        Err(e) => format!("wait failed: {e}"),
-    }
-}
-
-fn print_json(v: Value) -> i32 {
-    println!("{v}");
-    0
-}
-
-fn unshare_pid() -> Result<(), i32> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).map_err(|e| {
-        eprintln!("isocheck helper: unshare(CLONE_NEWPID): {e}");
-        125
-    })
-}
-
-/// Blocks forever; the process only leaves by a signal.
-fn park() -> ! {
-    loop {
-        nix::unistd::pause();
-    }
-}
-
-fn op_init_death(_args: &[String]) -> i32 {
-    if let Err(c) = unshare_pid() {
-        return c;
-    }
-    let init = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            for _ in 0..2 {
-                if let Ok(ForkResult::Child) = unsafe { fork() } {
-                    park();
-                }
-            }
-            park();
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => return helper::status_code(WaitStatus::Exited(Pid::from_raw(0), e as i32)),
-    };
-    let members = || {
-        let mut m = vec![init.as_raw()];
-        m.extend(crate::process::children_of(init.as_raw()));
-        m
-    };
-    wait_until(Duration::from_secs(5), || members().len() >= 3);
-    let before = members();
-    let _ = kill(init, Signal::SIGKILL);
-    let init_status = describe(waitpid(init, None));
-    let gone = wait_until(Duration::from_secs(5), || {
-        before.iter().all(|p| !is_running(*p))
-    });
-    let still: Vec<i32> = before.iter().copied().filter(|p| is_running(*p)).collect();
-    let fork_after = match unsafe { fork() } {
-        Ok(ForkResult::Child) => std::process::exit(0),
-        Ok(ForkResult::Parent { child }) => {
-            let _ = waitpid(child, None);
-            "succeeded".to_string()
-        }
-        Err(e) => format!("{e:?}"),
-    };
-    print_json(json!({
-        "members_before": before.len(),
-        "init_status": init_status,
-        "all_gone": gone,
-        "members_alive_after": still,
-        "fork_after": fork_after,
-    }))
-}
-
-/// Target loop: on each byte from `cmd`, fork a sibling that sends SIGTERM
-/// then SIGKILL to the target (its parent), reap it, and answer on `resp`.
-/// A target that did not survive never answers.
-fn responder(cmd: std::os::fd::OwnedFd, resp: std::os::fd::OwnedFd) -> ! {
-    let mut b = [0u8; 1];
-    loop {
-        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&cmd), &mut b) {
-            Ok(1) => {}
-            _ => std::process::exit(0),
-        }
-        if b[0] == b's' {
-            if let Ok(ForkResult::Child) = unsafe { fork() } {
-                let target = getppid();
-                let _ = kill(target, Signal::SIGTERM);
-                let _ = kill(target, Signal::SIGKILL);
-                std::process::exit(0);
-            }
-            let _ = nix::sys::wait::wait();
-        }
-        let _ = nix::unistd::write(&resp, b"a");
-    }
-}
-
-fn op_signals(args: &[String]) -> i32 {
-    let target_is_init = args.first().map(String::as_str) != Some("child");
-    let (cmd_r, cmd_w) = nix::unistd::pipe().expect("pipe");
-    let (resp_r, resp_w) = nix::unistd::pipe().expect("pipe");
-    if let Err(c) = unshare_pid() {
-        return c;
-    }
-    let init = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(cmd_w);
-            drop(resp_r);
-            if target_is_init {
-                responder(cmd_r, resp_w);
-            }
-            if let Ok(ForkResult::Child) = unsafe { fork() } {
-                responder(cmd_r, resp_w);
-            }
-            drop(cmd_r);
-            drop(resp_w);
-            // An init that reaps until its namespace is empty.
-            while nix::sys::wait::wait().is_ok() {}
-            std::process::exit(0);
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            eprintln!("fork: {e}");
-            return 125;
-        }
-    };
-    drop(cmd_r);
-    drop(resp_w);
-    let target = if target_is_init {
-        init
-    } else {
-        wait_until(Duration::from_secs(5), || {
-            !crate::process::children_of(init.as_raw()).is_empty()
-        });
-        match crate::process::children_of(init.as_raw()).first() {
-            Some(p) => Pid::from_raw(*p),
-            None => {
-                eprintln!("the ns init never forked its child");
-                return 125;
-            }
-        }
-    };
-    let ask = |c: u8| -> bool {
-        let mut b = [0u8; 1];
-        nix::unistd::write(&cmd_w, &[c]).is_ok()
-            && matches!(
-                nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&resp_r), &mut b),
-                Ok(1)
-            )
-    };
-    // The answer (or EOF, once the target is dead) proves the outcome
-    // without any timeout.
-    let inside = ask(b's');
-    let _ = kill(target, Signal::SIGTERM);
-    let after_term = inside && ask(b'p');
-    let _ = kill(target, Signal::SIGKILL);
-    let sigkill = if target == init {
-        describe(waitpid(init, None))
-    } else {
-        wait_until(Duration::from_secs(5), || !is_running(target.as_raw()));
-        if is_running(target.as_raw()) {
-            "alive".into()
-        } else {
-            "killed by SIGKILL".to_string()
-        }
-    };
-    let _ = kill(init, Signal::SIGKILL);
-    let _ = waitpid(init, None);
-    print_json(json!({
-        "target": if target_is_init { "init" } else { "child" },
-        "survived_term_kill_from_inside": inside,
-        "survived_term_from_parent_ns": after_term,
-        "sigkill_from_parent_ns": sigkill,
-    }))
-}
-
-/// The host pid and `PPid:` of the process whose innermost `NSpid` is
-/// `ns_pid`, among (host pid, /proc status text) pairs of one pid ns.
-pub fn find_by_nspid(statuses: &[(i32, String)], ns_pid: i32) -> Option<(i32, i32)> {
-    statuses.iter().find_map(|(pid, text)| {
-        let nspid = namespaces::parse_nspid(text)?;
-        if nspid.len() < 2 || nspid.last() != Some(&ns_pid) {
-            return None;
-        }
-        let ppid = text
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))?
-            .trim()
-            .parse()
-            .ok()?;
-        Some((*pid, ppid))
-    })
-}
-
-fn op_orphan(_args: &[String]) -> i32 {
-    let (r, w) = nix::unistd::pipe().expect("pipe");
-    if let Err(c) = unshare_pid() {
-        return c;
-    }
-    let init = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(r);
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    // The middle process forks the orphan-to-be and exits.
-                    let mid = getpid();
-                    if let Ok(ForkResult::Child) = unsafe { fork() } {
-                        while getppid() == mid {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        let msg = format!("{} {}\n", getpid(), getppid());
-                        let _ = nix::unistd::write(&w, msg.as_bytes());
-                        park();
-                    }
-                    std::process::exit(0);
-                }
-                _ => {
-                    drop(w);
-                    // Reap the middle process, then stay as the ns init.
-                    loop {
-                        if nix::sys::wait::wait().is_err() {
-                            park();
-                        }
-                    }
-                }
-            }
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            eprintln!("fork: {e}");
-            return 125;
-        }
-    };
-    drop(w);
-    let mut buf = [0u8; 64];
-    let n = nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&r), &mut buf).unwrap_or(0);
-    let line = String::from_utf8_lossy(&buf[..n]).to_string();
-    let mut it = line
-        .split_whitespace()
-        .filter_map(|x| x.parse::<i64>().ok());
-    let (ns_pid, ppid_inside) = (it.next(), it.next());
-    // The orphan as a user finds it: the process of the init's pid ns
-    // whose NSpid ends in the pid it printed, and that process's PPid.
-    let statuses: Vec<(i32, String)> = namespaces::inode(&init.to_string(), "pid")
-        .map(|ino| namespaces::pids_in_ns("pid", ino))
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|p| {
-            Some((
-                p,
-                std::fs::read_to_string(format!("/proc/{p}/status")).ok()?,
-            ))
-        })
-        .collect();
-    let found = ns_pid.and_then(|n| find_by_nspid(&statuses, n as i32));
-    let (kids, host_ppid) = (found.map(|f| f.0), found.map(|f| f.1));
-    let _ = kill(init, Signal::SIGKILL);
-    let _ = waitpid(init, None);
-    print_json(json!({
-        "orphan_ns_pid": ns_pid,
-        "orphan_ppid_inside": ppid_inside,
-        "init_host_pid": init.as_raw(),
-        "orphan_host_pid": kids,
-        "orphan_host_ppid": host_ppid,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::find_by_nspid;
-
-    fn status(nspid: &str, ppid: i32) -> String {
-        format!("Name:\tsleep\nPPid:\t{ppid}\nNSpid:\t{nspid}\n")
-    }
-
-    /// Recorded from a run: the ns init (host 4100, ns 1), its first child
-    /// (4101, ns 2) and the orphan (4103, ns 3). The orphan is found by its
-    /// NSpid, not by being the init's child, so a wrong reparenting shows.
-    #[test]
-    fn the_orphan_is_found_by_nspid_and_its_ppid_can_disagree() {
-        let mut recorded = vec![
-            (4100, status("4100\t1", 4099)),
-            (4101, status("4101\t2", 4100)),
-            (4103, status("4103\t3", 4100)),
-        ];
-        assert_eq!(find_by_nspid(&recorded, 3), Some((4103, 4100)));
-        // Reparented to the host's init instead: the check's input differs.
-        recorded[2].1 = status("4103\t3", 1);
-        assert_eq!(find_by_nspid(&recorded, 3), Some((4103, 1)));
-        // A host process (one NSpid level) never matches.
-        assert_eq!(find_by_nspid(&[(3, status("3", 1))], 3), None);
-    }
 }

@@ -9,20 +9,15 @@
 //! RLIMIT_CORE 0 in a scratch directory so a `core` pattern leaves no file.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
-use crate::helper::{exec, status_code, HelperOp};
+use crate::helper::seccomp::{status_field, Probe, ThreadReport};
 use crate::needs::{Need, Tool};
 use crate::process::{run, Ran};
 use crate::{broken, check, check_eq};
-use libseccomp::{ScmpAction, ScmpFilterContext, ScmpSyscall};
-use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, Ordering};
-use std::time::Duration;
 
 const GCC_NEEDS: &[Need] = &[Need::Tool(Tool::Gcc), Need::LibseccompDev];
 const UNSHARE_NEEDS: &[Need] = &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare)];
@@ -98,13 +93,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
         body: unconfined_allows_unshare,
         exclusive: None,
     },
-];
-
-pub static HELPER_OPS: &[(&str, HelperOp)] = &[
-    ("seccomp-exec", op_seccomp_exec),
-    ("seccomp-thread", op_seccomp_thread),
-    ("seccomp-profile", op_seccomp_profile),
-    ("seccomp-probe", op_seccomp_probe),
 ];
 
 pub fn fixtures_dir() -> PathBuf {
@@ -244,13 +232,6 @@ fn seccomp_status(pid: i32) -> anyhow::Result<(Option<u32>, Option<u32>)> {
     Ok((mode, filters))
 }
 
-fn status_field(status: &str, key: &str) -> Option<u32> {
-    status.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
-}
-
 fn execve_killed(ctx: &mut Ctx, v: Variant) -> Outcome {
     let mut c = ctx.helper();
     c.arg("seccomp-exec");
@@ -298,12 +279,12 @@ fn execve_killed(ctx: &mut Ctx, v: Variant) -> Outcome {
     Ok(())
 }
 
-fn helper_json(r: &Ran) -> Option<Value> {
-    r.stdout.lines().rev().find_map(|l| {
-        serde_json::from_str::<Value>(l)
-            .ok()
-            .filter(Value::is_object)
-    })
+/// The helper's reply: the last stdout line that parses as one.
+fn helper_json<T: serde::de::DeserializeOwned>(r: &Ran) -> Option<T> {
+    r.stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<T>(l).ok())
 }
 
 fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
@@ -313,7 +294,7 @@ fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
         let r = run(no_core(&mut ctx.helper())
             .current_dir(ctx.scratch()?)
             .args(["seccomp-thread", a]))?;
-        let j = helper_json(&r).unwrap_or(Value::Null);
+        let j: Option<ThreadReport> = helper_json(&r);
         seen.insert(
             a.into(),
             json!({"signal": r.signal, "code": r.code, "report": j,
@@ -326,11 +307,12 @@ fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ctx.observe("actions", &seen);
     for (a, r, j) in &results {
         let ran = r.stdout.contains("exec-ran");
+        let j = j.as_ref();
         match *a {
             "kill-process" => {
                 check_eq!(r.signal, Some(SIGSYS), "KillProcess: signal of the process");
                 check!(
-                    !ran && j.is_null(),
+                    !ran && j.is_none(),
                     "KillProcess: the process went on: {r:?}"
                 );
             }
@@ -338,33 +320,41 @@ fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
                 check_eq!(r.code, Some(0), "KillThread: the process exits normally");
                 check!(!ran, "KillThread: the exec went through");
                 check_eq!(
-                    j["thread_gone"],
-                    json!(true),
+                    j.map(|j| j.thread_gone),
+                    Some(true),
                     "KillThread: the thread is gone"
                 );
                 check_eq!(
-                    j["returned"],
-                    json!(false),
+                    j.map(|j| j.returned),
+                    Some(false),
                     "KillThread: execve never returned"
                 );
                 check_eq!(
-                    j["main_alive"],
-                    json!(true),
+                    j.map(|j| j.main_alive),
+                    Some(true),
                     "KillThread: main thread reports"
                 );
             }
             "trap" => {
                 check!(!ran, "Trap: the exec went through");
-                check_eq!(j["trapped"], json!(true), "Trap: SIGSYS handler ran");
-                check_eq!(j["si_code"], json!(1), "Trap: si_code (SYS_SECCOMP)");
-                check_eq!(j["si_syscall"], json!(libc::SYS_execve), "Trap: si_syscall");
-                check_eq!(j["returned"], json!(true), "Trap: the thread went on");
+                check_eq!(j.map(|j| j.trapped), Some(true), "Trap: SIGSYS handler ran");
+                check_eq!(j.map(|j| j.si_code), Some(1), "Trap: si_code (SYS_SECCOMP)");
+                check_eq!(
+                    j.map(|j| j.si_syscall as libc::c_long),
+                    Some(libc::SYS_execve),
+                    "Trap: si_syscall"
+                );
+                check_eq!(
+                    j.map(|j| j.returned),
+                    Some(true),
+                    "Trap: the thread went on"
+                );
             }
             "errno" => {
                 check!(!ran, "Errno: the exec went through");
-                check_eq!(j["trapped"], json!(false), "Errno: no signal");
-                check_eq!(j["ret"], json!(-1), "Errno: execve's return");
-                check_eq!(j["errno"], json!(libc::EPERM), "Errno: errno");
+                check_eq!(j.map(|j| j.trapped), Some(false), "Errno: no signal");
+                check_eq!(j.map(|j| j.ret), Some(-1), "Errno: execve's return");
+                check_eq!(j.map(|j| j.errno), Some(libc::EPERM), "Errno: errno");
             }
             _ => {
                 // Without the filter the exec goes through too: the exec'd
@@ -400,7 +390,7 @@ fn inherited(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .helper()
         .args(["seccomp-exec", "--rule", "uname=errno", "--fork", "--"])
         .args(["/bin/sh", "-c", &script]))?;
-    let probe = helper_json(&r).unwrap_or(Value::Null);
+    let probe: Option<Probe> = helper_json(&r);
     let cli_mode = status_field(&r.stdout, "Seccomp");
     let cli_filters = status_field(&r.stdout, "Seccomp_filters");
     let uname_status = r
@@ -425,19 +415,20 @@ fn inherited(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "uname(1) in a grandchild was not blocked: status {uname_status:?}, stderr {:?}",
         r.stderr.trim()
     );
+    let probe = probe.as_ref();
     check_eq!(
-        probe["seccomp"],
-        json!(2),
+        probe.and_then(|p| p.seccomp),
+        Some(2),
         "procfs `Seccomp` of the probe grandchild"
     );
     check_eq!(
-        probe["seccomp_filters"],
-        json!(1),
+        probe.and_then(|p| p.seccomp_filters),
+        Some(1),
         "`Seccomp_filters` of the probe"
     );
     check_eq!(
-        probe["uname_errno"],
-        json!(libc::EPERM),
+        probe.map(|p| p.uname_errno),
+        Some(libc::EPERM),
         "uname(2) errno in the probe"
     );
     Ok(())
@@ -460,7 +451,7 @@ fn under_profile(ctx: &mut Ctx, confined: bool, cmd: &[&str]) -> anyhow::Result<
     run(&mut c)
 }
 
-fn probe_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<Value> {
+fn probe_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<Probe> {
     let exe = crate::helper::helper_path();
     let exe = exe.to_string_lossy();
     let r = under_profile(ctx, confined, &[&exe, "helper", "seccomp-probe"])?;
@@ -470,7 +461,7 @@ fn probe_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<Value> {
 /// The seed's check, with or without the profile: `unshare -U true`, the
 /// `Seccomp:` line a confined process sees, and the kernel-layer probe, all
 /// recorded as observations.
-fn unshare_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<(Ran, Option<u32>, Value)> {
+fn unshare_under(ctx: &mut Ctx, confined: bool) -> anyhow::Result<(Ran, Option<u32>, Probe)> {
     let cli = under_profile(ctx, confined, &["unshare", "-U", "true"])?;
     let grep = under_profile(ctx, confined, &["grep", "^Seccomp:", "/proc/self/status"])?;
     let mode = status_field(&grep.stdout, "Seccomp");
@@ -495,16 +486,16 @@ fn default_profile_blocks_unshare(ctx: &mut Ctx, v: Variant) -> Outcome {
         cli.stderr.trim()
     );
     check_eq!(mode, Some(2), "`Seccomp:` under the profile");
-    for k in ["unshare_errno", "clone_newuser_errno", "setns_errno"] {
-        check_eq!(probe[k], json!(libc::EPERM), "{k} under the profile");
+    for (k, errno) in [
+        ("unshare_errno", probe.unshare_errno),
+        ("clone_newuser_errno", probe.clone_newuser_errno),
+        ("setns_errno", probe.setns_errno),
+    ] {
+        check_eq!(errno, libc::EPERM, "{k} under the profile");
     }
     // The profile is an allow-list, not a blanket ban: clone without
     // namespace flags still works.
-    check_eq!(
-        probe["clone_plain_errno"],
-        json!(0),
-        "plain clone under the profile"
-    );
+    check_eq!(probe.clone_plain_errno, 0, "plain clone under the profile");
     Ok(())
 }
 
@@ -517,333 +508,9 @@ fn unconfined_allows_unshare(ctx: &mut Ctx, _v: Variant) -> Outcome {
         cli.stderr.trim()
     );
     check_eq!(mode, Some(0), "`Seccomp:` unconfined");
-    check_eq!(probe["seccomp"], json!(0), "procfs `Seccomp` unconfined");
-    check_eq!(
-        probe["unshare_errno"],
-        json!(0),
-        "unshare(CLONE_NEWUSER) unconfined"
-    );
+    check_eq!(probe.seccomp, Some(0), "procfs `Seccomp` unconfined");
+    check_eq!(probe.unshare_errno, 0, "unshare(CLONE_NEWUSER) unconfined");
     Ok(())
-}
-
-// ---- helper ops (single-threaded children) ----
-
-fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("isocheck helper: {msg}");
-    125
-}
-
-fn no_core_self() {
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscall.
-    unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
-}
-
-fn parse_action(s: &str) -> Result<ScmpAction, String> {
-    Ok(match s {
-        "kill-process" => ScmpAction::KillProcess,
-        "kill-thread" => ScmpAction::KillThread,
-        "trap" => ScmpAction::Trap,
-        "errno" => ScmpAction::Errno(libc::EPERM),
-        "log" => ScmpAction::Log,
-        other => return Err(format!("unknown action {other:?}")),
-    })
-}
-
-/// Default allow, `syscall -> action` for each rule; loaded into this process.
-fn load_rules(rules: &[(String, ScmpAction)]) -> Result<(), String> {
-    let mut f = ScmpFilterContext::new(ScmpAction::Allow).map_err(|e| e.to_string())?;
-    for (s, a) in rules {
-        let nr = ScmpSyscall::from_name(s).map_err(|e| format!("syscall {s}: {e}"))?;
-        f.add_rule(*a, nr).map_err(|e| format!("rule {s}: {e}"))?;
-    }
-    f.load().map_err(|e| format!("seccomp_load: {e}"))
-}
-
-/// `seccomp-exec [--rule SYSCALL=ACTION]… [--wait] [--fork] -- CMD…`: loads
-/// the rules (none: no filter at all), optionally prints `ready` and waits
-/// for a line on stdin, optionally forks, then execs CMD.
-fn op_seccomp_exec(args: &[String]) -> i32 {
-    let mut rules = Vec::new();
-    let (mut wait, mut do_fork) = (false, false);
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--rule" => {
-                i += 1;
-                let Some((s, a)) = args.get(i).and_then(|r| r.split_once('=')) else {
-                    return fail("--rule needs SYSCALL=ACTION");
-                };
-                match parse_action(a) {
-                    Ok(a) => rules.push((s.to_string(), a)),
-                    Err(e) => return fail(e),
-                }
-            }
-            "--wait" => wait = true,
-            "--fork" => do_fork = true,
-            "--" => break,
-            other => return fail(format!("seccomp-exec: unknown option {other}")),
-        }
-        i += 1;
-    }
-    let cmd = args.get(i + 1..).unwrap_or_default();
-    no_core_self();
-    if !rules.is_empty() {
-        if let Err(e) = load_rules(&rules) {
-            return fail(e);
-        }
-    }
-    if wait {
-        println!("ready");
-        let _ = std::io::stdout().flush();
-        let mut l = String::new();
-        let _ = std::io::stdin().read_line(&mut l);
-    }
-    if !do_fork {
-        return exec(cmd);
-    }
-    // SAFETY: single-threaded helper.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => exec(cmd),
-        Ok(ForkResult::Parent { child }) => waitpid(child, None).map(status_code).unwrap_or(125),
-        Err(e) => fail(format!("fork: {e}")),
-    }
-}
-
-static TRAPPED: AtomicBool = AtomicBool::new(false);
-static SI_CODE: AtomicI32 = AtomicI32::new(0);
-static SI_SYSCALL: AtomicI32 = AtomicI32::new(-1);
-static SI_ARCH: AtomicU32 = AtomicU32::new(0);
-static THREAD_TID: AtomicI32 = AtomicI32::new(0);
-static RETURNED: AtomicBool = AtomicBool::new(false);
-static RET: AtomicI64 = AtomicI64::new(0);
-static ERRNO: AtomicI32 = AtomicI32::new(0);
-
-/// The SIGSYS member of `siginfo_t` (`_sigsys` in the kernel's union), which
-/// the libc crate does not expose. `repr(C)` places the union after the three
-/// ints at pointer alignment, as the kernel does.
-#[repr(C)]
-struct SigsysInfo {
-    signo: libc::c_int,
-    errno: libc::c_int,
-    code: libc::c_int,
-    call_addr: *mut libc::c_void,
-    syscall: libc::c_int,
-    arch: libc::c_uint,
-}
-
-extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let i = unsafe { &*(info as *const SigsysInfo) };
-    SI_CODE.store(i.code, Ordering::SeqCst);
-    SI_SYSCALL.store(i.syscall, Ordering::SeqCst);
-    SI_ARCH.store(i.arch, Ordering::SeqCst);
-    TRAPPED.store(true, Ordering::SeqCst);
-}
-
-extern "C" {
-    static environ: *const *const libc::c_char;
-}
-
-/// `seccomp-thread ACTION`: execve → ACTION, then a second thread calls
-/// execve("/bin/sh", "echo exec-ran") while the main thread watches. Prints
-/// one JSON line unless the exec replaced or killed the process.
-fn op_seccomp_thread(args: &[String]) -> i32 {
-    let action = match args.first().map(|a| parse_action(a)) {
-        Some(Ok(a)) => a,
-        Some(Err(e)) => return fail(e),
-        None => return fail("seccomp-thread needs an action"),
-    };
-    no_core_self();
-    // SAFETY: a plain sigaction with an async-signal-safe handler (atomics).
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigsys as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO;
-        libc::sigemptyset(&mut sa.sa_mask);
-        if libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) != 0 {
-            return fail("sigaction(SIGSYS)");
-        }
-    }
-    if let Err(e) = load_rules(&[("execve".into(), action)]) {
-        return fail(e);
-    }
-    // Threads created after the load inherit the filter.
-    let t = std::thread::spawn(|| {
-        // SAFETY: gettid and a raw execve with NUL-terminated arrays.
-        unsafe {
-            THREAD_TID.store(libc::gettid(), Ordering::SeqCst);
-            let argv = [
-                c"sh".as_ptr(),
-                c"-c".as_ptr(),
-                // The shell, once exec'd, reads its own `Seccomp:` with
-                // builtins only (a second exec would meet the filter again).
-                c"while read -r k v; do case $k in Seccomp:) echo \"seccomp=$v\";; esac; done < /proc/self/status; echo exec-ran".as_ptr(),
-                std::ptr::null(),
-            ];
-            let r = libc::syscall(
-                libc::SYS_execve,
-                c"/bin/sh".as_ptr(),
-                argv.as_ptr(),
-                environ,
-            );
-            let e = *libc::__errno_location();
-            RET.store(r, Ordering::SeqCst);
-            ERRNO.store(if r == -1 { e } else { 0 }, Ordering::SeqCst);
-        }
-        RETURNED.store(true, Ordering::SeqCst);
-    });
-    let gone = |tid: i32| tid > 0 && !Path::new(&format!("/proc/self/task/{tid}")).exists();
-    let settled = crate::process::wait_until(Duration::from_secs(10), || {
-        RETURNED.load(Ordering::SeqCst) || gone(THREAD_TID.load(Ordering::SeqCst))
-    });
-    let returned = RETURNED.load(Ordering::SeqCst);
-    if returned {
-        let _ = t.join();
-    } else {
-        // A killed thread never finishes its closure: joining would panic.
-        std::mem::forget(t);
-    }
-    let tid = THREAD_TID.load(Ordering::SeqCst);
-    let j = json!({
-        "settled": settled,
-        "returned": returned,
-        "ret": RET.load(Ordering::SeqCst),
-        "errno": ERRNO.load(Ordering::SeqCst),
-        "trapped": TRAPPED.load(Ordering::SeqCst),
-        "si_code": SI_CODE.load(Ordering::SeqCst),
-        "si_syscall": SI_SYSCALL.load(Ordering::SeqCst),
-        "si_arch": SI_ARCH.load(Ordering::SeqCst),
-        "thread_gone": gone(tid),
-        "main_alive": true,
-    });
-    println!("{j}");
-    0
-}
-
-/// `seccomp-profile (--profile FILE [--caps SPEC] | --unconfined) -- CMD…`:
-/// applies a Docker-format profile (nothing when it does not compile) and
-/// execs CMD.
-fn op_seccomp_profile(args: &[String]) -> i32 {
-    let mut profile: Option<String> = None;
-    let mut caps = "docker-default".to_string();
-    let mut unconfined = false;
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--profile" => {
-                i += 1;
-                profile = args.get(i).cloned();
-            }
-            "--caps" => {
-                i += 1;
-                caps = args.get(i).cloned().unwrap_or_default();
-            }
-            "--unconfined" => unconfined = true,
-            "--" => break,
-            other => return fail(format!("seccomp-profile: unknown option {other}")),
-        }
-        i += 1;
-    }
-    let cmd = args.get(i + 1..).unwrap_or_default();
-    match (profile, unconfined) {
-        (None, true) => exec(cmd),
-        (Some(p), false) => {
-            let caps = match crate::seccomp::Caps::parse(&caps) {
-                Ok(c) => c,
-                Err(e) => return fail(e),
-            };
-            let env = crate::seccomp::Env {
-                caps,
-                ..crate::seccomp::Env::host()
-            };
-            let compiled = match crate::seccomp::load_file(Path::new(&p), &env) {
-                Ok(c) => c,
-                Err(e) => return fail(format!("profile {p}: {e}")),
-            };
-            if let Err(e) = compiled.load() {
-                return fail(format!("profile {p}: {e}"));
-            }
-            exec(cmd)
-        }
-        _ => fail("seccomp-profile needs exactly one of --profile FILE or --unconfined"),
-    }
-}
-
-fn errno_of(r: libc::c_long) -> i32 {
-    if r == -1 {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
-    } else {
-        0
-    }
-}
-
-/// Raw clone(2) with `flags`; the child exits at once. Returns errno (0: ok).
-fn try_clone(flags: libc::c_long) -> i32 {
-    // SAFETY: no CLONE_VM: the child is a copy that only calls _exit.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags | libc::SIGCHLD as libc::c_long,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    if r == 0 {
-        // SAFETY: leaving the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    if r > 0 {
-        let _ = waitpid(nix::unistd::Pid::from_raw(r as i32), None);
-    }
-    errno_of(r)
-}
-
-/// `seccomp-probe`: what this process's filter lets through, as JSON.
-fn op_seccomp_probe(_args: &[String]) -> i32 {
-    let mode = procfs::process::Process::myself()
-        .and_then(|p| p.status())
-        .ok()
-        .and_then(|s| s.seccomp);
-    let filters = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| status_field(&s, "Seccomp_filters"));
-    let uname_errno = match nix::sys::utsname::uname() {
-        Ok(_) => 0,
-        Err(e) => e as i32,
-    };
-    let setns_errno = match std::fs::File::open("/proc/self/ns/uts") {
-        Ok(f) => match nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWUTS) {
-            Ok(()) => 0,
-            Err(e) => e as i32,
-        },
-        Err(e) => e.raw_os_error().unwrap_or(-1),
-    };
-    let clone_plain_errno = try_clone(0);
-    let clone_newuser_errno = try_clone(libc::CLONE_NEWUSER as libc::c_long);
-    // Last: it moves this process into a new user namespace.
-    let unshare_errno = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
-        Ok(()) => 0,
-        Err(e) => e as i32,
-    };
-    println!(
-        "{}",
-        json!({
-            "seccomp": mode,
-            "seccomp_filters": filters,
-            "uname_errno": uname_errno,
-            "setns_errno": setns_errno,
-            "clone_plain_errno": clone_plain_errno,
-            "clone_newuser_errno": clone_newuser_errno,
-            "unshare_errno": unshare_errno,
-        })
-    );
-    0
 }
 
 #[cfg(test)]
@@ -884,13 +551,5 @@ mod tests {
     #[case("Seccomp:\t0\n", "Seccomp_filters", None)]
     fn status_fields(#[case] s: &str, #[case] k: &str, #[case] want: Option<u32>) {
         assert_eq!(status_field(s, k), want);
-    }
-
-    #[rstest]
-    #[case("kill-process", Ok(ScmpAction::KillProcess))]
-    #[case("errno", Ok(ScmpAction::Errno(libc::EPERM)))]
-    #[case("kill", Err(()))]
-    fn actions_by_name(#[case] s: &str, #[case] want: Result<ScmpAction, ()>) {
-        assert_eq!(parse_action(s).map_err(|_| ()), want);
     }
 }

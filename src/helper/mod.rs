@@ -1,0 +1,282 @@
+//! `isocheck helper …`: the project's own single-threaded child programs.
+//!
+//! Namespace and seccomp work must not happen in the test process: libtest
+//! runs every test on a spawned thread, and in a multithreaded process
+//! `unshare(CLONE_NEWUSER)` fails with EINVAL, `unshare(CLONE_NEWPID)` breaks
+//! every later fork, and a seccomp kill takes the whole test binary down. So
+//! the experiments run this binary as a child: it is single-threaded from
+//! `main`, does the syscalls with nix, and reports what it saw as JSON on
+//! stdout. It is the kernel-layer twin of `unshare(1)`.
+
+pub mod cgroup;
+pub mod docker;
+pub mod escape;
+pub mod mnt;
+pub mod net;
+pub mod other_ns;
+pub mod pid;
+pub mod seccomp;
+mod unshare;
+pub mod whoami;
+
+use nix::sys::wait::WaitStatus;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+static HELPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Front ends set this: the `isocheck` binary itself, or under `cargo test`
+/// the path cargo gives in `CARGO_BIN_EXE_isocheck`.
+pub fn set_helper_path(p: impl Into<PathBuf>) {
+    let _ = HELPER.set(p.into());
+}
+
+/// The helper as every experiment should exec it: a path any uid can reach
+/// (see `reachable`). Call it once before starting threads: a copy written
+/// while another thread forks can make later execs fail with ETXTBSY.
+pub fn helper_path() -> PathBuf {
+    static REACHABLE: OnceLock<PathBuf> = OnceLock::new();
+    REACHABLE
+        .get_or_init(|| {
+            let orig = HELPER
+                .get()
+                .cloned()
+                .or_else(|| std::env::current_exe().ok())
+                .unwrap_or_else(|| PathBuf::from("isocheck"));
+            reachable(&orig)
+        })
+        .clone()
+}
+
+/// Whether a process of any uid (e.g. 100000, mapped root of a user
+/// namespace) can exec `p`: every ancestor directory searchable by others
+/// and the file executable by others.
+pub fn any_uid_can_exec(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode());
+    if !mode(p).is_ok_and(|m| m & 0o001 != 0) {
+        return false;
+    }
+    p.ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .all(|a| mode(a).is_ok_and(|m| m & 0o001 != 0))
+}
+
+/// A clone in a 0750 home (Ubuntu's default, GitHub's runners) keeps the
+/// binary out of reach of mapped uids: `exec` inside the user namespace fails
+/// with EACCES. Then the helper runs from a run-owned directory under the
+/// scratch root (a hard link when on the same filesystem, else a copy); the
+/// end-of-run sweep removes it like any resource of the run.
+fn reachable(orig: &Path) -> PathBuf {
+    if any_uid_can_exec(orig) || !nix::unistd::geteuid().is_root() {
+        return orig.to_path_buf();
+    }
+    match place_reachable_copy(orig) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "isocheck: {} is not reachable by other uids and no copy could be made ({e}); \
+                 experiments that exec it as a mapped uid will break: build into a directory \
+                 with mode 0755 parents (e.g. CARGO_TARGET_DIR=/var/tmp/isocheck-target)",
+                orig.display()
+            );
+            orig.to_path_buf()
+        }
+    }
+}
+
+fn place_reachable_copy(orig: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = crate::cleanup::scratch_root();
+    let dir = root.join(format!("{}helper", crate::cleanup::run_tag()));
+    std::fs::create_dir_all(&dir)?;
+    for d in [&root, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let dest = dir.join("isocheck");
+    if std::fs::hard_link(orig, &dest).is_err() {
+        let tmp = dir.join(".isocheck.part");
+        std::fs::copy(orig, &tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&tmp, &dest)?;
+    }
+    if !any_uid_can_exec(&dest) {
+        return Err(std::io::Error::other(format!(
+            "{} is not reachable either (is TMPDIR under a private directory?)",
+            dest.display()
+        )));
+    }
+    Ok(dest)
+}
+
+pub type HelperOp = fn(&[String]) -> i32;
+
+/// The namespaces the run started in (`mnt:4026531841,net:…`), recorded by
+/// the harness and passed to every command it starts.
+pub const ENV_HOST_NS: &str = "ISOCHECK_HOST_NS";
+
+/// The value of `ENV_HOST_NS` for this process's namespaces (the harness's:
+/// `/proc/self/ns`, since `/proc/1/ns` is EPERM on some hosts).
+pub fn host_ns_env() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        ["mnt", "net", "uts", "ipc"]
+            .iter()
+            .filter_map(|k| Some(format!("{k}:{}", crate::namespaces::inode("self", k).ok()?)))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Refuses a destructive step meant for a new `kind` namespace (a mount,
+/// pivot_root, sethostname, a sysctl write) while this process is still in
+/// the namespace the run started in: on a kernel or sandbox where creating
+/// a namespace silently does nothing, the step would change the host. The
+/// reference is what the harness passed in `ENV_HOST_NS`, else the parent's.
+pub fn refuse_in_host_ns(kind: &str) -> Result<(), String> {
+    let word = match kind {
+        "mnt" => "mount",
+        "net" => "network",
+        other => other,
+    };
+    let mine = crate::namespaces::inode("self", kind)
+        .map_err(|e| format!("refusing: cannot read my {word} namespace: {e}"))?;
+    let recorded = std::env::var(ENV_HOST_NS).ok().and_then(|v| {
+        v.split(',')
+            .filter_map(|kv| kv.split_once(':'))
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, i)| i.parse::<u64>().ok())
+    });
+    let host = match recorded {
+        Some(i) => i,
+        None => {
+            let ppid = nix::unistd::getppid().to_string();
+            crate::namespaces::inode(&ppid, kind)
+                .map_err(|e| format!("refusing: no reference {word} namespace: {e}"))?
+        }
+    };
+    if mine == host {
+        return Err(format!("refusing: still in the host's {word} namespace"));
+    }
+    Ok(())
+}
+
+/// Every operation of `isocheck helper`, by name: the one place a new op is
+/// added (its code lives in the file of the section that uses it).
+const OPS: &[(&str, HelperOp)] = &[
+    ("unshare", unshare::op_unshare),
+    ("whoami", whoami::op_whoami),
+    ("pidns-init-death", pid::op_init_death),
+    ("pidns-signals", pid::op_signals),
+    ("pidns-orphan", pid::op_orphan),
+    ("net-view", net::op_net_view),
+    ("net-sysctl", net::op_net_sysctl),
+    ("net-exec", net::op_net_exec),
+    ("udp-connect", net::op_udp_connect),
+    ("udp-echo", net::op_udp_echo),
+    ("udp-ask", net::op_udp_ask),
+    ("bind-list", mnt::op_bind_list),
+    ("pivot-shell", mnt::op_pivot_shell),
+    ("shm-hold", other_ns::op_shm_hold),
+    ("mq-probe", other_ns::op_mq_probe),
+    ("try-host-resources", other_ns::op_try_host),
+    ("cg-enter", cgroup::op_enter),
+    ("cg-park", cgroup::op_park),
+    ("cg-alloc", cgroup::op_alloc),
+    ("cg-fork", cgroup::op_fork),
+    ("cg-burn", cgroup::op_burn),
+    ("seccomp-exec", seccomp::op_seccomp_exec),
+    ("seccomp-thread", seccomp::op_seccomp_thread),
+    ("seccomp-profile", seccomp::op_seccomp_profile),
+    ("seccomp-probe", seccomp::op_seccomp_probe),
+    ("docker-pivot", docker::op_pivot),
+    ("esc-ra-own", escape::op_ra_own),
+    ("esc-ra-try", escape::op_ra_try),
+    ("esc-abstract-serve", escape::op_abstract_serve),
+    ("esc-abstract-connect", escape::op_abstract_connect),
+    ("esc-umount-reveal", escape::op_umount_reveal),
+    ("esc-mknod", escape::op_mknod),
+    ("esc-setns", escape::op_setns),
+    ("esc-exec-as", escape::op_exec_as),
+];
+
+/// The names `isocheck helper` answers to (tests check there are no
+/// duplicates).
+pub fn op_names() -> impl Iterator<Item = &'static str> {
+    OPS.iter().map(|(name, _)| *name)
+}
+
+/// Entry point of `isocheck helper OP ARGS…`; returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let Some((op, rest)) = args.split_first() else {
+        eprintln!("isocheck helper: missing operation");
+        return 2;
+    };
+    match OPS.iter().find(|(name, _)| name == op) {
+        Some((_, f)) => f(rest),
+        None => {
+            eprintln!("isocheck helper: unknown operation {op:?}");
+            2
+        }
+    }
+}
+
+/// The one way an op fails before doing its work: the message on stderr
+/// and 125 (like `env(1)` and `unshare(1)`), a code no command under test
+/// is expected to return, so the section can tell a helper failure apart.
+pub fn die(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("isocheck helper: {msg}");
+    125
+}
+
+/// Prints an op's reply as one JSON line on stdout and exits 0.
+pub fn reply<T: serde::Serialize>(r: &T) -> i32 {
+    match serde_json::to_string(r) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => die(format!("serialising the reply: {e}")),
+    }
+}
+
+/// Exits like a shell reports a child: the code, or 128 + signal.
+pub fn status_code(ws: WaitStatus) -> i32 {
+    match ws {
+        WaitStatus::Exited(_, c) => c,
+        WaitStatus::Signaled(_, s, _) => 128 + s as i32,
+        _ => 125,
+    }
+}
+
+/// Replaces this process with `cmd` (searched in PATH); returns only on
+/// failure, with `die`'s code.
+pub fn exec(cmd: &[String]) -> i32 {
+    let Some(first) = cmd.first() else {
+        return die("no command to run");
+    };
+    let c: Vec<CString> = cmd
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).unwrap_or_default())
+        .collect();
+    match nix::unistd::execvp(&CString::new(first.as_bytes()).unwrap_or_default(), &c) {
+        Ok(never) => match never {},
+        // Errno's Display: "EACCES: Permission denied", not "Err(EACCES)".
+        Err(e) => die(format!("exec {first}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A duplicated name would make the later op unreachable.
+    #[test]
+    fn op_names_are_unique() {
+        let mut names: Vec<&str> = super::op_names().collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+}
