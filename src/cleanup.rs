@@ -197,7 +197,10 @@ pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
 pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Command {
     let mut c = crate::process::command(program);
     c.env(ENV_TAG, tag.as_str());
-    c.env(crate::helper::ENV_HOST_NS, crate::helper::host_ns_env());
+    c.env(
+        crate::namespaces::ENV_HOST_NS,
+        crate::namespaces::host_ns_env(),
+    );
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         c.pre_exec(|| {

@@ -128,3 +128,20 @@ pub fn parse_nspid(status: &str) -> Option<Vec<i32>> {
                 .collect()
         })
 }
+
+/// The namespaces the run started in (`mnt:4026531841,net:…`), recorded by
+/// the harness and passed to every command it starts.
+pub const ENV_HOST_NS: &str = "ISOCHECK_HOST_NS";
+
+/// The value of `ENV_HOST_NS` for this process's namespaces (the harness's:
+/// `/proc/self/ns`, since `/proc/1/ns` is EPERM on some hosts).
+pub fn host_ns_env() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        ["mnt", "net", "uts", "ipc"]
+            .iter()
+            .filter_map(|k| Some(format!("{k}:{}", inode("self", k).ok()?)))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}

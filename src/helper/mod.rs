@@ -113,22 +113,7 @@ fn place_reachable_copy(orig: &Path) -> std::io::Result<PathBuf> {
 
 pub type HelperOp = fn(&[String]) -> i32;
 
-/// The namespaces the run started in (`mnt:4026531841,net:…`), recorded by
-/// the harness and passed to every command it starts.
-pub const ENV_HOST_NS: &str = "ISOCHECK_HOST_NS";
-
-/// The value of `ENV_HOST_NS` for this process's namespaces (the harness's:
-/// `/proc/self/ns`, since `/proc/1/ns` is EPERM on some hosts).
-pub fn host_ns_env() -> &'static str {
-    static V: OnceLock<String> = OnceLock::new();
-    V.get_or_init(|| {
-        ["mnt", "net", "uts", "ipc"]
-            .iter()
-            .filter_map(|k| Some(format!("{k}:{}", crate::namespaces::inode("self", k).ok()?)))
-            .collect::<Vec<_>>()
-            .join(",")
-    })
-}
+pub use crate::namespaces::{host_ns_env, ENV_HOST_NS};
 
 /// Refuses a destructive step meant for a new `kind` namespace (a mount,
 /// pivot_root, sethostname, a sysctl write) while this process is still in
