@@ -140,21 +140,8 @@ fn host_ipc_objects(ctx: &mut Ctx, key: u32, mq: &str) -> anyhow::Result<()> {
         unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
     });
     let name = std::ffi::CString::new(mq)?;
-    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
-    // SAFETY: a NUL-terminated name; default attributes.
-    let fd = unsafe {
-        libc::mq_open(
-            name.as_ptr(),
-            flags,
-            0o600,
-            std::ptr::null::<libc::mq_attr>(),
-        )
-    };
-    anyhow::ensure!(
-        fd >= 0,
-        "mq_open {mq} on the host: {}",
-        std::io::Error::last_os_error()
-    );
+    let fd = crate::helper::other_ns::mq_create(&name)
+        .map_err(|e| anyhow::anyhow!("mq_open {mq} on the host: {e}"))?;
     // SAFETY: closes the descriptor just opened.
     unsafe { libc::mq_close(fd) };
     ctx.defer("unlink the host's message queue", move || {

@@ -11,6 +11,25 @@ pub struct TryHost {
     pub sethostname: String,
 }
 
+/// Creates a new POSIX message queue NAME (`/…`) in the caller's ipc ns,
+/// owner-only, default attributes; returns its open descriptor.
+pub fn mq_create(name: &std::ffi::CStr) -> std::io::Result<libc::mqd_t> {
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+    // SAFETY: a NUL-terminated name; default attributes.
+    let fd = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            flags,
+            0o600,
+            std::ptr::null::<libc::mq_attr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 /// `shm-hold KEY [MQNAME]`: make a SysV segment with KEY (and a POSIX
 /// message queue) in this ipc ns and wait to be killed; both die with the
 /// namespace.
@@ -29,18 +48,9 @@ pub(super) fn op_shm_hold(args: &[String]) -> i32 {
         .get(1)
         .and_then(|n| std::ffi::CString::new(n.as_str()).ok())
     {
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
-        // SAFETY: a NUL-terminated name; default attributes.
-        let fd = unsafe {
-            libc::mq_open(
-                name.as_ptr(),
-                flags,
-                0o600,
-                std::ptr::null::<libc::mq_attr>(),
-            )
-        };
-        if fd < 0 {
-            return die(format!("mq_open: {}", std::io::Error::last_os_error()));
+        // Held open until the namespace dies with this process.
+        if let Err(e) = mq_create(&name) {
+            return die(format!("mq_open: {e}"));
         }
     }
     loop {
