@@ -4,6 +4,7 @@
 use super::{both, sh_once, NO_NET, PROFILE};
 use crate::docker as dk;
 use crate::experiment::{read, Ctx, Outcome, Problem, Variant};
+use crate::process::Ran;
 use crate::{check, check_eq};
 
 /// `Seccomp:` of a /proc status text.
@@ -32,14 +33,7 @@ pub(super) fn default_seccomp(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let opt = format!("seccomp={}", profile.display());
     let mut ctx2 = Ctx::new(ctx.tag.clone(), ctx.variant);
     let (def, own) = both(
-        || -> anyhow::Result<_> {
-            // Kernel layer: the host's view of a running container's init.
-            let c = dk::run_shell(ctx, NO_NET)?;
-            let pid = dk::init_pid(ctx, &c)?;
-            let host_view = seccomp_mode(&read(format!("/proc/{pid}/status"))?);
-            let r = dk::exec(ctx, &c, &["sh", "-c", SECCOMP_PROBE])?;
-            Ok((host_view, r))
-        },
+        || default_probe(ctx),
         || {
             sh_once(
                 &mut ctx2,
@@ -87,6 +81,16 @@ pub(super) fn default_seccomp(ctx: &mut Ctx, _v: Variant) -> Outcome {
         own.stderr.trim()
     );
     Ok(())
+}
+
+/// Docker's default profile, seen from both sides: the host's view of a
+/// running container's init (the kernel layer) and the probe run inside.
+fn default_probe(ctx: &mut Ctx) -> anyhow::Result<(Option<u32>, Ran)> {
+    let c = dk::run_shell(ctx, NO_NET)?;
+    let pid = dk::init_pid(ctx, &c)?;
+    let host_view = seccomp_mode(&read(format!("/proc/{pid}/status"))?);
+    let r = dk::exec(ctx, &c, &["sh", "-c", SECCOMP_PROBE])?;
+    Ok((host_view, r))
 }
 
 pub(super) fn seccomp_unconfined(ctx: &mut Ctx, _v: Variant) -> Outcome {

@@ -3,12 +3,15 @@
 
 use super::NO_NET;
 use crate::docker as dk;
-use crate::experiment::{Ctx, Outcome, Variant};
+use crate::experiment::{Ctx, Outcome, Problem, Variant};
 use crate::helper::docker::PivotView;
 use crate::process::{run, wait_until};
 use crate::{broken, check, check_eq};
+use std::path::Path;
 use std::time::Duration;
 
+/// `PID [cmdline]`, the command line cut at 120 bytes so that the measured
+/// tree stays readable.
 fn describe_proc(p: &procfs::process::Process) -> String {
     let cmd = p.cmdline().unwrap_or_default().join(" ");
     let cmd = if cmd.len() > 120 {
@@ -34,30 +37,63 @@ pub(super) fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     };
     let dockerd = named("dockerd");
     let containerd = named("containerd");
-    // runc runs only while it creates/starts/execs; a runc still naming this
-    // container after `docker run -d` returned would be resident. Others'
-    // containers may have a runc in flight, so only ours is asserted; the
-    // poll gives a just-exiting runc time to be reaped.
-    let runc_ours = || {
-        all_processes()
-            .map(|ps| {
-                ps.flatten()
-                    .filter(|p| {
-                        let comm = p.stat().map(|s| s.comm).unwrap_or_default();
-                        comm.starts_with("runc")
-                            && p.cmdline()
-                                .unwrap_or_default()
-                                .iter()
-                                .any(|a| a.contains(&c.id))
-                    })
-                    .map(|p| p.pid)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
-    };
-    let no_runc = wait_until(Duration::from_secs(5), || runc_ours().is_empty());
+    let no_runc = wait_until(Duration::from_secs(5), || runc_of(&c.id).is_empty());
+    ctx.measure("process_tree", tree_lines(&all, &dockerd, &shim, &ip));
+    ctx.observe("shim_cmdline", &shim_cmd);
+    ctx.observe(
+        "dockerd_pids",
+        dockerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
+    );
+    ctx.observe(
+        "containerd_pids",
+        containerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
+    );
+    ctx.observe("runc_for_this_container", runc_of(&c.id));
+    check_shim(&shim_cmd, &c.id)?;
+    check!(!dockerd.is_empty(), "no dockerd process");
+    check!(!containerd.is_empty(), "no containerd process");
+    check!(
+        no_runc,
+        "a runc process for {} stays resident: {:?}",
+        c.id,
+        runc_of(&c.id)
+    );
+    Ok(())
+}
+
+/// The runc processes naming container `id`. runc runs only while it
+/// creates/starts/execs; one still naming this container after `docker run
+/// -d` returned would be resident. Others' containers may have a runc in
+/// flight, so only ours is asserted; the caller polls so that a just-exiting
+/// runc has time to be reaped.
+fn runc_of(id: &str) -> Vec<i32> {
+    procfs::process::all_processes()
+        .map(|ps| {
+            ps.flatten()
+                .filter(|p| {
+                    let comm = p.stat().map(|s| s.comm).unwrap_or_default();
+                    comm.starts_with("runc")
+                        && p.cmdline()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|a| a.contains(id))
+                })
+                .map(|p| p.pid)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+}
+
+/// The measured tree: each dockerd with its children, then the shim and
+/// the container's init below it.
+fn tree_lines(
+    all: &[procfs::process::Process],
+    dockerd: &[&procfs::process::Process],
+    shim: &procfs::process::Process,
+    init: &procfs::process::Process,
+) -> Vec<String> {
     let mut tree = Vec::new();
-    for d in &dockerd {
+    for d in dockerd {
         tree.push(format!("dockerd {}", describe_proc(d)));
         for k in all
             .iter()
@@ -69,23 +105,18 @@ pub(super) fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     tree.push(format!(
         "ppid {} └─ {}",
         shim.stat().map(|s| s.ppid).unwrap_or(0),
-        describe_proc(&shim)
+        describe_proc(shim)
     ));
     tree.push(format!(
         "       └─ {} (the container's init)",
-        describe_proc(&ip)
+        describe_proc(init)
     ));
-    ctx.measure("process_tree", &tree);
-    ctx.observe("shim_cmdline", &shim_cmd);
-    ctx.observe(
-        "dockerd_pids",
-        dockerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
-    );
-    ctx.observe(
-        "containerd_pids",
-        containerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
-    );
-    ctx.observe("runc_for_this_container", runc_ours());
+    tree
+}
+
+/// The init's parent is containerd's runc shim for this container, in
+/// Docker's containerd namespace.
+fn check_shim(shim_cmd: &[String], id: &str) -> Outcome {
     let argv0 = shim_cmd
         .first()
         .map(|a| a.rsplit('/').next().unwrap_or(a).to_string());
@@ -101,20 +132,12 @@ pub(super) fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .and_then(|i| shim_cmd.get(i + 1))
             .cloned()
     };
-    check_eq!(flag("-id"), Some(c.id.clone()), "the shim's -id");
+    check_eq!(flag("-id"), Some(id.to_string()), "the shim's -id");
     let ns = flag("-namespace");
     check_eq!(
         ns.as_deref(),
         Some("moby"),
         "the shim's containerd namespace"
-    );
-    check!(!dockerd.is_empty(), "no dockerd process");
-    check!(!containerd.is_empty(), "no containerd process");
-    check!(
-        no_runc,
-        "a runc process for {} stays resident: {:?}",
-        c.id,
-        runc_ours()
     );
     Ok(())
 }
@@ -123,32 +146,7 @@ pub(super) fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let c = dk::create(ctx, &["true"])?;
     let root = ctx.scratch()?.join("rootfs");
     std::fs::create_dir_all(&root)?;
-    // The seed's pipe: docker export ID | tar -C rootfs -xvf -
-    let mut exp = dk::docker(ctx)
-        .args(["export", &c.id])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let out = exp
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("export stdout"))?;
-    let tar = ctx
-        .cmd("tar")
-        .arg("-C")
-        .arg(&root)
-        .args(["-xvf", "-"])
-        .stdin(out)
-        .output()?;
-    let es = exp.wait()?;
-    if !es.success() || !tar.status.success() {
-        broken!(
-            "docker export | tar failed: export {es}, tar {}: {}",
-            tar.status,
-            String::from_utf8_lossy(&tar.stderr).trim()
-        );
-    }
-    let listed = String::from_utf8_lossy(&tar.stdout).lines().count();
+    let listed = export_into(ctx, &c.id, &root)?;
     let has = |p: &str| root.join(p).symlink_metadata().is_ok();
     let sh_target = std::fs::read_link(root.join("bin/sh")).ok();
     let top: Vec<String> = {
@@ -167,9 +165,52 @@ pub(super) fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
     );
     check!(has("bin/busybox"), "the exported tree has no /bin/busybox");
     check!(has("bin/sh"), "the exported tree has no /bin/sh");
-    // mnt.rootfs-pivot on the exported tree: new mnt+pid namespaces,
-    // pivot_root into it, and look around.
-    let r = run(ctx.helper().arg("docker-pivot").arg(&root))?;
+    let (seen, sh_says) = pivot_into(ctx, &root)?;
+    let inside_top = seen.root.clone();
+    ctx.observe("pivot", &seen);
+    ctx.observe("pivot_sh_echo_pid", &sh_says);
+    check_eq!(inside_top, top, "/ after pivot_root vs the exported tree");
+    check_eq!(seen.pid, 1, "getpid() after pivot_root in a new pid ns");
+    check_eq!(seen.proc_pids, vec![1], "pids in the new /proc");
+    check_eq!(sh_says.as_str(), "1", "the rootfs's own /bin/sh: echo $$");
+    Ok(())
+}
+
+/// The seed's pipe, `docker export ID | tar -C ROOT -xvf -`; the number of
+/// entries tar listed.
+fn export_into(ctx: &Ctx, id: &str, root: &Path) -> Result<usize, Problem> {
+    let mut exp = dk::docker(ctx)
+        .args(["export", id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let out = exp
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("export stdout"))?;
+    let tar = ctx
+        .cmd("tar")
+        .arg("-C")
+        .arg(root)
+        .args(["-xvf", "-"])
+        .stdin(out)
+        .output()?;
+    let es = exp.wait()?;
+    if !es.success() || !tar.status.success() {
+        broken!(
+            "docker export | tar failed: export {es}, tar {}: {}",
+            tar.status,
+            String::from_utf8_lossy(&tar.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&tar.stdout).lines().count())
+}
+
+/// mnt.rootfs-pivot on the exported tree: new mnt+pid namespaces,
+/// pivot_root into it, and look around; the helper's report and what the
+/// tree's own `sh` says `$$` is.
+fn pivot_into(ctx: &Ctx, root: &Path) -> Result<(PivotView, String), Problem> {
+    let r = run(ctx.helper().arg("docker-pivot").arg(root))?;
     let mut lines = r.stdout.lines();
     let seen: PivotView = match lines.next().map(serde_json::from_str) {
         Some(Ok(v)) => v,
@@ -180,14 +221,7 @@ pub(super) fn export_rootfs(ctx: &mut Ctx, _v: Variant) -> Outcome {
         ),
     };
     let sh_says = lines.next().unwrap_or_default().trim().to_string();
-    let inside_top = seen.root.clone();
-    ctx.observe("pivot", &seen);
-    ctx.observe("pivot_sh_echo_pid", &sh_says);
-    check_eq!(inside_top, top, "/ after pivot_root vs the exported tree");
-    check_eq!(seen.pid, 1, "getpid() after pivot_root in a new pid ns");
-    check_eq!(seen.proc_pids, vec![1], "pids in the new /proc");
-    check_eq!(sh_says.as_str(), "1", "the rootfs's own /bin/sh: echo $$");
-    Ok(())
+    Ok((seen, sh_says))
 }
 
 /// `docker container prune` of one label. The engine runs one prune at a
@@ -212,15 +246,6 @@ pub(super) fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let b = dk::create(ctx, &["true"])?;
     let image = dk::image()?;
     let label = format!("label={}={}", dk::LABEL, ctx.tag);
-    let names = |out: &str| -> Vec<String> {
-        let mut v: Vec<String> = out
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect();
-        v.sort();
-        v
-    };
     let mut want = vec![a.name.clone(), b.name.clone()];
     want.sort();
     // The seed's commands, unfiltered, then narrowed to this experiment.
@@ -230,20 +255,17 @@ pub(super) fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
         ctx,
         &["image", "ls", "-a", "--format", "{{.Repository}}:{{.Tag}}"],
     )?;
-    let ps_ours = names(&dk::docker_ok(
-        ctx,
-        &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"],
-    )?);
+    let ps_ours = ps_names(ctx, &label)?;
     // The seed's `docker system prune`, on the suite's own objects only.
     let pruned = prune(ctx, &label)?;
-    let ps_after = names(&dk::docker_ok(
-        ctx,
-        &["ps", "-a", "--filter", &label, "--format", "{{.Names}}"],
-    )?);
+    let ps_after = ps_names(ctx, &label)?;
     let by_api = dk::containers_of(&ctx.tag);
     ctx.observe(
         "ps_a_lists",
-        names(&ps_all).iter().filter(|n| want.contains(n)).count(),
+        sorted_lines(&ps_all)
+            .iter()
+            .filter(|n| want.contains(n))
+            .count(),
     );
     ctx.measure("image", &image);
     ctx.observe("prune_output", pruned.trim());
@@ -269,4 +291,24 @@ pub(super) fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
     check!(ps_after.is_empty(), "left after the prune: {ps_after:?}");
     check!(by_api.is_empty(), "the engine still lists: {by_api:?}");
     Ok(())
+}
+
+/// The non-empty lines of a listing, trimmed and sorted.
+fn sorted_lines(out: &str) -> Vec<String> {
+    let mut v: Vec<String> = out
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The names `docker ps -a` lists under one label filter, sorted.
+fn ps_names(ctx: &Ctx, label: &str) -> anyhow::Result<Vec<String>> {
+    let out = dk::docker_ok(
+        ctx,
+        &["ps", "-a", "--filter", label, "--format", "{{.Names}}"],
+    )?;
+    Ok(sorted_lines(&out))
 }

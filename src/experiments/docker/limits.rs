@@ -2,7 +2,7 @@
 //! cgroup, the seed's request below the engine's minimum, and the OOM kill.
 
 use super::{both, observe_versions, sh_once, LIMIT, SEED_LIMIT};
-use crate::docker as dk;
+use crate::docker::{self as dk, Container};
 use crate::experiment::{read, Ctx, Outcome, Problem, Variant};
 use crate::host::HostFacts;
 use crate::process::wait_until;
@@ -48,6 +48,17 @@ fn memory_cgroup(pid: i32) -> anyhow::Result<(PathBuf, bool)> {
     anyhow::bail!("no memory cgroup of pid {pid} in: {}", text.trim())
 }
 
+/// The memory limit file of a host process's cgroup (v1
+/// memory.limit_in_bytes, v2 memory.max).
+fn limit_file(pid: i32) -> anyhow::Result<PathBuf> {
+    let (dir, v1) = memory_cgroup(pid)?;
+    Ok(dir.join(if v1 {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    }))
+}
+
 /// The oom_kill counter of a memory cgroup (v1 memory.oom_control, v2
 /// memory.events).
 fn oom_kills(dir: &Path, v1: bool) -> anyhow::Result<u64> {
@@ -85,12 +96,7 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
         || -> anyhow::Result<_> {
             let c = dk::run_shell(ctx, &["--network", "none", "--memory", &lim])?;
             let pid = dk::init_pid(ctx, &c)?;
-            let (dir, v1) = memory_cgroup(pid)?;
-            let file = dir.join(if v1 {
-                "memory.limit_in_bytes"
-            } else {
-                "memory.max"
-            });
+            let file = limit_file(pid)?;
             Ok((c, file.clone(), read(&file)?))
         },
         || {
@@ -127,12 +133,7 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // limit of a live container made with the seed's request.
     let seed_readback = if refused.success() {
         let c = dk::run_shell(ctx, &["--network", "none", "--memory", &seed])?;
-        let (dir, v1) = memory_cgroup(dk::init_pid(ctx, &c)?)?;
-        let f = dir.join(if v1 {
-            "memory.limit_in_bytes"
-        } else {
-            "memory.max"
-        });
+        let f = limit_file(dk::init_pid(ctx, &c)?)?;
         Some(read(&f)?.trim().to_string())
     } else {
         None
@@ -182,51 +183,19 @@ pub(super) fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // State.OOMKilled is also set by an exec's OOM kill (moby#18433): the
     // kernel log names the process each kill hit, so the init's own kill
     // shows by its host pid.
-    let mut kmsg = match Kmsg::from_now() {
-        Ok(k) => k,
-        Err(e) => {
-            return Err(Problem::Unmet(format!(
-                "reading /dev/kmsg (to tell the init's OOM kill from an exec's): {e}"
-            )))
-        }
-    };
-    let ex = dk::exec(
-        ctx,
-        &c,
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
-    )?;
+    let mut kmsg = Kmsg::from_now().map_err(|e| {
+        Problem::Unmet(format!(
+            "reading /dev/kmsg (to tell the init's OOM kill from an exec's): {e}"
+        ))
+    })?;
+    let ex = dk::exec(ctx, &c, &DD_OVER_LIMIT)?;
     let after = oom_kills(&dir, v1)?;
     ctx.observe("cgroup", dir.display().to_string());
     ctx.observe("oom_kill_before", before);
     ctx.observe("oom_kill_after_exec", after);
     ctx.observe("exec_status", ex.shell_status());
-    let go = dk::exec(
-        ctx,
-        &c,
-        &[
-            "sh",
-            "-c",
-            "until [ -p /tmp/go ]; do usleep 1000; done; echo go > /tmp/go",
-        ],
-    )?;
-    if !go.success() {
-        broken!(
-            "could not release the container's init: {}",
-            go.stderr.trim()
-        );
-    }
-    let w = dk::docker_ok(ctx, &["wait", &c.id])?;
-    let st = dk::inspect(ctx, &c)?;
-    let mut killed = Vec::new();
-    wait_until(Duration::from_secs(5), || {
-        killed.extend(oom_killed_pids(&kmsg.records()));
-        killed.contains(&pid)
-    });
-    ctx.observe("init_host_pid", pid);
-    ctx.observe("oom_killed_host_pids", &killed);
-    ctx.observe("wait_status", w.trim());
-    ctx.observe("state_exit_code", &st["State"]["ExitCode"]);
-    ctx.observe("state_oom_killed", &st["State"]["OOMKilled"]);
+    release_init(ctx, &c)?;
+    let (w, st, killed) = await_end(ctx, &c, pid, &mut kmsg)?;
     check_eq!(
         ex.shell_status(),
         137,
@@ -248,6 +217,53 @@ pub(super) fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
         killed.contains(&pid),
         "the kernel log names no OOM kill of the init (host pid {pid}), only {killed:?}: OOMKilled may be the exec's"
     );
+    Ok(())
+}
+
+/// Waits for the released container to end; its `docker wait` status, its
+/// inspect document and the host pids the kernel log names as OOM-killed
+/// (polled, as the log may trail the exit), all observed.
+fn await_end(
+    ctx: &mut Ctx,
+    c: &Container,
+    pid: i32,
+    kmsg: &mut Kmsg,
+) -> anyhow::Result<(String, serde_json::Value, Vec<i32>)> {
+    let w = dk::docker_ok(ctx, &["wait", &c.id])?;
+    let st = dk::inspect(ctx, c)?;
+    let mut killed = Vec::new();
+    wait_until(Duration::from_secs(5), || {
+        killed.extend(oom_killed_pids(&kmsg.records()));
+        killed.contains(&pid)
+    });
+    ctx.observe("init_host_pid", pid);
+    ctx.observe("oom_killed_host_pids", &killed);
+    ctx.observe("wait_status", w.trim());
+    ctx.observe("state_exit_code", &st["State"]["ExitCode"]);
+    ctx.observe("state_oom_killed", &st["State"]["OOMKilled"]);
+    Ok((w, st, killed))
+}
+
+/// One allocation of 64 MiB, over the container's limit.
+const DD_OVER_LIMIT: [&str; 5] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
+
+/// Lets the oom_killed container's init go on past its fifo, to allocate.
+fn release_init(ctx: &Ctx, c: &Container) -> Outcome {
+    let go = dk::exec(
+        ctx,
+        c,
+        &[
+            "sh",
+            "-c",
+            "until [ -p /tmp/go ]; do usleep 1000; done; echo go > /tmp/go",
+        ],
+    )?;
+    if !go.success() {
+        broken!(
+            "could not release the container's init: {}",
+            go.stderr.trim()
+        );
+    }
     Ok(())
 }
 

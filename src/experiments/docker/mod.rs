@@ -123,8 +123,6 @@ pub static EXPERIMENTS: &[Experiment] = &[
         NEEDS, housekeeping),
 ];
 
-// ---------------------------------------------------------------- helpers
-
 mod confinement;
 mod engine;
 mod isolation;
@@ -154,6 +152,8 @@ fn both<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + 
     })
 }
 
+/// A process's command name; empty once it is gone, as a process may exit
+/// while the rows look at it.
 fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()

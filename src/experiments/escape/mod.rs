@@ -1,0 +1,230 @@
+//! Catalogue section 8: the known escape paths stay closed.
+//!
+//! Each row is a boundary that has been broken before (a CVE or a classic
+//! container escape), asserted by behaviour with a control that crosses it
+//! legitimately, so a kernel or runtime regression shows up as a failed row.
+//!
+//! Safety is the design constraint of every row: each attempt aims only at
+//! objects the suite made for it (its own named cgroup v1 hierarchy, netns,
+//! tmpfs, setuid copy, container). Mount work happens in private mount
+//! namespaces held by a suite process (`unshare -m --propagation private`),
+//! so the host's mount namespace never sees a mount of this section and the
+//! kernel drops every one of them when the holder dies, whatever happens.
+//! No row sets `notify_on_release` or creates a child cgroup, so no release
+//! agent can ever run: even a `release_agent` write that unexpectedly
+//! succeeds names `/bin/true`, is cleared at once, and is never triggered.
+
+use crate::experiment::{Ctx, Experiment, Section};
+use crate::helper::helper_path;
+use crate::needs::{Need, Tool};
+use crate::process::{run_ok, Spawned};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+const UNPRIV_S: &str = "100000";
+
+const NEEDS_UNSHARE: &[Need] = &[
+    Need::Root,
+    Need::UserNamespaces,
+    Need::Tool(Tool::Unshare),
+    Need::Tool(Tool::Nsenter),
+    Need::Tool(Tool::Mount),
+];
+const NEEDS_DOCKER: &[Need] = &[
+    Need::Root,
+    Need::Docker,
+    Need::Tool(Tool::Docker),
+    Need::Tool(Tool::Busybox),
+    Need::Tool(Tool::Tar),
+];
+
+macro_rules! exp {
+    ($id:literal, $asserts:literal, $needs:expr, $control:literal, $body:ident) => {
+        Experiment {
+            id: $id,
+            section: Section::Escape,
+            asserts: $asserts,
+            needs: $needs,
+            control: Some($control),
+            body: $body,
+            exclusive: None,
+        }
+    };
+}
+
+pub static EXPERIMENTS: &[Experiment] = &[
+    exp!("esc.release-agent-denied",
+        "uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)",
+        &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare), Need::Tool(Tool::Mount)],
+        "real root in the init user ns: the mount and the write succeed (then cleared, unmounted)",
+        release_agent_denied),
+    exp!("esc.abstract-socket-per-netns",
+        "an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED",
+        &[Need::Root, Need::Tool(Tool::Ip)],
+        "the client in the server's netns: connects and reads the reply",
+        abstract_socket_per_netns),
+    exp!("esc.locked-mounts",
+        "after unshare -Urm, umount of a suite tmpfs covering a file fails EINVAL (MNT_LOCKED) and the file stays hidden",
+        NEEDS_UNSHARE,
+        "unshare -m without a user ns: the umount succeeds and the file shows",
+        locked_mounts),
+    exp!("esc.userns-no-device-nodes",
+        "uid 0 of a new user ns (mapped to 100000) cannot mknod a char device (EPERM) in a suite tmpfs, nor mount proc without owning the pid ns",
+        NEEDS_UNSHARE,
+        "real root: mknod of the same device (1:3) succeeds",
+        userns_no_device_nodes),
+    exp!("esc.setns-out-denied",
+        "uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM",
+        &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare), Need::Tool(Tool::Nsenter), Need::Tool(Tool::Ip)],
+        "real root: setns succeeds (in a child that exits at once)",
+        setns_out_denied),
+    exp!("esc.no-new-privs",
+        "with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1",
+        &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Nsenter), Need::Tool(Tool::Setpriv)],
+        "without no_new_privs: euid 0",
+        no_new_privs),
+    exp!("esc.docker-masked-paths",
+        "each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'",
+        NEEDS_DOCKER,
+        "--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)",
+        docker_masked_paths),
+    exp!("esc.docker-caps-dropped",
+        "a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM",
+        NEEDS_DOCKER,
+        "--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds",
+        docker_caps_dropped),
+];
+
+mod boundaries;
+mod containers;
+mod release_agent;
+
+use boundaries::{
+    abstract_socket_per_netns, locked_mounts, no_new_privs, setns_out_denied,
+    userns_no_device_nodes,
+};
+use containers::{docker_caps_dropped, docker_masked_paths};
+use release_agent::release_agent_denied;
+
+pub use release_agent::has_cgroup_v1_fs;
+
+// ---------------------------------------------------------------- shared
+
+/// A scratch subdirectory every uid can traverse: the rows run commands as
+/// the unprivileged uid (or as root of a user namespace mapped to it).
+fn open_dir(ctx: &mut Ctx, name: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = ctx.scratch()?;
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
+    let d = root.join(name);
+    std::fs::create_dir_all(&d)?;
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
+    Ok(d)
+}
+
+/// A suite process holding a private mount namespace in which `setup` (a
+/// shell script run as real root) made its mounts. Whatever the row does,
+/// those mounts exist only there and die with the holder.
+fn hold_mount_ns(ctx: &Ctx, setup: &str) -> anyhow::Result<Spawned> {
+    let script = format!("set -e\n{setup}\necho ready\nexec sleep 600\n");
+    let mut c = ctx.cmd("unshare");
+    c.env("LC_ALL", "C")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script]);
+    let mut s = Spawned::start(&mut c)?;
+    let l = s.read_line()?;
+    if l != "ready" {
+        anyhow::bail!("the mount-namespace holder printed {l:?}, not ready");
+    }
+    Ok(s)
+}
+
+/// `nsenter -t HOLDER -m ARGS…` as a tagged command.
+fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
+    let mut c = ctx.cmd("nsenter");
+    c.env("LC_ALL", "C")
+        .args(["-t", &holder.pid().to_string(), "-m"]);
+    c
+}
+
+/// `nsenter -t HOLDER -m isocheck helper [unshare NS… -- isocheck helper] OP
+/// ARGS…`: a helper op in the holder's mount ns, inside new namespaces when
+/// `ns` is given; its JSON line.
+fn op_in_holder<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    holder: &Spawned,
+    ns: Option<&[&str]>,
+    op: &[&str],
+) -> anyhow::Result<T> {
+    let exe = helper_path();
+    let mut c = in_holder(ctx, holder);
+    c.arg(&exe).arg("helper");
+    if let Some(ns) = ns {
+        c.arg("unshare").args(ns).arg("--").arg(&exe).arg("helper");
+    }
+    last_json(&run_ok(c.args(op))?)
+}
+
+/// `key=value` lines of a shell probe.
+fn kv_lines(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The last line of a helper op's stdout as JSON (its reply).
+fn last_json<T: serde::de::DeserializeOwned>(out: &str) -> anyhow::Result<T> {
+    let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
+    serde_json::from_str(line).map_err(|e| anyhow::anyhow!("helper output {out:?}: {e}"))
+}
+
+fn is_read_only(opts: &str) -> bool {
+    opts.split(',').any(|o| o == "ro")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::containers::{cap_eff, CAPS};
+    use super::*;
+    use crate::helper::escape::mount_entry;
+    use std::path::Path;
+
+    #[test]
+    fn mount_entry_reads_the_last_mount_on_a_path() {
+        let mi = "22 1 0:5 / /proc rw,nosuid - proc proc rw\n\
+                  30 22 0:5 /sys /proc/sys ro,nosuid - proc proc rw\n\
+                  31 22 0:6 /null /proc/kcore rw,nosuid - devtmpfs udev rw,mode=755\n";
+        let (t, o, _) = mount_entry(mi, Path::new("/proc/sys")).unwrap();
+        assert_eq!((t.as_str(), is_read_only(&o)), ("proc", true));
+        assert!(mount_entry(mi, Path::new("/proc/keys")).is_none());
+        assert!(!is_read_only(
+            &mount_entry(mi, Path::new("/proc/kcore")).unwrap().1
+        ));
+    }
+
+    #[test]
+    fn cap_eff_parses_docker_default() {
+        let eff = cap_eff("CapPrm:\t00000000a80425fb\nCapEff:\t00000000a80425fb\n").unwrap();
+        for (_, bit) in CAPS {
+            assert_eq!(eff & (1 << bit), 0);
+        }
+        assert_ne!(eff & (1 << 0), 0, "CAP_CHOWN is in Docker's default set");
+    }
+
+    #[test]
+    fn cgroup_v1_fs_is_found_by_its_exact_name() {
+        assert!(has_cgroup_v1_fs(
+            "nodev\tsysfs\nnodev\tcgroup\nnodev\tcgroup2\n"
+        ));
+        assert!(!has_cgroup_v1_fs("nodev\tsysfs\nnodev\tcgroup2\n"));
+    }
+
+    #[test]
+    fn kv_lines_splits_at_the_first_equals() {
+        let m = kv_lines("named_mount=permission denied.\nown_after=\nx=a=b\n");
+        assert_eq!(m["named_mount"], "permission denied.");
+        assert_eq!(m["own_after"], "");
+        assert_eq!(m["x"], "a=b");
+    }
+}
