@@ -3,50 +3,57 @@
 
 use super::*;
 
+/// The seed's -A lines then its -D lines on one flavour in h: iptables-save
+/// must come back to what it was before (the seed's cleanup is complete).
+fn seed_rules_undone(ctx: &mut Ctx, h: &Netns, flavour: Iptables) -> Outcome {
+    let version = flavour.version()?;
+    let key = flavour_key(&version);
+    if !other_flavour_usable(ctx, h, flavour, key) {
+        return Ok(());
+    }
+    // The router has a firewall of its own before the seed's rules, as a
+    // real host has: in a fresh namespace iptables-nft has no tables at
+    // all, and -A/-D leaves the (empty) tables behind.
+    h.iptables(flavour, &["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"])?
+        .iptables(
+            flavour,
+            &["-t", "nat", "-A", "PREROUTING", "-i", "lo", "-j", "RETURN"],
+        )?;
+    let before = h.iptables_save(flavour)?;
+    h.iptables(flavour, &with_op("-A", Some("nat"), MASQUERADE))?
+        .iptables(flavour, &with_op("-A", None, FORWARD_IN))?
+        .iptables(flavour, &with_op("-A", None, FORWARD_OUT))?;
+    let during = h.iptables_save(flavour)?;
+    h.iptables(flavour, &with_op("-D", Some("nat"), MASQUERADE))?
+        .iptables(flavour, &with_op("-D", None, FORWARD_IN))?
+        .iptables(flavour, &with_op("-D", None, FORWARD_OUT_SEED_DELETE))?;
+    let after = h.iptables_save(flavour)?;
+    ctx.observe(&format!("{key}.version"), &version);
+    ctx.observe(&format!("{key}.save_before"), &before);
+    ctx.observe(&format!("{key}.save_after"), &after);
+    // The -A lines taking effect is setup: without them "restored"
+    // below would hold trivially.
+    if !(during.contains("-A POSTROUTING -s 10.200.1.0/24 -o eno1 -j MASQUERADE")
+        && during.contains("-A FORWARD -i eno1 -o v-eth -j ACCEPT")
+        && during.contains("-A FORWARD -i v-eth -o eno1 -j ACCEPT"))
+    {
+        broken!("[{version}] the seed's rules are not in iptables-save: {during}");
+    }
+    check_eq!(
+        after,
+        before,
+        "[{version}] iptables-save after the seed's -D lines"
+    );
+    Ok(())
+}
+
 pub(super) fn cleanup_restores_state_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // This row asserts the real host's state itself, strictly around its own
     // steps, whatever the span of the other experiments does.
     let host_before = netns::HostNetSnapshot::take()?;
     let (h, ns1) = seed_pair(ctx, true)?;
     for flavour in Iptables::flavours() {
-        let version = flavour.version()?;
-        let key = flavour_key(&version);
-        if !other_flavour_usable(ctx, &h, flavour, key) {
-            continue;
-        }
-        // The router has a firewall of its own before the seed's rules, as a
-        // real host has: in a fresh namespace iptables-nft has no tables at
-        // all, and -A/-D leaves the (empty) tables behind.
-        h.iptables(flavour, &["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"])?
-            .iptables(
-                flavour,
-                &["-t", "nat", "-A", "PREROUTING", "-i", "lo", "-j", "RETURN"],
-            )?;
-        let before = h.iptables_save(flavour)?;
-        h.iptables(flavour, &with_op("-A", Some("nat"), MASQUERADE))?
-            .iptables(flavour, &with_op("-A", None, FORWARD_IN))?
-            .iptables(flavour, &with_op("-A", None, FORWARD_OUT))?;
-        let during = h.iptables_save(flavour)?;
-        h.iptables(flavour, &with_op("-D", Some("nat"), MASQUERADE))?
-            .iptables(flavour, &with_op("-D", None, FORWARD_IN))?
-            .iptables(flavour, &with_op("-D", None, FORWARD_OUT_SEED_DELETE))?;
-        let after = h.iptables_save(flavour)?;
-        ctx.observe(&format!("{key}.version"), &version);
-        ctx.observe(&format!("{key}.save_before"), &before);
-        ctx.observe(&format!("{key}.save_after"), &after);
-        // The -A lines taking effect is setup: without them "restored"
-        // below would hold trivially.
-        if !(during.contains("-A POSTROUTING -s 10.200.1.0/24 -o eno1 -j MASQUERADE")
-            && during.contains("-A FORWARD -i eno1 -o v-eth -j ACCEPT")
-            && during.contains("-A FORWARD -i v-eth -o eno1 -j ACCEPT"))
-        {
-            broken!("[{version}] the seed's rules are not in iptables-save: {during}");
-        }
-        check_eq!(
-            after,
-            before,
-            "[{version}] iptables-save after the seed's -D lines"
-        );
+        seed_rules_undone(ctx, &h, flavour)?;
     }
     let (name, path) = (ns1.name().to_string(), ns1.path());
     let listed_before = netns::netns_list()?.contains(&name);
@@ -82,9 +89,11 @@ pub(super) fn cleanup_restores_state_steps(ctx: &mut Ctx, _v: Variant) -> Outcom
     Ok(())
 }
 
-pub(super) fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+/// A process in a new anonymous network namespace (`unshare --net`), and
+/// its pid once it is in there.
+fn start_anonymous(ctx: &Ctx) -> Result<(Spawned, String), Problem> {
     let ours = crate::namespaces::inode("self", "net")?;
-    let mut anon = Spawned::start(ctx.cmd("unshare").args([
+    let anon = Spawned::start(ctx.cmd("unshare").args([
         "--fork",
         "--kill-child",
         "--net",
@@ -99,6 +108,30 @@ pub(super) fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     if !entered {
         broken!("unshare --net did not enter a new namespace");
     }
+    Ok((anon, pid))
+}
+
+/// The names in `list` whose /run/netns entry is the namespace `ino`.
+fn listed_with_inode(list: &[String], ino: u64) -> Vec<&String> {
+    list.iter()
+        .filter(|n| {
+            std::fs::metadata(std::path::Path::new(netns::NETNS_DIR).join(n))
+                .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == ino)
+        })
+        .collect()
+}
+
+/// `ip netns identify PID`: the name of the named namespace PID is in, or
+/// nothing.
+fn identify(ctx: &Ctx, pid: &str) -> anyhow::Result<String> {
+    Ok(run(ctx.cmd("ip").args(["netns", "identify", pid]))?
+        .stdout
+        .trim()
+        .to_string())
+}
+
+pub(super) fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let (mut anon, pid) = start_anonymous(ctx)?;
     let ino = crate::namespaces::inode(&pid, "net")?;
     // A named namespace with a process in it, for contrast: `ip netns
     // identify` names it, so the empty answer for the anonymous one means
@@ -115,20 +148,8 @@ pub(super) fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let lsns = crate::namespaces::lsns("net")?;
     let in_lsns = lsns.iter().any(|r| r.ns == ino);
     let list = netns::netns_list()?;
-    let listed_as: Vec<&String> = list
-        .iter()
-        .filter(|n| {
-            std::fs::metadata(std::path::Path::new(netns::NETNS_DIR).join(n))
-                .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == ino)
-        })
-        .collect();
-    let identify = |p: &str| -> anyhow::Result<String> {
-        Ok(run(ctx.cmd("ip").args(["netns", "identify", p]))?
-            .stdout
-            .trim()
-            .to_string())
-    };
-    let (anon_id, named_id) = (identify(&pid)?, identify(&ipid)?);
+    let listed_as = listed_with_inode(&list, ino);
+    let (anon_id, named_id) = (identify(ctx, &pid)?, identify(ctx, &ipid)?);
     ctx.observe("anonymous_inode", ino);
     ctx.observe("in_lsns", in_lsns);
     ctx.measure("ip_netns_list", &list);

@@ -84,29 +84,39 @@ pub(super) fn rest_of(sp: &mut Spawned) -> String {
     s
 }
 
-/// `ping 203.0.113.8` from ns1 (the seed's step) and a UDP probe whose far
-/// end reports the source address it saw. Absence is proved by the far end,
-/// never by waiting: the upstream's ICMP counters show the echo request
-/// arrived and whether a reply left; the UDP echo reports the source and
-/// whether its answer could be sent (ENETUNREACH: no route back).
-pub(super) fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
+/// The upstream's UDP echo (`helper udp-echo` on ECHO_AT), once it is ready
+/// and proved to be inside the upstream namespace.
+fn start_echo(up: &Netns) -> anyhow::Result<Spawned> {
     let mut echo = Spawned::start(
         up.helper("udp-echo")
             .args([ECHO_AT, "--timeout-ms", "5000"]),
     )?;
     let ready = echo.read_line()?;
     anyhow::ensure!(ready == "ready", "udp-echo said {ready:?}");
-    let epid = echo.pid();
     anyhow::ensure!(
-        crate::namespaces::inode(&epid.to_string(), "net").ok() == up.inode(),
+        crate::namespaces::inode(&echo.pid().to_string(), "net").ok() == up.inode(),
         "the echo process is not in the upstream namespace"
     );
-    let icmp = |k: &str| -> anyhow::Result<i64> {
-        netns::snmp_of(epid, "Icmp")?
-            .get(k)
-            .copied()
-            .ok_or_else(|| anyhow::anyhow!("no Icmp {k} counter"))
-    };
+    Ok(echo)
+}
+
+/// One ICMP counter (`/proc/PID/net/snmp`) of the namespace PID is in.
+fn icmp_counter(pid: i32, k: &str) -> anyhow::Result<i64> {
+    netns::snmp_of(pid, "Icmp")?
+        .get(k)
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("no Icmp {k} counter"))
+}
+
+/// `ping 203.0.113.8` from ns1 (the seed's step) and a UDP probe whose far
+/// end reports the source address it saw. Absence is proved by the far end,
+/// never by waiting: the upstream's ICMP counters show the echo request
+/// arrived and whether a reply left; the UDP echo reports the source and
+/// whether its answer could be sent (ENETUNREACH: no route back).
+pub(super) fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
+    let mut echo = start_echo(up)?;
+    let epid = echo.pid();
+    let icmp = |k: &str| icmp_counter(epid, k);
     let (in0, out0) = (icmp("InEchos")?, icmp("OutEchoReps")?);
     let mut ping = Spawned::start(ns1.exec("ping").args(["-c1", "-W5", UPSTREAM]))?;
     let arrived = wait_until(ASYNC_BOUND, || icmp("InEchos").is_ok_and(|n| n > in0));
@@ -201,53 +211,60 @@ pub(super) fn nat_masquerade_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
         h.iptables(flavour, &with_op("-A", None, FORWARD_IN))?
             .iptables(flavour, &with_op("-A", None, FORWARD_OUT))?;
         let p = probe_upstream(&ns1, &up)?;
-        let seen_ip = p
-            .seen
-            .peer
-            .as_deref()
-            .and_then(|s| s.rsplit_once(':'))
-            .map(|(ip, _)| ip.to_string());
-        ctx.observe(&format!("{key}.probe"), &p);
-        ctx.observe(&format!("{key}.upstream_saw_source"), &seen_ip);
-        // Forwarding is the setup, not the isolation: without MASQUERADE the
-        // probe still arrives (from 10.200.1.2), so a timeout is a break.
-        if p.seen.timeout {
-            broken!("[{version}] the UDP probe never reached the upstream");
-        }
-        check_eq!(
-            seen_ip.as_deref(),
-            Some(ROUTER_UP),
-            "[{version}] source address the upstream saw (its answer: {:?})",
-            p.seen.reply
-        );
-        check_eq!(
-            p.seen.reply.as_deref(),
-            Some("sent"),
-            "[{version}] the upstream's answer"
-        );
-        let answer = p.answer.as_ref().and_then(|a| a.answer.clone());
-        check_eq!(
-            answer,
-            p.seen.peer.clone(),
-            "[{version}] answer ns1 received"
-        );
-        check_eq!(
-            p.upstream_out_echo_reps,
-            1,
-            "[{version}] echo replies the upstream sent"
-        );
-        check_eq!(
-            p.ping_status,
-            Some(0),
-            "[{version}] `ping {UPSTREAM}` exit status"
-        );
-        check!(
-            p.ping
-                .as_ref()
-                .is_some_and(|s| s.received == 1 && s.ttl == Some(63)),
-            "[{version}] ping summary (one reply, ttl 63 after one router): {:?}",
-            p.ping
-        );
+        check_probe(ctx, key, &version, &p)?;
     }
+    Ok(())
+}
+
+/// What masquerading must show on one flavour: the upstream saw the router's
+/// address, its answer came back to ns1, and ping crossed one router.
+fn check_probe(ctx: &mut Ctx, key: &str, version: &str, p: &Probe) -> Outcome {
+    let seen_ip = p
+        .seen
+        .peer
+        .as_deref()
+        .and_then(|s| s.rsplit_once(':'))
+        .map(|(ip, _)| ip.to_string());
+    ctx.observe(&format!("{key}.probe"), p);
+    ctx.observe(&format!("{key}.upstream_saw_source"), &seen_ip);
+    // Forwarding is the setup, not the isolation: without MASQUERADE the
+    // probe still arrives (from 10.200.1.2), so a timeout is a break.
+    if p.seen.timeout {
+        broken!("[{version}] the UDP probe never reached the upstream");
+    }
+    check_eq!(
+        seen_ip.as_deref(),
+        Some(ROUTER_UP),
+        "[{version}] source address the upstream saw (its answer: {:?})",
+        p.seen.reply
+    );
+    check_eq!(
+        p.seen.reply.as_deref(),
+        Some("sent"),
+        "[{version}] the upstream's answer"
+    );
+    let answer = p.answer.as_ref().and_then(|a| a.answer.clone());
+    check_eq!(
+        answer,
+        p.seen.peer.clone(),
+        "[{version}] answer ns1 received"
+    );
+    check_eq!(
+        p.upstream_out_echo_reps,
+        1,
+        "[{version}] echo replies the upstream sent"
+    );
+    check_eq!(
+        p.ping_status,
+        Some(0),
+        "[{version}] `ping {UPSTREAM}` exit status"
+    );
+    check!(
+        p.ping
+            .as_ref()
+            .is_some_and(|s| s.received == 1 && s.ttl == Some(63)),
+        "[{version}] ping summary (one reply, ttl 63 after one router): {:?}",
+        p.ping
+    );
     Ok(())
 }

@@ -24,14 +24,21 @@ pub(super) fn seed_pair(ctx: &mut Ctx, up: bool) -> anyhow::Result<(Netns, Netns
     Ok((h, ns1))
 }
 
-pub(super) fn route_table_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    // ns1 first, alone: a new namespace has no routes at all.
-    let ns1 = Netns::add(ctx, "ns1")?;
-    let empty = ns1.routes()?;
-    let empty_kernel = ns1.view()?.routes;
+/// `DST [via GW] dev DEV`, as ip prints a route, so that iproute2's and the
+/// kernel's routes compare as the same lines.
+fn route_line(dst: &str, gw: &Option<String>, dev: &str) -> String {
+    match gw {
+        Some(g) => format!("{dst} via {g} dev {dev}"),
+        None => format!("{dst} dev {dev}"),
+    }
+}
+
+/// h, joined to ns1 by the seed's veth, ns1's default route through it: the
+/// routes ip and the kernel must then show in ns1.
+fn route_peer(ctx: &mut Ctx, ns1: &Netns) -> anyhow::Result<Netns> {
     let h = Netns::add(ctx, "h")?;
     h.setup()
-        .veth("v-eth", &ns1, "v-ethc")
+        .veth("v-eth", ns1, "v-ethc")
         .addr("v-eth", "10.200.1.1/24")
         .up("v-eth")
         .apply()?;
@@ -41,23 +48,27 @@ pub(super) fn route_table_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .up("lo")
         .route("default", "10.200.1.1")
         .apply()?;
+    Ok(h)
+}
+
+pub(super) fn route_table_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    // ns1 first, alone: a new namespace has no routes at all.
+    let ns1 = Netns::add(ctx, "ns1")?;
+    let empty = ns1.routes()?;
+    let empty_kernel = ns1.view()?.routes;
+    let _h = route_peer(ctx, &ns1)?;
     let routes = ns1.routes()?;
     let kernel = ns1.view()?.routes;
-    // `DST [via GW] dev DEV`, as ip prints a route, for both layers.
-    let line = |dst: &str, gw: &Option<String>, dev: &str| match gw {
-        Some(g) => format!("{dst} via {g} dev {dev}"),
-        None => format!("{dst} dev {dev}"),
-    };
     let got = sorted(
         routes
             .iter()
-            .map(|r| line(&r.dst, &r.gateway, r.dev.as_deref().unwrap_or("?")))
+            .map(|r| route_line(&r.dst, &r.gateway, r.dev.as_deref().unwrap_or("?")))
             .collect(),
     );
     let got_kernel = sorted(
         kernel
             .iter()
-            .map(|r| line(&r.dst, &r.gateway, &r.iface))
+            .map(|r| route_line(&r.dst, &r.gateway, &r.iface))
             .collect(),
     );
     ctx.observe("routes_new_ns", &empty);
