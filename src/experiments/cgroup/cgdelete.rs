@@ -24,6 +24,7 @@ pub fn cgdelete_live_task(v: Version) -> CgdeleteLive {
     }
 }
 
+/// The body of `cg.cgdelete`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn cgdelete(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let seed = seed_cgdelete(ctx)?;
     let kernel = kernel_rmdir(ctx)?;

@@ -7,6 +7,7 @@ use super::*;
 
 const PIDS_MAX: u64 = 5;
 
+/// The body of `cg.pids-max`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn pids_max(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Pids, "pids")?;
     g.set_pids_max(Limit::Value(PIDS_MAX))?;
@@ -75,6 +76,7 @@ fn burn_share(child: std::process::Child) -> Result<(f64, CgBurn), Problem> {
     Ok((share, j))
 }
 
+/// The body of `cg.cpu-quota`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Cpu, "cpu")?;
     // The reference: an unquota'd twin that burns at the same moment, so

@@ -43,6 +43,7 @@ fn owned_by(seen: &Value, uid: u32) -> bool {
             .is_some_and(|m| m.values().all(|o| *o == json!(uid)))
 }
 
+/// The body of `cg.create-group`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn create_group(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let user = "nobody";
     let Some(u) = nix::unistd::User::from_name(user)? else {
@@ -79,6 +80,7 @@ pub(super) fn create_group(ctx: &mut Ctx, _v: Variant) -> Outcome {
 // ---------------------------------------------------------------------------
 // cg.limit-readback
 
+/// The body of `cg.limit-readback`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn limit_readback(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Memory, "limit")?;
     let file = g.file(g.memory_limit_file());
@@ -150,6 +152,7 @@ pub fn parse_cases(v: Version, page: u64) -> Vec<(String, Parse)> {
     c
 }
 
+/// The body of `cg.limit-parsing`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn limit_parsing(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Memory, "parse")?;
     let v = g.version();
@@ -233,6 +236,7 @@ pub fn kmem_documented(ver: (u32, u32, u32)) -> &'static [Kmem] {
     }
 }
 
+/// The body of `cg.kmem-limit`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn kmem_limit(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Memory, "kmem")?;
     let f = "memory.kmem.limit_in_bytes";
@@ -305,6 +309,7 @@ fn placement(ctx: &mut Ctx, key: &str, g: &Group, s: &mut Spawned) -> anyhow::Re
     Ok(pid == s.pid() && in_proc.as_deref() == Some(want.as_str()) && procs.contains(&pid))
 }
 
+/// The body of `cg.cgexec-places-process`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn cgexec_places_process(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let exe = exe();
     // The seed: cgcreate, then cgexec -g memory:NAME CMD.

@@ -20,6 +20,7 @@ fn counters_after_kill(g: &Group, at_least: u64) -> anyhow::Result<MemoryCounter
     g.memory_counters()
 }
 
+/// The body of `cg.oom-kill-at-limit`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn oom_kill_at_limit(ctx: &mut Ctx, v: Variant) -> Outcome {
     let limit: u64 = if v.isolated() { 8 << 20 } else { 256 << 20 };
     let g = limited_group(ctx, limit)?;
