@@ -275,6 +275,41 @@ fn unmount_stack(p: &Path) {
     }
 }
 
+/// CLI layer: `mount --bind /usr/bin T && ls T` in a private mount
+/// namespace (the control: on the host); the entries listed.
+fn bind_list_cli(ctx: &mut Ctx, v: Variant, t: &str) -> anyhow::Result<BTreeSet<String>> {
+    let script = format!("mount --bind /usr/bin {t} && ls -1 -A {t}");
+    let out = if v.isolated() {
+        run_ok(ctx.cmd("unshare").args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ]))?
+    } else {
+        run_ok(ctx.cmd("sh").args(["-c", &script]))?
+    };
+    Ok(out.lines().map(String::from).collect())
+}
+
+/// Kernel layer: mount(2) MS_BIND in the helper, in a new mount namespace
+/// (the control: on the host); the entries listed.
+fn bind_list_kernel(ctx: &mut Ctx, v: Variant, t: &str) -> anyhow::Result<BTreeSet<String>> {
+    let exe = helper::helper_path();
+    let mut k = ctx.helper();
+    if v.isolated() {
+        k.args(["unshare", "--ns", "mnt", "--"])
+            .arg(&exe)
+            .arg("helper");
+    }
+    Ok(run_ok(k.args(["bind-list", "/usr/bin", t]))?
+        .lines()
+        .map(String::from)
+        .collect())
+}
+
 fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
     let target = ctx.scratch()?.join("mnt");
     std::fs::create_dir_all(&target)?;
@@ -287,32 +322,8 @@ fn bind_mount_invisible(ctx: &mut Ctx, v: Variant) -> Outcome {
         });
     }
     let usr_bin = entries(Path::new("/usr/bin"))?;
-    let script = format!("mount --bind /usr/bin {t} && ls -1 -A {t}");
-    let inside_cli = if v.isolated() {
-        run_ok(ctx.cmd("unshare").args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-        ]))?
-    } else {
-        run_ok(ctx.cmd("sh").args(["-c", &script]))?
-    };
-    let inside_cli: BTreeSet<String> = inside_cli.lines().map(String::from).collect();
-    // Kernel layer: mount(2) MS_BIND in the helper.
-    let exe = helper::helper_path();
-    let mut k = ctx.helper();
-    if v.isolated() {
-        k.args(["unshare", "--ns", "mnt", "--"])
-            .arg(&exe)
-            .arg("helper");
-    }
-    let inside_kernel: BTreeSet<String> = run_ok(k.args(["bind-list", "/usr/bin", &t]))?
-        .lines()
-        .map(String::from)
-        .collect();
+    let inside_cli = bind_list_cli(ctx, v, &t)?;
+    let inside_kernel = bind_list_kernel(ctx, v, &t)?;
     let host_entries = entries(&target)?.len();
     let host_mounted = mounted_at(&target)?;
     ctx.observe("usr_bin_entries", usr_bin.len());

@@ -262,6 +262,22 @@ fn status_ids(status: &str, field: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Capabilities inside a user namespace (root mapped to `outside`) must
+/// not reach host-owned things: a root-owned 0644 file and the host's uts
+/// namespace. What the helper got trying both.
+fn try_host_resources(ctx: &mut Ctx, outside: &str) -> anyhow::Result<TryHost> {
+    let file = ctx.scratch()?.join("host-owned");
+    std::fs::write(&file, "host\n")?;
+    let exe = crate::helper::helper_path();
+    let tried = run_ok(
+        ctx.helper()
+            .args(["unshare", "--ns", "user", "--map-root-to", outside, "--"])
+            .arg(&exe)
+            .args(["helper", "try-host-resources", &file.to_string_lossy()]),
+    )?;
+    Ok(serde_json::from_str(tried.trim())?)
+}
+
 fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
     const OUTSIDE: u32 = 100_000;
     let o = OUTSIDE.to_string();
@@ -276,18 +292,7 @@ fn uid_map(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let map = crate::experiment::read(format!("/proc/{pid}/uid_map"))?;
     // CLI: unshare(1) without a map: the process's own uid is unmapped.
     let unmapped = run_ok(ctx.cmd("unshare").args(["--user", "id", "-u"]))?;
-    // Capabilities inside must not reach host-owned things: a root-owned
-    // 0644 file and the host's uts namespace.
-    let file = ctx.scratch()?.join("host-owned");
-    std::fs::write(&file, "host\n")?;
-    let exe = crate::helper::helper_path();
-    let tried = run_ok(
-        ctx.helper()
-            .args(["unshare", "--ns", "user", "--map-root-to", &o, "--"])
-            .arg(&exe)
-            .args(["helper", "try-host-resources", &file.to_string_lossy()]),
-    )?;
-    let tried: TryHost = serde_json::from_str(tried.trim())?;
+    let tried = try_host_resources(ctx, &o)?;
     ctx.observe("uid_inside", me.uid);
     ctx.observe("root_owner_inside", me.root_owner);
     ctx.observe("host_uids", &host_uids);

@@ -309,66 +309,85 @@ fn actions(ctx: &mut Ctx, _v: Variant) -> Outcome {
         let ran = r.stdout.contains("exec-ran");
         let j = j.as_ref();
         match *a {
-            "kill-process" => {
-                check_eq!(r.signal, Some(SIGSYS), "KillProcess: signal of the process");
-                check!(
-                    !ran && j.is_none(),
-                    "KillProcess: the process went on: {r:?}"
-                );
-            }
-            "kill-thread" => {
-                check_eq!(r.code, Some(0), "KillThread: the process exits normally");
-                check!(!ran, "KillThread: the exec went through");
-                check_eq!(
-                    j.map(|j| j.thread_gone),
-                    Some(true),
-                    "KillThread: the thread is gone"
-                );
-                check_eq!(
-                    j.map(|j| j.returned),
-                    Some(false),
-                    "KillThread: execve never returned"
-                );
-                check_eq!(
-                    j.map(|j| j.main_alive),
-                    Some(true),
-                    "KillThread: main thread reports"
-                );
-            }
-            "trap" => {
-                check!(!ran, "Trap: the exec went through");
-                check_eq!(j.map(|j| j.trapped), Some(true), "Trap: SIGSYS handler ran");
-                check_eq!(j.map(|j| j.si_code), Some(1), "Trap: si_code (SYS_SECCOMP)");
-                check_eq!(
-                    j.map(|j| j.si_syscall as libc::c_long),
-                    Some(libc::SYS_execve),
-                    "Trap: si_syscall"
-                );
-                check_eq!(
-                    j.map(|j| j.returned),
-                    Some(true),
-                    "Trap: the thread went on"
-                );
-            }
-            "errno" => {
-                check!(!ran, "Errno: the exec went through");
-                check_eq!(j.map(|j| j.trapped), Some(false), "Errno: no signal");
-                check_eq!(j.map(|j| j.ret), Some(-1), "Errno: execve's return");
-                check_eq!(j.map(|j| j.errno), Some(libc::EPERM), "Errno: errno");
-            }
-            _ => {
-                // Without the filter the exec goes through too: the exec'd
-                // shell must show the filter still installed.
-                check_eq!(
-                    seccomp_after_exec(&r.stdout),
-                    Some(2),
-                    "Log: `Seccomp:` of the exec'd shell"
-                );
-                check!(ran, "Log: the exec did not go through: {r:?}");
-                check_eq!(r.code, Some(0), "Log: the shell's exit code");
-            }
+            "kill-process" => check_kill_process(r, j, ran)?,
+            "kill-thread" => check_kill_thread(r, j, ran)?,
+            "trap" => check_trap(j, ran)?,
+            "errno" => check_errno(j, ran)?,
+            _ => check_log(r, ran)?,
         }
     }
+    Ok(())
+}
+
+/// KillProcess: the whole process dies of SIGSYS before it goes on.
+fn check_kill_process(r: &Ran, j: Option<&ThreadReport>, ran: bool) -> Outcome {
+    check_eq!(r.signal, Some(SIGSYS), "KillProcess: signal of the process");
+    check!(
+        !ran && j.is_none(),
+        "KillProcess: the process went on: {r:?}"
+    );
+    Ok(())
+}
+
+/// KillThread: only the calling thread dies; the main thread reports it.
+fn check_kill_thread(r: &Ran, j: Option<&ThreadReport>, ran: bool) -> Outcome {
+    check_eq!(r.code, Some(0), "KillThread: the process exits normally");
+    check!(!ran, "KillThread: the exec went through");
+    check_eq!(
+        j.map(|j| j.thread_gone),
+        Some(true),
+        "KillThread: the thread is gone"
+    );
+    check_eq!(
+        j.map(|j| j.returned),
+        Some(false),
+        "KillThread: execve never returned"
+    );
+    check_eq!(
+        j.map(|j| j.main_alive),
+        Some(true),
+        "KillThread: main thread reports"
+    );
+    Ok(())
+}
+
+/// Trap: a SIGSYS handler sees SYS_SECCOMP for execve, and the thread goes on.
+fn check_trap(j: Option<&ThreadReport>, ran: bool) -> Outcome {
+    check!(!ran, "Trap: the exec went through");
+    check_eq!(j.map(|j| j.trapped), Some(true), "Trap: SIGSYS handler ran");
+    check_eq!(j.map(|j| j.si_code), Some(1), "Trap: si_code (SYS_SECCOMP)");
+    check_eq!(
+        j.map(|j| j.si_syscall as libc::c_long),
+        Some(libc::SYS_execve),
+        "Trap: si_syscall"
+    );
+    check_eq!(
+        j.map(|j| j.returned),
+        Some(true),
+        "Trap: the thread went on"
+    );
+    Ok(())
+}
+
+/// Errno: execve returns -1 with EPERM, no signal.
+fn check_errno(j: Option<&ThreadReport>, ran: bool) -> Outcome {
+    check!(!ran, "Errno: the exec went through");
+    check_eq!(j.map(|j| j.trapped), Some(false), "Errno: no signal");
+    check_eq!(j.map(|j| j.ret), Some(-1), "Errno: execve's return");
+    check_eq!(j.map(|j| j.errno), Some(libc::EPERM), "Errno: errno");
+    Ok(())
+}
+
+/// Log: the exec goes through. Without the filter it would too, so the
+/// exec'd shell must show the filter still installed.
+fn check_log(r: &Ran, ran: bool) -> Outcome {
+    check_eq!(
+        seccomp_after_exec(&r.stdout),
+        Some(2),
+        "Log: `Seccomp:` of the exec'd shell"
+    );
+    check!(ran, "Log: the exec did not go through: {r:?}");
+    check_eq!(r.code, Some(0), "Log: the shell's exit code");
     Ok(())
 }
 

@@ -1,0 +1,204 @@
+//! Catalogue section 5: cgroups (memory, pids, cpu), through the seed's
+//! libcgroup tools and through the cgroup filesystem directly, in the
+//! host's own form (v1 or v2, per controller on a hybrid host). The
+//! version-specific files are behind `crate::cgroups`.
+
+use crate::cgroups::{self, Group, Hierarchy, Limit, MemoryCounters, Version};
+use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
+use crate::helper::cgroup::{CgBurn, CgFork};
+use crate::host::HostFacts;
+use crate::needs::{Controller, Need, Tool};
+use crate::process::{run, wait_until, Spawned};
+use crate::{broken, check, check_eq};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+mod cgdelete;
+mod limits;
+mod memory;
+mod oom;
+
+use cgdelete::cgdelete;
+pub use cgdelete::{cgdelete_live_task, CgdeleteLive};
+use limits::{cpu_quota, pids_max};
+use memory::{cgexec_places_process, create_group, kmem_limit, limit_parsing, limit_readback};
+pub use memory::{kmem_documented, parse_cases, Kmem, Parse};
+use oom::oom_kill_at_limit;
+pub use oom::peak_verdict;
+
+const MEM: Need = Need::Cgroup(Controller::Memory);
+
+pub static EXPERIMENTS: &[Experiment] = &[
+    Experiment {
+        id: "cg.create-group",
+        section: Section::Cgroup,
+        asserts: "cgcreate -a USER makes the group directory with the memory controller's files, owned by USER; a bare mkdir gets the same files from the kernel, owned by the creator",
+        needs: &[Need::Root, MEM, Need::Tool(Tool::Cgcreate)],
+        control: None,
+        body: create_group,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.limit-readback",
+        section: Section::Cgroup,
+        asserts: "echo 10000000 > the memory limit file reads back the page-rounded value (9998336 with 4 KiB pages)",
+        needs: &[Need::Root, MEM],
+        control: None,
+        body: limit_readback,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.limit-parsing",
+        section: Section::Cgroup,
+        asserts: "the memory limit parse: page round-down (page+1 -> page, page-1 -> 0), the unlimited value accepted, `1.0` `1xx` `xx` EINVAL with the old limit kept",
+        needs: &[Need::Root, MEM],
+        control: None,
+        body: limit_parsing,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.kmem-limit",
+        section: Section::Cgroup,
+        asserts: "writing memory.kmem.limit_in_bytes behaves as this kernel version documents (enforced / ENOTSUPP / absent / accepted without effect)",
+        needs: &[Need::Root, Need::CgroupV1(Controller::Memory)],
+        control: None,
+        body: kmem_limit,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.cgexec-places-process",
+        section: Section::Cgroup,
+        asserts: "cgexec -g memory:GROUP (and writing cgroup.procs then exec) puts the process in GROUP: /proc/PID/cgroup names it, cgroup.procs lists it",
+        needs: &[
+            Need::Root,
+            MEM,
+            Need::Tool(Tool::Cgcreate),
+            Need::Tool(Tool::Cgexec),
+        ],
+        control: None,
+        body: cgexec_places_process,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.oom-kill-at-limit",
+        section: Section::Cgroup,
+        asserts: "allocating 64 MiB under an 8 MiB limit (no swap escape): SIGKILL (shell 137, waitpid signal 9), oom_kill +1 per kill, peak usage <= limit",
+        needs: &[Need::Root, MEM],
+        control: Some("the same allocation under a 256 MiB limit"),
+        body: oom_kill_at_limit,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.cgdelete",
+        section: Section::Cgroup,
+        asserts: "rmdir of a group with a live task fails with EBUSY, succeeds once it exited; cgdelete moves the task to the parent on v1, fails busy on v2 (no internal processes) until it exited",
+        needs: &[
+            Need::Root,
+            MEM,
+            Need::Tool(Tool::Cgcreate),
+            Need::Tool(Tool::Cgexec),
+            Need::Tool(Tool::Cgdelete),
+        ],
+        control: None,
+        body: cgdelete,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.pids-max",
+        section: Section::Cgroup,
+        asserts: "with pids.max=5 the group's 6th process cannot be forked (EAGAIN); pids.events max rises by 1",
+        needs: &[Need::Root, Need::Cgroup(Controller::Pids)],
+        control: None,
+        body: pids_max,
+        exclusive: None,
+    },
+    Experiment {
+        id: "cg.cpu-quota",
+        section: Section::Cgroup,
+        asserts: "a busy child under a 10% CFS quota (10000/100000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 1 s",
+        needs: &[Need::Root, Need::Cgroup(Controller::Cpu)],
+        control: Some("no quota (side by side with an unquota'd twin, under the same load)"),
+        body: cpu_quota,
+        exclusive: None,
+    },
+];
+
+// ---------------------------------------------------------------------------
+// Fixtures
+
+/// The host's hierarchy for `ctrl`, or an unmet need when a v2 root does
+/// not delegate the controller (enabling it there would change the host).
+fn hierarchy(ctrl: Controller) -> Result<Hierarchy, Problem> {
+    let h = Hierarchy::require(ctrl).map_err(Problem::Unmet)?;
+    if let Some(why) = h.delegation_unmet() {
+        return Err(Problem::Unmet(why));
+    }
+    Ok(h)
+}
+
+/// Registers the removal of `g` (tasks killed, children first). The shared
+/// parent stays until the run ends (`cleanup::sweep_this_run`): removing it
+/// here would race with parallel experiments creating groups in it.
+fn defer_destroy(ctx: &mut Ctx, g: &Group) {
+    let g = g.clone();
+    ctx.defer(&format!("remove cgroup {}", g.path.display()), move || {
+        if let Err(e) = g.destroy() {
+            eprintln!("isocheck: removing {}: {e}", g.path.display());
+        }
+    });
+}
+
+/// A new group of this experiment, removed at teardown.
+fn new_group(ctx: &mut Ctx, ctrl: Controller, role: &str) -> Result<Group, Problem> {
+    let h = hierarchy(ctrl)?;
+    let name = ctx.name(role);
+    let g = h.group(&name);
+    defer_destroy(ctx, &g);
+    h.create(&name)?;
+    Ok(g)
+}
+
+/// `cgcreate [ARGS] -g SPEC` for a new group of this experiment; retried
+/// when a parallel teardown removed the shared parent under it.
+fn cgcreate(ctx: &mut Ctx, role: &str, args: &[&str]) -> Result<Group, Problem> {
+    let h = hierarchy(Controller::Memory)?;
+    let name = ctx.name(role);
+    let g = h.group(&name);
+    defer_destroy(ctx, &g);
+    let mut last = String::new();
+    for _ in 0..5 {
+        h.ensure_parent()?;
+        let r = run(ctx.cmd("cgcreate").args(args).args(["-g", &g.spec()]))?;
+        if r.success() && g.path.is_dir() {
+            return Ok(g);
+        }
+        last = format!("status {}: {}", r.shell_status(), r.stderr.trim());
+        // A parallel experiment's leak cleanup may have removed the shared
+        // parent under cgcreate (on v2 a re-made parent also lacks the
+        // controller until it is delegated again): start over.
+        let _ = g.destroy();
+    }
+    broken!("cgcreate {args:?} -g {} failed: {last}", g.spec())
+}
+
+fn exe() -> String {
+    crate::helper::helper_path().to_string_lossy().into_owned()
+}
+
+fn page() -> u64 {
+    HostFacts::get().page_size
+}
+
+fn errno_of(e: &std::io::Error) -> String {
+    e.raw_os_error()
+        .map(|n| format!("{:?}", nix::errno::Errno::from_raw(n)))
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Waits for the `ready PID` line of `helper cg-park`.
+fn parked_pid(s: &mut Spawned) -> anyhow::Result<i32> {
+    let l = s.read_line()?;
+    l.strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("expected `ready PID` from cg-park, got {l:?}"))
+}
