@@ -12,46 +12,26 @@ use crate::experiment::{Ctx, Experiment, Section};
 use crate::namespaces;
 use crate::needs::{Need, Tool};
 
-const NEEDS: &[Need] = &[
-    Need::Root,
-    Need::Docker,
-    Need::Tool(Tool::Docker),
-    Need::Tool(Tool::Busybox),
-    Need::Tool(Tool::Tar),
-];
-const NEEDS_LSNS: &[Need] = &[
-    Need::Root,
-    Need::Docker,
-    Need::Tool(Tool::Docker),
-    Need::Tool(Tool::Busybox),
-    Need::Tool(Tool::Tar),
-    Need::Tool(Tool::Lsns),
-];
-const NEEDS_NSENTER: &[Need] = &[
-    Need::Root,
-    Need::Docker,
-    Need::Tool(Tool::Docker),
-    Need::Tool(Tool::Busybox),
-    Need::Tool(Tool::Tar),
-    Need::Tool(Tool::Nsenter),
-];
-const NEEDS_IP: &[Need] = &[
-    Need::Root,
-    Need::Docker,
-    Need::Tool(Tool::Docker),
-    Need::Tool(Tool::Busybox),
-    Need::Tool(Tool::Tar),
-    Need::Tool(Tool::Ip),
-];
-const NEEDS_NETNS: &[Need] = &[
-    Need::Root,
-    Need::Docker,
-    Need::Tool(Tool::Docker),
-    Need::Tool(Tool::Busybox),
-    Need::Tool(Tool::Tar),
-    Need::Tool(Tool::Lsns),
-    Need::Tool(Tool::Ip),
-];
+/// The needs of every Docker row (an engine, its client, the suite's image
+/// from the host's busybox and tar), plus the tools a row adds.
+macro_rules! docker_needs {
+    ($($extra:ident),*) => {
+        &[
+            Need::Root,
+            Need::Docker,
+            Need::Tool(Tool::Docker),
+            Need::Tool(Tool::Busybox),
+            Need::Tool(Tool::Tar),
+            $(Need::Tool(Tool::$extra),)*
+        ]
+    };
+}
+/// Also the needs of section 8's container rows.
+pub(crate) const NEEDS: &[Need] = docker_needs!();
+const NEEDS_LSNS: &[Need] = docker_needs!(Lsns);
+const NEEDS_NSENTER: &[Need] = docker_needs!(Nsenter);
+const NEEDS_IP: &[Need] = docker_needs!(Ip);
+const NEEDS_NETNS: &[Need] = docker_needs!(Lsns, Ip);
 
 /// For containers whose network plays no part: no veth pair appears on the
 /// host (other sections watch the host's links) and they start faster. The

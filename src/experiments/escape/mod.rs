@@ -31,13 +31,8 @@ const NEEDS_UNSHARE: &[Need] = &[
     Need::Tool(Tool::Nsenter),
     Need::Tool(Tool::Mount),
 ];
-const NEEDS_DOCKER: &[Need] = &[
-    Need::Root,
-    Need::Docker,
-    Need::Tool(Tool::Docker),
-    Need::Tool(Tool::Busybox),
-    Need::Tool(Tool::Tar),
-];
+/// The container rows need what every Docker row needs.
+const NEEDS_DOCKER: &[Need] = super::docker::NEEDS;
 
 macro_rules! exp {
     ($id:literal, $asserts:literal, $needs:expr, $control:literal, $body:ident) => {
