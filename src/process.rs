@@ -188,10 +188,19 @@ impl Spawned {
                     nix::sys::signal::SIGKILL,
                 );
             }
+            // Deepest first, each level is reaped by its living parent, so its
+            // /proc entry goes. With the leader killed first the level is
+            // orphaned and its zombies wait on the host's late pid 1: a zombie
+            // has already released its namespaces, so it counts as gone.
+            let leader_first = self.leader_first;
             wait_until(Duration::from_secs(5), || {
-                level
-                    .iter()
-                    .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+                level.iter().all(|p| {
+                    if leader_first {
+                        !is_running(*p)
+                    } else {
+                        !std::path::Path::new(&format!("/proc/{p}")).exists()
+                    }
+                })
             });
         }
         let _ = self.child.kill();
