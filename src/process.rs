@@ -272,6 +272,17 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// The whitespace-separated values of the `KEY:` line of a /proc/PID/status
+/// text (`Uid`, `NoNewPrivs`, `Seccomp`, …); empty when the line is absent.
+/// The key matches whole, so `Seccomp` never reads `Seccomp_filters`.
+pub fn status_values(status: &str, key: &str) -> Vec<String> {
+    status
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| *k == key))
+        .map(|(_, v)| v.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod command_env_tests {
     /// What every command of the suite runs with, whatever the caller's

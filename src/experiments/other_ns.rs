@@ -251,15 +251,11 @@ pub fn judge_ipc(seen: &Value, key: u32, host_key: u32) -> Outcome {
 }
 
 fn status_ids(status: &str, field: &str) -> Vec<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .map(|r| {
-            r.split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    let key = field.trim_end_matches(':');
+    crate::process::status_values(status, key)
+        .iter()
+        .filter_map(|x| x.parse().ok())
+        .collect()
 }
 
 /// Capabilities inside a user namespace (root mapped to `outside`) must

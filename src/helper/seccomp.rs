@@ -13,10 +13,11 @@ use std::time::Duration;
 /// A numeric `Key:` field of a /proc/PID/status text (`Seccomp`,
 /// `Seccomp_filters`).
 pub fn status_field(status: &str, key: &str) -> Option<u32> {
-    status.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
+    let values = crate::process::status_values(status, key);
+    match values.as_slice() {
+        [one] => one.parse().ok(),
+        _ => None,
+    }
 }
 
 /// Reply of `seccomp-thread ACTION`, printed unless the exec replaced or

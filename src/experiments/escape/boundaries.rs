@@ -302,9 +302,5 @@ pub(super) fn no_new_privs(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 /// The values of one `Key:` line of /proc/PID/status.
 fn status_field(status: &str, key: &str) -> Vec<String> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(|r| r.split_whitespace().map(String::from).collect())
-        .unwrap_or_default()
+    crate::process::status_values(status, key.trim_end_matches(':'))
 }
