@@ -16,8 +16,8 @@ use crate::cleanup::{self, Tag};
 pub use crate::dockerapi::{
     api, connect_error, engine_present, parse_response, probe_engine, socket_path, Response,
 };
-use crate::experiment::Ctx;
 use crate::process::{run, Ran};
+use crate::scope::Scope;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -115,9 +115,9 @@ fn wait_gone(id: &str) -> Result<(), String> {
     ))
 }
 
-/// The `docker` CLI as a tagged command of this experiment.
-pub fn docker(ctx: &Ctx) -> Command {
-    ctx.cmd(client())
+/// The `docker` CLI as a tagged command of the scope (an experiment).
+pub fn docker(scope: &impl Scope) -> Command {
+    scope.cmd(client())
 }
 
 fn describe_args(args: &[&str]) -> String {
@@ -146,8 +146,8 @@ fn run_creating(cmd: &mut Command) -> anyhow::Result<Ran> {
     r
 }
 
-fn creating_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
-    let r = run_creating(docker(ctx).args(args))?;
+fn creating_ok(scope: &impl Scope, args: &[&str]) -> anyhow::Result<String> {
+    let r = run_creating(docker(scope).args(args))?;
     if !r.success() {
         bail!(
             "`{}` exited {}: {}",
@@ -160,8 +160,8 @@ fn creating_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Runs `docker ARGS` and insists on exit 0; returns stdout.
-pub fn docker_ok(ctx: &Ctx, args: &[&str]) -> anyhow::Result<String> {
-    let r = run(docker(ctx).args(args))?;
+pub fn docker_ok(scope: &impl Scope, args: &[&str]) -> anyhow::Result<String> {
+    let r = run(docker(scope).args(args))?;
     if !r.success() {
         bail!(
             "`{}` exited {}: {}",
@@ -182,10 +182,10 @@ pub struct Container {
 
 /// The common head of `docker run` / `docker create`: run-unique name,
 /// the experiment's tag label, and a teardown that removes the container.
-fn labelled(ctx: &mut Ctx, verb: &str, role: &str) -> (Vec<String>, String) {
-    let name = ctx.name(role);
+fn labelled(scope: &mut impl Scope, verb: &str, role: &str) -> (Vec<String>, String) {
+    let name = scope.name(role);
     let n = name.clone();
-    ctx.defer("docker rm -f", move || {
+    scope.defer("docker rm -f", move || {
         if let Err(e) = remove_container(&n) {
             eprintln!("isocheck: teardown: {e}");
         }
@@ -195,21 +195,25 @@ fn labelled(ctx: &mut Ctx, verb: &str, role: &str) -> (Vec<String>, String) {
         "--name".into(),
         name.clone(),
         "--label".into(),
-        format!("{LABEL}={}", ctx.tag),
+        format!("{LABEL}={}", scope.tag()),
     ];
     (args, name)
 }
 
 /// `docker run -d OPTS IMAGE CMD…`: a running container.
-pub fn run_detached(ctx: &mut Ctx, opts: &[&str], cmd: &[&str]) -> anyhow::Result<Container> {
+pub fn run_detached(
+    scope: &mut impl Scope,
+    opts: &[&str],
+    cmd: &[&str],
+) -> anyhow::Result<Container> {
     let image = image()?;
-    let (mut args, name) = labelled(ctx, "run", "ctr");
+    let (mut args, name) = labelled(scope, "run", "ctr");
     args.push("-d".into());
     args.extend(opts.iter().map(|s| s.to_string()));
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = creating_ok(ctx, &a)?.trim().to_string();
+    let id = creating_ok(scope, &a)?.trim().to_string();
     if id.is_empty() {
         bail!("`{}` printed no container id", describe_args(&a));
     }
@@ -218,28 +222,29 @@ pub fn run_detached(ctx: &mut Ctx, opts: &[&str], cmd: &[&str]) -> anyhow::Resul
 
 /// `docker run -d -i IMAGE sh`: the seed's interactive shell, kept alive by
 /// its open stdin, so the shell is the container's only process.
-pub fn run_shell(ctx: &mut Ctx, opts: &[&str]) -> anyhow::Result<Container> {
+pub fn run_shell(scope: &mut impl Scope, opts: &[&str]) -> anyhow::Result<Container> {
     let mut o = vec!["-i"];
     o.extend_from_slice(opts);
-    run_detached(ctx, &o, &["sh"])
+    run_detached(scope, &o, &["sh"])
 }
 
 /// `docker run OPTS IMAGE CMD…` in the foreground (not removed by docker,
 /// so the state can be inspected; the teardown removes it). Returns what
-/// the client reported. `role` names the container (`ctx.name(role)`):
-/// steps on parallel threads use a second `Ctx` and must use another role.
+/// the client reported. `role` names the container (`ctx.name(role)`; a
+/// step on a parallel thread runs in `ctx.fork()`, which shares the name
+/// counter, so any role is unique).
 pub fn run_fg(
-    ctx: &mut Ctx,
+    scope: &mut impl Scope,
     role: &str,
     opts: &[&str],
     cmd: &[&str],
 ) -> anyhow::Result<(Container, Ran)> {
     let image = image()?;
-    let (mut args, name) = labelled(ctx, "run", role);
+    let (mut args, name) = labelled(scope, "run", role);
     args.extend(opts.iter().map(|s| s.to_string()));
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
-    let r = run_creating(docker(ctx).args(&args))?;
+    let r = run_creating(docker(scope).args(&args))?;
     Ok((
         Container {
             id: name.clone(),
@@ -250,24 +255,24 @@ pub fn run_fg(
 }
 
 /// `docker create IMAGE CMD…`.
-pub fn create(ctx: &mut Ctx, cmd: &[&str]) -> anyhow::Result<Container> {
+pub fn create(scope: &mut impl Scope, cmd: &[&str]) -> anyhow::Result<Container> {
     let image = image()?;
-    let (mut args, name) = labelled(ctx, "create", "ctr");
+    let (mut args, name) = labelled(scope, "create", "ctr");
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = creating_ok(ctx, &a)?.trim().to_string();
+    let id = creating_ok(scope, &a)?.trim().to_string();
     Ok(Container { id, name })
 }
 
 /// `docker exec CONTAINER CMD…`, whatever its exit status.
-pub fn exec(ctx: &Ctx, c: &Container, cmd: &[&str]) -> anyhow::Result<Ran> {
-    run(docker(ctx).arg("exec").arg(&c.id).args(cmd))
+pub fn exec(scope: &impl Scope, c: &Container, cmd: &[&str]) -> anyhow::Result<Ran> {
+    run(docker(scope).arg("exec").arg(&c.id).args(cmd))
 }
 
 /// `docker inspect CONTAINER`, the first (only) object.
-pub fn inspect(ctx: &Ctx, c: &Container) -> anyhow::Result<Value> {
-    let out = docker_ok(ctx, &["inspect", &c.id])?;
+pub fn inspect(scope: &impl Scope, c: &Container) -> anyhow::Result<Value> {
+    let out = docker_ok(scope, &["inspect", &c.id])?;
     let v: Value = serde_json::from_str(&out).context("docker inspect output")?;
     v.get(0)
         .cloned()
@@ -275,8 +280,8 @@ pub fn inspect(ctx: &Ctx, c: &Container) -> anyhow::Result<Value> {
 }
 
 /// The host pid of the container's init (`State.Pid`).
-pub fn init_pid(ctx: &Ctx, c: &Container) -> anyhow::Result<i32> {
-    let v = inspect(ctx, c)?;
+pub fn init_pid(scope: &impl Scope, c: &Container) -> anyhow::Result<i32> {
+    let v = inspect(scope, c)?;
     match v["State"]["Pid"].as_i64() {
         Some(p) if p > 0 => Ok(p as i32),
         _ => bail!(
@@ -288,8 +293,8 @@ pub fn init_pid(ctx: &Ctx, c: &Container) -> anyhow::Result<i32> {
 }
 
 /// Client and server versions as `docker version` reports them.
-pub fn versions(ctx: &Ctx) -> anyhow::Result<Value> {
-    let out = docker_ok(ctx, &["version", "--format", "{{json .}}"])?;
+pub fn versions(scope: &impl Scope) -> anyhow::Result<Value> {
+    let out = docker_ok(scope, &["version", "--format", "{{json .}}"])?;
     let v: Value = serde_json::from_str(out.trim()).context("docker version output")?;
     let mut j = serde_json::json!({
         "client_path": client().display().to_string(),
@@ -301,7 +306,7 @@ pub fn versions(ctx: &Ctx) -> anyhow::Result<Value> {
     // A different client first on PATH (Docker 28 in /usr/local/bin here):
     // record that it negotiates the API down to the engine's.
     if let Some(other) = crate::host::which("docker").filter(|p| *p != client()) {
-        let r = run(ctx
+        let r = run(scope
             .cmd(&other)
             .args(["version", "--format", "{{json .Client}}"]))?;
         let c: Value = serde_json::from_str(r.stdout.trim()).unwrap_or(Value::Null);

@@ -20,6 +20,7 @@
 
 use crate::cleanup::{self, Tag};
 use crate::needs::Need;
+use crate::scope::{Names, Scope};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -210,7 +211,10 @@ pub struct Ctx {
     measurements: BTreeMap<String, Value>,
     teardown: Vec<(String, Teardown)>,
     scratch: Option<PathBuf>,
-    counter: u32,
+    /// The scratch directory's name under the scratch root: the tag, or for
+    /// a fork a name of its own (the parent's teardown removes the tag's).
+    scratch_name: Option<String>,
+    names: Names,
 }
 
 impl Ctx {
@@ -223,8 +227,21 @@ impl Ctx {
             measurements: BTreeMap::new(),
             teardown: Vec::new(),
             scratch: None,
-            counter: 0,
+            scratch_name: None,
+            names: Names::default(),
         }
+    }
+
+    /// A context for a step on a parallel thread (a second container while
+    /// the first is probed): the same tag, so the leak check and the time
+    /// limit see its processes, and the same name counter, so its resources
+    /// never collide with the parent's. Its teardown runs when it drops; its
+    /// observations are its own (record them on the parent).
+    pub fn fork(&self) -> Ctx {
+        let mut f = Ctx::new(self.tag.clone(), self.variant);
+        f.names = self.names.clone();
+        f.scratch_name = Some(self.names.next(&self.tag, "fork"));
+        f
     }
 
     /// Records a value the assertion looked at (for the report and the diff).
@@ -278,8 +295,7 @@ impl Ctx {
 
     /// A run-unique name for a host-global resource (netns, cgroup, container).
     pub fn name(&mut self, role: &str) -> String {
-        self.counter += 1;
-        format!("{}-{}{}", self.tag, role, self.counter)
+        self.names.next(&self.tag, role)
     }
 
     /// A scratch directory of this experiment, removed at teardown.
@@ -287,7 +303,8 @@ impl Ctx {
         if let Some(p) = &self.scratch {
             return Ok(p.clone());
         }
-        let p = cleanup::scratch_root().join(self.tag.as_str());
+        let dir = self.scratch_name.as_deref().unwrap_or(self.tag.as_str());
+        let p = cleanup::scratch_root().join(dir);
         cleanup::make_scratch(&p)?;
         self.scratch = Some(p.clone());
         Ok(p)
@@ -297,14 +314,12 @@ impl Ctx {
     /// in their environment, so the leak check and the sweeper can find them,
     /// and die with the thread that started them.
     pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        cleanup::tagged_command(program, &self.tag)
+        Scope::cmd(self, program)
     }
 
     /// The project's own single-threaded helper (`isocheck helper ...`).
     pub fn helper(&self) -> Command {
-        let mut c = self.cmd(crate::helper::helper_path());
-        c.arg("helper");
-        c
+        Scope::helper(self)
     }
 
     pub fn run_teardown(&mut self) {
@@ -319,6 +334,22 @@ impl Ctx {
     }
 }
 
+/// Mechanisms (netns, docker) create resources in a `Ctx` through this, so
+/// they need neither `Ctx` nor `Problem`.
+impl Scope for Ctx {
+    fn tag(&self) -> &Tag {
+        &self.tag
+    }
+
+    fn name(&mut self, role: &str) -> String {
+        Ctx::name(self, role)
+    }
+
+    fn defer(&mut self, what: &str, f: impl FnOnce() + Send + 'static) {
+        Ctx::defer(self, what, f)
+    }
+}
+
 impl Drop for Ctx {
     fn drop(&mut self) {
         self.run_teardown();
@@ -326,3 +357,43 @@ impl Drop for Ctx {
 }
 
 pub use crate::process::read;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fork on another thread shares the parent's name counter: the same
+    /// role never gives the same name twice (docker's parallel steps relied
+    /// on picking another role before `fork`).
+    #[test]
+    fn a_fork_never_repeats_a_name_of_its_parent() {
+        let mut ctx = Ctx::new(cleanup::new_tag(), Variant::Isolated);
+        let mut fork = ctx.fork();
+        assert_eq!(fork.tag, ctx.tag);
+        let theirs = std::thread::spawn(move || (0..50).map(|_| fork.name("ctr")).collect());
+        let mut names: Vec<String> = (0..50).map(|_| ctx.name("ctr")).collect();
+        names.extend(theirs.join().unwrap_or_else(|_| Vec::new()));
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!((n, names.len()), (100, 100));
+        assert!(names.iter().all(|x| ctx.tag.owns(x)), "{names:?}");
+    }
+
+    /// A fork's scratch directory is its own (and carries the tag): its
+    /// teardown leaves the parent's in place.
+    #[test]
+    fn a_fork_has_its_own_scratch_directory() {
+        let mut ctx = Ctx::new(cleanup::new_tag(), Variant::Isolated);
+        let mine = ctx.scratch().expect("scratch");
+        let mut fork = ctx.fork();
+        let theirs = fork.scratch().expect("fork scratch");
+        assert_ne!(mine, theirs);
+        let name = theirs.file_name().unwrap_or_default().to_string_lossy();
+        assert!(ctx.tag.owns(&name), "{name}");
+        drop(fork);
+        assert!(mine.is_dir() && !theirs.exists());
+        drop(ctx);
+        assert!(!mine.exists());
+    }
+}

@@ -11,6 +11,8 @@ pub mod experiments;
 pub mod formats;
 pub mod helper;
 pub mod host;
+#[cfg(test)]
+mod layers;
 pub mod namespaces;
 pub mod needs;
 pub mod netns;
@@ -18,6 +20,7 @@ pub mod owner;
 pub mod process;
 pub mod report;
 pub mod runner;
+pub mod scope;
 pub mod seccomp;
 pub mod session;
 pub mod testmain;

@@ -549,7 +549,7 @@ fn cmd_report(args: &[String], html: &std::path::Path) -> ExitCode {
             report: raw,
         });
     }
-    let page = formats::html::render(&cols);
+    let page = formats::html::render(&experiments::all(), &cols);
     if let Err(e) = isocheck::owner::write(html, page) {
         return usage_error(format!("cannot write {}: {e}", html.display()));
     }

@@ -5,7 +5,7 @@
 
 use crate::host::HostFacts;
 use crate::report::{ExperimentResult, HostReport, Report, SCHEMA};
-use crate::{cleanup, docker, helper, runner};
+use crate::{cleanup, docker, runner, scope};
 use std::time::{Duration, Instant};
 
 /// A run in progress: started by [`Session::start`], ended by
@@ -33,7 +33,7 @@ impl Session {
     /// `limit` (`--timeout`) overrides `ISOCHECK_TIMEOUT`.
     pub fn start(limit: Option<Duration>) -> Session {
         runner::set_time_limit(limit.or_else(runner::time_limit_from_env));
-        helper::helper_path();
+        scope::helper_path();
         cleanup::install_signal_cleanup();
         docker::register_leftovers();
         HostFacts::get();

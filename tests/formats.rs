@@ -517,7 +517,7 @@ fn html_columns() -> Vec<html::Column> {
 
 #[test]
 fn html_page_is_self_contained() {
-    let page = html::render(&html_columns());
+    let page = html::render(&isocheck::experiments::all(), &html_columns());
     for needle in ["http://", "https://", "src=", "@import", "url("] {
         assert!(
             !page.contains(needle),
@@ -571,7 +571,11 @@ fn html_matrix_renders_in_headless_chromium() {
     }
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("matrix.html");
-    std::fs::write(&page, html::render(&html_columns())).unwrap();
+    std::fs::write(
+        &page,
+        html::render(&isocheck::experiments::all(), &html_columns()),
+    )
+    .unwrap();
     let url = format!("file://{}#cell=pid.init-is-pid-1@2&base=3", page.display());
     let out = headless(&url, &dir.path().join("profile"), &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout);

@@ -8,8 +8,7 @@
 //! Reports are read as plain JSON so that fields this build does not know
 //! (e.g. a `measurements` map) still show.
 
-use crate::experiment::Section;
-use crate::experiments;
+use crate::experiment::{Experiment, Section};
 use crate::formats::junit::escape;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -43,9 +42,9 @@ fn experiments_of(report: &Value) -> &[Value] {
 
 /// The registry's rows in catalogue order, then any id a report holds that
 /// this build does not know (an older or newer suite).
-fn rows(cols: &[Column]) -> Vec<Row> {
-    let mut rows: Vec<Row> = experiments::all()
-        .into_iter()
+fn rows(catalogue: &[&Experiment], cols: &[Column]) -> Vec<Row> {
+    let mut rows: Vec<Row> = catalogue
+        .iter()
         .map(|e| Row {
             id: e.id.to_string(),
             section: e.section.key().to_string(),
@@ -225,10 +224,12 @@ fn table(cols: &[Column], rows: &[Row]) -> String {
     out
 }
 
-/// The page. JSON inside `<script>` cannot contain `</script>`: every `<` is
-/// written as `\u003c`, which JSON.parse reads back unchanged.
-pub fn render(cols: &[Column]) -> String {
-    let rows = rows(cols);
+/// The page: one row per experiment of `catalogue` (the registry,
+/// `experiments::all()`: passed in, since the harness layer sits below the
+/// sections). JSON inside `<script>` cannot contain `</script>`: every `<`
+/// is written as `\u003c`, which JSON.parse reads back unchanged.
+pub fn render(catalogue: &[&Experiment], cols: &[Column]) -> String {
+    let rows = rows(catalogue, cols);
     let blob = data(cols, &rows).to_string().replace('<', "\\u003c");
     let options: String = cols
         .iter()

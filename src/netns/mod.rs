@@ -17,8 +17,8 @@
 //! network state did not move.
 
 use crate::cleanup::Tag;
-use crate::experiment::Ctx;
 use crate::process::{run, run_ok, Ran};
+use crate::scope::{helper_path, Scope};
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -70,12 +70,12 @@ pub struct Netns {
 impl Netns {
     /// `ip netns add <run-unique name>`; `role` reads as the seed's name
     /// (`ns1`, `h` for the seed's host, `up` for its internet).
-    pub fn add(ctx: &mut Ctx, role: &str) -> anyhow::Result<Netns> {
-        let name = ctx.name(role);
-        run_ok(ctx.cmd("ip").args(["netns", "add", &name]))?;
+    pub fn add(scope: &mut impl Scope, role: &str) -> anyhow::Result<Netns> {
+        let name = scope.name(role);
+        run_ok(scope.cmd("ip").args(["netns", "add", &name]))?;
         let ns = Netns {
             name,
-            tag: ctx.tag.clone(),
+            tag: scope.tag().clone(),
             live: true,
         };
         // Every `ip -n`, iptables and sysctl step after this trusts that the
@@ -164,7 +164,7 @@ impl Netns {
 
     /// `ip netns exec NS isocheck helper OP`.
     pub fn helper(&self, op: &str) -> Command {
-        let mut c = self.exec(crate::helper::helper_path());
+        let mut c = self.exec(helper_path());
         c.args(["helper", op]);
         c
     }
@@ -190,7 +190,7 @@ impl Netns {
 
     /// Writes a `/proc/sys` key inside (e.g. `net/ipv4/ip_forward`).
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<&Self> {
-        let mut c = crate::cleanup::tagged_command(crate::helper::helper_path(), &self.tag);
+        let mut c = crate::cleanup::tagged_command(helper_path(), &self.tag);
         c.args(["helper", "net-sysctl", "--netns", &self.name, key, value]);
         run_ok(&mut c)?;
         Ok(self)
@@ -205,7 +205,7 @@ impl Netns {
     /// net-exec`), for tools that need the namespace's network but not the
     /// remounted /sys of `ip netns exec`: cheaper on a busy machine.
     pub fn enter(&self, prog: &str) -> Command {
-        let mut c = crate::cleanup::tagged_command(crate::helper::helper_path(), &self.tag);
+        let mut c = crate::cleanup::tagged_command(helper_path(), &self.tag);
         c.args(["helper", "net-exec", "--netns", &self.name, "--", prog]);
         c
     }
@@ -231,14 +231,14 @@ impl Netns {
 
     /// The kernel-layer view from inside (`isocheck helper net-view`).
     pub fn view(&self) -> anyhow::Result<KernelView> {
-        let mut c = crate::cleanup::tagged_command(crate::helper::helper_path(), &self.tag);
+        let mut c = crate::cleanup::tagged_command(helper_path(), &self.tag);
         c.args(["helper", "net-view", "--netns", &self.name]);
         KernelView::from_helper(&mut c)
     }
 
     /// `connect()` of a UDP socket from inside, by `setns()` in the helper.
     pub fn udp_connect(&self, to: &str) -> anyhow::Result<UdpConnect> {
-        let mut c = crate::cleanup::tagged_command(crate::helper::helper_path(), &self.tag);
+        let mut c = crate::cleanup::tagged_command(helper_path(), &self.tag);
         c.args(["helper", "udp-connect", "--netns", &self.name, to]);
         Ok(serde_json::from_str(run_ok(&mut c)?.trim())?)
     }
@@ -355,8 +355,8 @@ impl KernelView {
 }
 
 /// The kernel view of the namespace this process is in (read only).
-pub fn own_view(ctx: &Ctx) -> anyhow::Result<KernelView> {
-    KernelView::from_helper(ctx.helper().arg("net-view"))
+pub fn own_view(scope: &impl Scope) -> anyhow::Result<KernelView> {
+    KernelView::from_helper(scope.helper().arg("net-view"))
 }
 
 /// What `connect()` of a UDP socket returned.

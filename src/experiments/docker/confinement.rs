@@ -31,7 +31,7 @@ pub(super) fn default_seccomp(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let profile = ctx.scratch()?.join("docker-default-like.json");
     std::fs::write(&profile, PROFILE)?;
     let opt = format!("seccomp={}", profile.display());
-    let mut ctx2 = Ctx::new(ctx.tag.clone(), ctx.variant);
+    let mut ctx2 = ctx.fork();
     let (def, own) = both(
         || default_probe(ctx),
         || {

@@ -274,7 +274,7 @@ pub(super) fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let ping = format!("ping -c 1 -W 2 {gw}");
     let none_script = format!("ip -o link; echo ---; {ping}");
     // Both containers at once: the bridged one's ping and the isolated one.
-    let mut ctx2 = Ctx::new(ctx.tag.clone(), ctx.variant);
+    let mut ctx2 = ctx.fork();
     let (cx, cr, pr) = (&mut *ctx, &c, &ping);
     let (bridged, isolated) = both(
         move || dk::exec(cx, cr, &["sh", "-c", pr]),

@@ -91,7 +91,7 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
     observe_versions(ctx)?;
     let lim = LIMIT.to_string();
     let seed = SEED_LIMIT.to_string();
-    let mut ctx2 = Ctx::new(ctx.tag.clone(), ctx.variant);
+    let mut ctx2 = ctx.fork();
     let (limited, refused) = both(
         || -> anyhow::Result<_> {
             let c = dk::run_shell(ctx, &["--network", "none", "--memory", &lim])?;
