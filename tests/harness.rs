@@ -6,7 +6,7 @@
 extern crate rusty_fork;
 
 use assert_cmd::Command;
-use isocheck::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
+use isocheck::experiment::{Ctx, Experiment, Fixture, Outcome, Problem, Variant};
 use isocheck::host::{parse_kernel_version, unescape_mount, CgroupLayout};
 use isocheck::namespaces::{parse_lsns_json, parse_ns_link, parse_nspid};
 use isocheck::needs::{Controller, Need, Tool};
@@ -235,14 +235,10 @@ fn fake(
     control: Option<&'static str>,
     needs: &'static [Need],
 ) -> Experiment {
-    Experiment {
-        id,
-        section: Section::Pid,
-        asserts: "test",
-        needs,
-        control,
-        body,
-        exclusive: None,
+    let e = Experiment::new(id, body).asserts("test").needs(needs);
+    match control {
+        Some(c) => e.control(c),
+        None => e,
     }
 }
 
@@ -317,7 +313,7 @@ fn runner_reports_what_happened(
     #[case] ctl: Option<ControlOutcome>,
     #[case] reason: &str,
 ) {
-    let exp = Box::leak(Box::new(fake("test.fake", body, control, &[])));
+    let exp = Box::leak(Box::new(fake("pid.test-fake", body, control, &[])));
     let r = run_one(exp);
     assert_eq!(r.status, status, "{r:?}");
     assert_eq!(r.control, ctl, "{r:?}");
@@ -342,7 +338,7 @@ fn runner_reports_what_happened(
 #[serial(run_tag)]
 fn unmet_needs_are_ignored_with_the_reason_never_passed() {
     let exp = Box::leak(Box::new(fake(
-        "test.unmet",
+        "pid.test-unmet",
         always_passes,
         None,
         &[Need::Kernel(999, 0)],
@@ -352,11 +348,68 @@ fn unmet_needs_are_ignored_with_the_reason_never_passed() {
     assert!(r.reason.unwrap().contains("kernel >= 999.0"));
 }
 
-fn net_steps_asserting_nothing(_ctx: &mut Ctx, _v: Variant) -> Outcome {
+// ---- a section's fixture, as the runner applies it ----
+
+fn records_setup(ctx: &mut Ctx) -> Outcome {
+    ctx.observe_guard("fixture_setup", true);
     Ok(())
 }
-fn net_row_asserting_nothing(ctx: &mut Ctx, v: Variant) -> Outcome {
-    isocheck::experiments::net::host_guarded(ctx, v, net_steps_asserting_nothing)
+fn refuses_setup(_ctx: &mut Ctx) -> Outcome {
+    Err(Problem::Broken("fixture setup refused".into()))
+}
+fn records_teardown(ctx: &mut Ctx, r: Outcome) -> Outcome {
+    ctx.observe_guard("fixture_teardown", format!("{r:?}"));
+    r
+}
+fn host_changed(ctx: &mut Ctx, _r: Outcome) -> Outcome {
+    ctx.observe_guard("fixture_teardown", "host changed");
+    Err(Problem::HostState("the host changed".into()))
+}
+static RECORDS: Fixture = Fixture {
+    setup: records_setup,
+    teardown: records_teardown,
+};
+static CHANGES_HOST: Fixture = Fixture {
+    setup: records_setup,
+    teardown: host_changed,
+};
+static REFUSES: Fixture = Fixture {
+    setup: refuses_setup,
+    teardown: records_teardown,
+};
+
+/// The fixture's teardown sees every outcome (a panic included) and may
+/// overrule a pass; a refused setup skips the body and the teardown.
+#[rstest]
+#[case::teardown_after_a_pass(&RECORDS, always_passes, Status::Passed, "", true)]
+#[case::teardown_after_a_panic(&RECORDS, panics, Status::Broken, "panicked", true)]
+#[case::teardown_overrules_a_pass(&CHANGES_HOST, always_passes, Status::Failed, "host changed", true)]
+#[case::refused_setup_breaks(&REFUSES, always_passes, Status::Broken, "setup refused", false)]
+#[serial(run_tag)]
+fn the_runner_wraps_each_body_in_its_sections_fixture(
+    #[case] fixture: &'static Fixture,
+    #[case] body: isocheck::experiment::Body,
+    #[case] status: Status,
+    #[case] reason: &str,
+    #[case] torn_down: bool,
+) {
+    let mut exp = fake("pid.test-fixture", body, None, &[]);
+    exp.fixture = Some(fixture);
+    let r = run_one(Box::leak(Box::new(exp)));
+    assert_eq!(r.status, status, "{r:?}");
+    assert!(
+        r.reason.clone().unwrap_or_default().contains(reason),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.observations.contains_key("fixture_teardown"),
+        torn_down,
+        "{r:?}"
+    );
+}
+
+fn net_steps_asserting_nothing(_ctx: &mut Ctx, _v: Variant) -> Outcome {
+    Ok(())
 }
 
 /// The net section's real guard, both when it defers the host comparison
@@ -374,12 +427,9 @@ fn the_net_guards_records_do_not_count_as_asserting(#[case] span_held_open: bool
     if span_held_open {
         isocheck::netns::host_span_enter().unwrap();
     }
-    let exp = Box::leak(Box::new(fake(
-        "net.fake",
-        net_row_asserting_nothing,
-        None,
-        &[],
-    )));
+    let mut exp = fake("net.fake", net_steps_asserting_nothing, None, &[]);
+    exp.fixture = Some(&isocheck::experiments::net::HOST_GUARD);
+    let exp = Box::leak(Box::new(exp));
     let r = run_one(exp);
     if span_held_open {
         let _ = isocheck::netns::host_span_leave();
@@ -455,7 +505,7 @@ fn sleeps_itself(ctx: &mut Ctx, _v: Variant) -> Outcome {
 fn an_experiment_past_its_limit_is_broken_in_time_and_leaves_nothing(
     #[case] body: isocheck::experiment::Body,
 ) {
-    let exp = Box::leak(Box::new(fake("test.slow", body, None, &[])));
+    let exp = Box::leak(Box::new(fake("pid.test-slow", body, None, &[])));
     let limit = std::time::Duration::from_secs(1);
     isocheck::runner::set_time_limit(Some(limit));
     let start = std::time::Instant::now();
@@ -1037,24 +1087,121 @@ fn readme_lists_every_experiment_as_the_registry_has_it() {
     );
 }
 
-/// The registry is the catalogue: every catalogue id is an experiment, and
-/// every experiment is a catalogue id (fixtures/catalogue-ids.txt is the
-/// catalogue's id column).
-#[test]
-fn registry_matches_the_catalogue() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/catalogue-ids.txt"
-    ))
-    .unwrap();
-    let mut catalogue: Vec<&str> = text
+fn read_repo_file(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The ids of fixtures/catalogue-ids.txt, in order.
+fn catalogue_ids_file() -> Vec<String> {
+    read_repo_file("fixtures/catalogue-ids.txt")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What is in `a` and not in `b`.
+fn missing_from(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| !b.contains(x)).cloned().collect()
+}
+
+/// The registry is the catalogue: every catalogue id is an experiment, and
+/// every experiment is a catalogue id (fixtures/catalogue-ids.txt is the
+/// catalogue's id column), in the catalogue's order.
+#[test]
+fn registry_matches_the_catalogue() {
+    let catalogue = catalogue_ids_file();
+    let registry: Vec<String> = isocheck::experiments::all()
+        .iter()
+        .map(|e| e.id.to_string())
         .collect();
-    let mut registry: Vec<&str> = isocheck::experiments::all().iter().map(|e| e.id).collect();
-    catalogue.sort();
-    registry.sort();
-    assert_eq!(registry, catalogue);
+    let unlisted = missing_from(&registry, &catalogue);
+    assert!(
+        unlisted.is_empty(),
+        "experiments without a catalogue id: {unlisted:?}: add each to \
+         ../shared/spec/catalogue.md and fixtures/catalogue-ids.txt (docs/writing-experiments.md)"
+    );
+    let unregistered = missing_from(&catalogue, &registry);
+    assert!(
+        unregistered.is_empty(),
+        "catalogue ids without an experiment: {unregistered:?}"
+    );
+    assert_eq!(
+        registry, catalogue,
+        "the registry's order is the catalogue's"
+    );
+}
+
+/// fixtures/catalogue-ids.txt is the id column of the catalogue itself
+/// (../shared/spec/catalogue.md, outside this repository: skipped, saying
+/// so, where that checkout is absent).
+#[test]
+fn catalogue_ids_file_is_the_catalogues_id_column() {
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/catalogue.md");
+    let Ok(text) = std::fs::read_to_string(&spec) else {
+        eprintln!("skipping: {} is absent", spec.display());
+        return;
+    };
+    let id = regex_lite_id;
+    let spec_ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split_once(" |"))
+        .map(|(first, _)| first.trim())
+        .filter(|c| id(c))
+        .map(str::to_string)
+        .collect();
+    assert!(spec_ids.len() > 50, "parsed only {} ids", spec_ids.len());
+    assert_eq!(
+        catalogue_ids_file(),
+        spec_ids,
+        "fixtures/catalogue-ids.txt differs from {}: copy its id column",
+        spec.display()
+    );
+}
+
+/// A catalogue id: `prefix.name`, lower case, digits and dashes.
+fn regex_lite_id(c: &str) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+    };
+    c.split_once('.').is_some_and(|(a, b)| ok(a) && ok(b))
+}
+
+/// Every tool a need can name (and the libseccomp headers) comes from a
+/// package that ci/install-host-deps.sh installs, by default or with one
+/// of its flags.
+#[test]
+fn install_host_deps_installs_every_tools_package() {
+    let script = read_repo_file("ci/install-host-deps.sh");
+    let mut installed: Vec<&str> = Vec::new();
+    for part in script.split("want").skip(1) {
+        let Some(list) = part.strip_prefix("=(").or_else(|| part.strip_prefix("+=(")) else {
+            continue;
+        };
+        let list = list.split(')').next().unwrap_or("");
+        installed.extend(list.split_whitespace());
+    }
+    assert!(installed.contains(&"iproute2"), "parsed {installed:?}");
+    let mut wanted: Vec<&str> = Tool::ALL.iter().map(|t| t.package()).collect();
+    wanted.push("libseccomp-dev");
+    let missing: Vec<&&str> = wanted.iter().filter(|p| !installed.contains(p)).collect();
+    assert!(
+        missing.is_empty(),
+        "ci/install-host-deps.sh does not install {missing:?} (Tool::package): add them to `want`"
+    );
+}
+
+/// `needs!` joins groups: two groups must not both bring the same need.
+#[test]
+fn no_experiment_lists_a_need_twice() {
+    for e in isocheck::experiments::all() {
+        for (i, n) in e.needs.iter().enumerate() {
+            assert!(!e.needs[..i].contains(n), "{} lists {n} twice", e.id);
+        }
+    }
 }
 
 #[rstest]
