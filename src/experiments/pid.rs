@@ -44,29 +44,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
         .asserts("an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init")
         .needs(needs![ROOT]),
-    Experiment::new("pid.scratch-proc-self-is-1", scratch_proc_self_is_1)
-        .asserts("`readlink /proc/self` as the first process of a new pid ns with its own /proc prints 1")
-        .needs(needs![ROOT, cmd::UNSHARE])
-        .control("unshare --fork without --pid --mount-proc"),
 ];
-
-fn scratch_proc_self_is_1(ctx: &mut Ctx, v: Variant) -> Outcome {
-    let mut args = vec!["--fork"];
-    if v.isolated() {
-        args.extend(["--pid", "--mount-proc"]);
-    }
-    let r = run(ctx
-        .cmd("unshare")
-        .args(&args)
-        .args(["readlink", "/proc/self"]))?;
-    if !r.success() {
-        broken!("unshare {args:?} failed: {}", r.stderr.trim());
-    }
-    let pid = r.stdout.trim().to_string();
-    ctx.observe("proc_self", &pid);
-    check_eq!(pid.as_str(), "1", "readlink /proc/self inside");
-    Ok(())
-}
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.
 pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Whoami> {
