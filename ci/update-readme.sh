@@ -2,7 +2,7 @@
 # Regenerates what is derived from the registry and the catalogue:
 # fixtures/catalogue-ids.txt (the id column of ../shared/spec/catalogue.md,
 # when that checkout is present) and README.md's table of experiments.
-# `cargo test --test harness` fails, naming this script, when either is stale.
+# `cargo test --test registry` fails, naming this script, when either is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 spec=../shared/spec/catalogue.md
