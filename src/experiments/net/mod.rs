@@ -5,8 +5,9 @@
 //! 203.0.113.8 behind 198.51.100.0/24; the host uplink's name `eno1` is kept
 //! so that the seed's iptables rules run verbatim. Every experiment owns its
 //! namespaces (run-unique names), so the section runs in parallel with itself
-//! and with another run, and every one of them is wrapped in a comparison of
-//! the real host's links, routes and firewall before and after.
+//! and with another run, and the section's fixture (`HOST_GUARD`) wraps every
+//! one of them in a comparison of the real host's links, routes and firewall
+//! before and after.
 
 use crate::experiment::{Ctx, Experiment, Fixture, Outcome, Problem, Variant};
 use crate::needs::{cmd, Need, ROOT};
