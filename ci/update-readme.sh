@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Regenerates README.md's table of experiments from the registry.
+# Regenerates what is derived from the registry and the catalogue:
+# fixtures/catalogue-ids.txt (the id column of ../shared/spec/catalogue.md,
+# when that checkout is present) and README.md's table of experiments.
+# `cargo test --test registry` fails, naming this script, when either is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+spec=../shared/spec/catalogue.md
+if [[ -f $spec ]]; then
+  { echo "# Every experiment id of ../shared/spec/catalogue.md, one per line (the contract)."
+    sed -nE 's/^\| ([a-z0-9-]+\.[a-z0-9-]+) \|.*/\1/p' "$spec"
+  } > fixtures/catalogue-ids.txt
+else
+  echo "update-readme: $spec absent; fixtures/catalogue-ids.txt left as it is" >&2
+fi
 cargo build --quiet
 table=$(target/debug/isocheck list --markdown)
 python3 - "$table" <<'PY'

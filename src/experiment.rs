@@ -68,7 +68,7 @@ impl Section {
     }
 
     /// The id prefixes (before the dot) the catalogue uses in this section.
-    pub fn id_prefixes(self) -> &'static [&'static str] {
+    pub const fn id_prefixes(self) -> &'static [&'static str] {
         match self {
             Section::Pid => &["pid"],
             Section::Net => &["net"],
@@ -79,6 +79,24 @@ impl Section {
             Section::Docker => &["docker"],
             Section::Escape => &["esc"],
         }
+    }
+
+    /// The one mapping from an experiment id to its section: the prefix
+    /// before the first dot. `None` for a prefix no section uses.
+    pub const fn of_id(id: &str) -> Option<Section> {
+        let mut s = 0;
+        while s < Section::ALL.len() {
+            let prefixes = Section::ALL[s].id_prefixes();
+            let mut p = 0;
+            while p < prefixes.len() {
+                if is_prefix_of(prefixes[p].as_bytes(), id.as_bytes()) {
+                    return Some(Section::ALL[s]);
+                }
+                p += 1;
+            }
+            s += 1;
+        }
+        None
     }
 
     pub fn title(self) -> &'static str {
@@ -93,6 +111,21 @@ impl Section {
             Section::Escape => "8. Escape paths stay closed",
         }
     }
+}
+
+/// Whether `id` is `prefix` followed by a dot (in a const fn: no `starts_with`).
+const fn is_prefix_of(prefix: &[u8], id: &[u8]) -> bool {
+    if id.len() <= prefix.len() || id[prefix.len()] != b'.' {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if prefix[i] != id[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,9 +209,14 @@ macro_rules! broken {
 
 pub type Body = fn(&mut Ctx, Variant) -> Outcome;
 
+/// One catalogue row, declared with the const builder so that every section
+/// writes it the same way and rare fields keep their defaults:
+/// `Experiment::new("pid.init-is-pid-1", init_is_pid_1).asserts("..")
+/// .needs(needs![ROOT, cmd::UNSHARE]).control("..")`.
 pub struct Experiment {
     /// The catalogue id, e.g. `pid.init-is-pid-1`.
     pub id: &'static str,
+    /// Derived from the id's prefix (`Section::of_id`), never written by hand.
     pub section: Section,
     /// One line: what is asserted.
     pub asserts: &'static str,
@@ -189,12 +227,83 @@ pub struct Experiment {
     /// Experiments that touch host-wide state another experiment also reads
     /// (e.g. counting every pid namespace) share a lock name here.
     pub exclusive: Option<&'static str>,
+    /// The section's fixture around the body (`Fixture::around_each`).
+    pub fixture: Option<&'static Fixture>,
 }
 
 impl Experiment {
+    /// An experiment with its id and body; the id's prefix picks the section
+    /// (an unknown prefix is a compile error in a `static`).
+    pub const fn new(id: &'static str, body: Body) -> Experiment {
+        let Some(section) = Section::of_id(id) else {
+            panic!("experiment id without a known section prefix (Section::id_prefixes)");
+        };
+        Experiment {
+            id,
+            section,
+            asserts: "",
+            needs: &[],
+            control: None,
+            body,
+            exclusive: None,
+            fixture: None,
+        }
+    }
+
+    /// The catalogue's "asserts" text.
+    pub const fn asserts(mut self, what: &'static str) -> Experiment {
+        self.asserts = what;
+        self
+    }
+
+    /// What the host must have; compose shared groups with `needs!`.
+    pub const fn needs(mut self, needs: &'static [Need]) -> Experiment {
+        self.needs = needs;
+        self
+    }
+
+    /// The negative control: what the same steps leave out.
+    pub const fn control(mut self, without: &'static str) -> Experiment {
+        self.control = Some(without);
+        self
+    }
+
+    /// Serialises this experiment with every other holding the same lock.
+    pub const fn exclusive(mut self, lock: &'static str) -> Experiment {
+        self.exclusive = Some(lock);
+        self
+    }
+
     /// The first unmet need, phrased as the reason for ignoring.
     pub fn unmet(&self, host: &crate::host::HostFacts) -> Option<String> {
         self.needs.iter().find_map(|n| n.unmet(host))
+    }
+}
+
+/// Setup and teardown a whole section runs around each body, declared once
+/// per section (kselftest's FIXTURE_SETUP / FIXTURE_TEARDOWN) and applied by
+/// the runner, so no body can forget it.
+pub struct Fixture {
+    /// Before the body; an error skips the body and the teardown.
+    pub setup: fn(&mut Ctx) -> Outcome,
+    /// After the body, whatever it returned (a panic included, as broken);
+    /// it may replace the body's outcome (e.g. with `Problem::HostState`).
+    pub teardown: fn(&mut Ctx, Outcome) -> Outcome,
+}
+
+impl Fixture {
+    /// Marks every experiment of a section's registry as run inside `self`:
+    /// `pub static EXPERIMENTS: &[Experiment] = &FIXTURE.around_each([..]);`
+    pub const fn around_each<const N: usize>(
+        &'static self,
+        mut exps: [Experiment; N],
+    ) -> [Experiment; N] {
+        let mut i = 0;
+        while i < N {
+            exps[i].fixture = Some(self);
+            i += 1;
+        }
+        exps
     }
 }
 

@@ -11,6 +11,85 @@ pub use crate::tools::Tool;
 use serde::Serialize;
 use std::fmt;
 
+/// Joins groups of needs into one list at compile time, in order: an
+/// experiment writes `needs![ROOT, cmd::UNSHARE, cmd::PS]` from shared
+/// building blocks instead of repeating a list. Usable in a `static` or
+/// `const`; any element that is not a `&[Need]` is a compile error.
+#[macro_export]
+macro_rules! needs {
+    ($($group:expr),* $(,)?) => {{
+        const GROUPS: &[&[$crate::needs::Need]] = &[$($group),*];
+        const JOINED: [$crate::needs::Need; $crate::needs::joined_len(GROUPS)] =
+            $crate::needs::join(GROUPS);
+        &JOINED
+    }};
+}
+
+/// How many needs `groups` hold together (the length `needs!` joins to).
+pub const fn joined_len(groups: &[&[Need]]) -> usize {
+    let (mut n, mut g) = (0, 0);
+    while g < groups.len() {
+        n += groups[g].len();
+        g += 1;
+    }
+    n
+}
+
+/// The groups' needs one after the other (`needs!`; N = `joined_len`).
+pub const fn join<const N: usize>(groups: &[&[Need]]) -> [Need; N] {
+    let mut out = [Need::Root; N];
+    let (mut k, mut g) = (0, 0);
+    while g < groups.len() {
+        let mut i = 0;
+        while i < groups[g].len() {
+            out[k] = groups[g][i];
+            (k, i) = (k + 1, i + 1);
+        }
+        g += 1;
+    }
+    assert!(k == N, "needs!: the joined length differs from N");
+    out
+}
+
+/// Building block: effective uid 0.
+pub const ROOT: &[Need] = &[Need::Root];
+/// Building block: user namespaces can be created.
+pub const USERNS: &[Need] = &[Need::UserNamespaces];
+
+/// One-tool building blocks for `needs!`, one per `Tool`.
+pub mod cmd {
+    use super::{Need, Tool};
+    macro_rules! one_tool {
+        ($($name:ident = $tool:ident),* $(,)?) => {
+            $(#[doc = concat!("Building block: the `", stringify!($tool), "` command.")]
+            pub const $name: &[Need] = &[Need::Tool(Tool::$tool)];)*
+        };
+    }
+    one_tool!(
+        IP = Ip,
+        IPTABLES = Iptables,
+        PING = Ping,
+        UNSHARE = Unshare,
+        NSENTER = Nsenter,
+        SETPRIV = Setpriv,
+        LSNS = Lsns,
+        FINDMNT = Findmnt,
+        MOUNT = Mount,
+        PS = Ps,
+        IPCS = Ipcs,
+        HOSTNAME = Hostname,
+        CGCREATE = Cgcreate,
+        CGEXEC = Cgexec,
+        CGDELETE = Cgdelete,
+        GCC = Gcc,
+        BUSYBOX = Busybox,
+        TAR = Tar,
+        PYTHON3 = Python3,
+        DOCKER = Docker,
+        QEMU_SYSTEM = QemuSystem,
+    );
+}
+
 /// A cgroup controller the experiments use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Controller {

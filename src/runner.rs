@@ -2,7 +2,7 @@
 //! check, and a pool of workers for `--jobs`.
 
 use crate::cleanup::{self, Tag};
-use crate::experiment::{Body, Ctx, Experiment, Problem, Variant};
+use crate::experiment::{Body, Ctx, Experiment, Fixture, Outcome, Problem, Variant};
 use crate::host::HostFacts;
 use crate::report::{ControlOutcome, ExperimentResult, Status};
 use serde_json::Value;
@@ -80,16 +80,17 @@ type Pass = (
 /// the run. The leak check runs on this thread too, before it exits: the
 /// body's processes carry PDEATHSIG, which fires when the thread that started
 /// them ends, and would otherwise hide a leaked process from the check.
-fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<Pass> {
+fn body_and_teardown(
+    (body, fixture): (Body, Option<&'static Fixture>),
+    tag: Tag,
+    variant: Variant,
+) -> mpsc::Receiver<Pass> {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name(tag.to_string())
         .spawn(move || {
             let mut ctx = Ctx::new(tag.clone(), variant);
-            let r =
-                catch_unwind(AssertUnwindSafe(|| body(&mut ctx, variant))).unwrap_or_else(|p| {
-                    Err(Problem::Broken(format!("panicked: {}", panic_message(p))))
-                });
+            let r = in_fixture(fixture, body, &mut ctx, variant);
             // A pass must carry observations; guards' bookkeeping
             // (`observe_guard`) does not count. A control that passes is
             // failed either way.
@@ -105,6 +106,25 @@ fn body_and_teardown(body: Body, tag: Tag, variant: Variant) -> mpsc::Receiver<P
         return rx2;
     }
     rx
+}
+
+/// The body inside its section's fixture (`Experiment::fixture`): the
+/// fixture's teardown sees every outcome of the body, a panic included.
+fn in_fixture(fixture: Option<&Fixture>, body: Body, ctx: &mut Ctx, v: Variant) -> Outcome {
+    if let Some(f) = fixture {
+        caught(|| (f.setup)(ctx))?;
+    }
+    let r = caught(|| body(ctx, v));
+    match fixture {
+        Some(f) => caught(|| (f.teardown)(ctx, r)),
+        None => r,
+    }
+}
+
+/// A panic of a body (or a fixture step) is that run broken.
+fn caught(f: impl FnOnce() -> Outcome) -> Outcome {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(Problem::Broken(format!("panicked: {}", panic_message(p)))))
 }
 
 /// The leak check after a finished run: a leak outranks everything (see
@@ -161,7 +181,7 @@ fn time_out(tag: &Tag, limit: Duration, rx: &mpsc::Receiver<Pass>) -> Pass {
 fn run_variant(exp: &Experiment, variant: Variant) -> Pass {
     let tag = cleanup::new_tag();
     let limit = time_limit(exp);
-    let rx = body_and_teardown(exp.body, tag.clone(), variant);
+    let rx = body_and_teardown((exp.body, exp.fixture), tag.clone(), variant);
     match rx.recv_timeout(limit) {
         Ok(pass) => pass,
         Err(_) => time_out(&tag, limit, &rx),

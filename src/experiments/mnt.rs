@@ -1,62 +1,33 @@
 //! Catalogue section 3: the mount namespace.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Variant};
 use crate::helper;
 use crate::host::unescape_mount;
-use crate::needs::{Need, Tool};
+use crate::needs::{cmd, ROOT};
 use crate::process::{run, run_ok};
-use crate::{broken, check, check_eq};
+use crate::{broken, check, check_eq, needs};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub static EXPERIMENTS: &[Experiment] = &[
-    Experiment {
-        id: "mnt.proc-view-differs",
-        section: Section::Mnt,
-        asserts: "`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare)],
-        control: None,
-        body: proc_view_differs,
-        exclusive: None,
-    },
-    Experiment {
-        id: "mnt.findmnt-sees-own-table",
-        section: Section::Mnt,
-        asserts: "findmnt of the inner process shows a new proc mount stacked on /proc whose listing is the new pid ns ([1]); the host's /proc stack is unchanged while it lives",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Findmnt)],
-        control: None,
-        body: findmnt_sees_own_table,
-        exclusive: None,
-    },
-    Experiment {
-        id: "mnt.bind-mount-invisible-to-host",
-        section: Section::Mnt,
-        asserts: "`mount --bind /usr/bin DIR` in a new mount ns shows /usr/bin's entries inside; on the host DIR stays empty and unmounted",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Mount)],
-        control: Some("the same bind mount without a new mount ns"),
-        body: bind_mount_invisible,
-        exclusive: None,
-    },
-    Experiment {
-        id: "mnt.propagation",
-        section: Section::Mnt,
-        asserts: "under a shared parent a mount made after unshare -m --propagation unchanged propagates to the host; with private it does not",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Mount)],
-        control: None,
-        body: propagation,
-        exclusive: None,
-    },
-    Experiment {
-        id: "mnt.rootfs-pivot",
-        section: Section::Mnt,
-        asserts: "a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1",
-        needs: &[Need::Root, Need::Tool(Tool::Busybox)],
-        control: None,
-        body: rootfs_pivot,
-        exclusive: None,
-    },
+    Experiment::new("mnt.proc-view-differs", proc_view_differs)
+        .asserts("`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged")
+        .needs(needs![ROOT, cmd::UNSHARE]),
+    Experiment::new("mnt.findmnt-sees-own-table", findmnt_sees_own_table)
+        .asserts("findmnt of the inner process shows a new proc mount stacked on /proc whose listing is the new pid ns ([1]); the host's /proc stack is unchanged while it lives")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::FINDMNT]),
+    Experiment::new("mnt.bind-mount-invisible-to-host", bind_mount_invisible)
+        .asserts("`mount --bind /usr/bin DIR` in a new mount ns shows /usr/bin's entries inside; on the host DIR stays empty and unmounted")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::MOUNT])
+        .control("the same bind mount without a new mount ns"),
+    Experiment::new("mnt.propagation", propagation)
+        .asserts("under a shared parent a mount made after unshare -m --propagation unchanged propagates to the host; with private it does not")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::MOUNT]),
+    Experiment::new("mnt.rootfs-pivot", rootfs_pivot)
+        .asserts("a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1")
+        .needs(needs![ROOT, cmd::BUSYBOX]),
 ];
 
 /// Mount points of a mountinfo text, and their mount ids.

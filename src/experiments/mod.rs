@@ -12,22 +12,24 @@ pub mod other_ns;
 pub mod pid;
 pub mod seccomp;
 
-fn sections() -> [&'static [Experiment]; 8] {
+/// Each section's module, once: the section a module registers under is
+/// the one its ids name (`Section::of_id`; the tests below hold both ways).
+fn sections() -> [(Section, &'static [Experiment]); 8] {
     [
-        pid::EXPERIMENTS,
-        net::EXPERIMENTS,
-        mnt::EXPERIMENTS,
-        other_ns::EXPERIMENTS,
-        cgroup::EXPERIMENTS,
-        seccomp::EXPERIMENTS,
-        docker::EXPERIMENTS,
-        escape::EXPERIMENTS,
+        (Section::Pid, pid::EXPERIMENTS),
+        (Section::Net, net::EXPERIMENTS),
+        (Section::Mnt, mnt::EXPERIMENTS),
+        (Section::OtherNs, other_ns::EXPERIMENTS),
+        (Section::Cgroup, cgroup::EXPERIMENTS),
+        (Section::Seccomp, seccomp::EXPERIMENTS),
+        (Section::Docker, docker::EXPERIMENTS),
+        (Section::Escape, escape::EXPERIMENTS),
     ]
 }
 
 /// Every experiment, in catalogue order.
 pub fn all() -> Vec<&'static Experiment> {
-    sections().into_iter().flatten().collect()
+    sections().into_iter().flat_map(|(_, e)| e).collect()
 }
 
 pub fn of_section(s: Section) -> Vec<&'static Experiment> {
@@ -36,4 +38,54 @@ pub fn of_section(s: Section) -> Vec<&'static Experiment> {
 
 pub fn find(id: &str) -> Option<&'static Experiment> {
     all().into_iter().find(|e| e.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every id of a module maps to that module's section, and every
+    /// section is one module: the id prefix alone decides the section.
+    #[test]
+    fn each_module_holds_exactly_its_sections_ids() {
+        let modules = sections();
+        let listed: Vec<Section> = modules.iter().map(|(s, _)| *s).collect();
+        assert_eq!(listed, Section::ALL, "one module per section, in order");
+        for (sec, exps) in modules {
+            assert!(!exps.is_empty(), "section {} has no experiment", sec.key());
+            for e in exps {
+                assert_eq!(
+                    Section::of_id(e.id),
+                    Some(sec),
+                    "{} is filed in {:?}",
+                    e.id,
+                    sec
+                );
+                assert_eq!(e.section, sec, "{}", e.id);
+            }
+        }
+    }
+
+    /// Every prefix a section claims maps back to it, and nothing else does.
+    #[test]
+    fn id_prefixes_map_back_to_their_section() {
+        for sec in Section::ALL {
+            for p in sec.id_prefixes() {
+                assert_eq!(Section::of_id(&format!("{p}.x")), Some(*sec));
+                assert_eq!(Section::of_id(p), None, "a bare prefix is no id");
+            }
+        }
+        for id in ["pidx.a", "pi.a", ".pid", "", "test.x", "net"] {
+            assert_eq!(Section::of_id(id), None, "{id:?}");
+        }
+    }
+
+    /// The net section's fixture wraps each of its bodies, no other's.
+    #[test]
+    fn only_the_net_section_runs_in_the_host_guard() {
+        for e in all() {
+            let guarded = e.fixture.is_some_and(|f| std::ptr::eq(f, &net::HOST_GUARD));
+            assert_eq!(guarded, e.section == Section::Net, "{}", e.id);
+        }
+    }
 }

@@ -1,71 +1,36 @@
 //! Catalogue section 4: the other namespaces of the seed's `lsns` table.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Problem, Variant};
 use crate::experiments::pid::{start_inside, whoami_in};
 use crate::helper::other_ns::TryHost;
 use crate::helper::whoami::Whoami;
 use crate::namespaces;
-use crate::needs::{Need, Tool};
+use crate::needs::{cmd, Need, ROOT, USERNS};
 use crate::process::{run, run_ok};
-use crate::{broken, check, check_eq};
+use crate::{broken, check, check_eq, needs};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub static EXPERIMENTS: &[Experiment] = &[
-    Experiment {
-        id: "uts.hostname-isolated",
-        section: Section::OtherNs,
-        asserts: "`hostname X` inside a new uts ns is seen inside, not on the host",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Hostname)],
-        control: None,
-        body: hostname_isolated,
-        exclusive: None,
-    },
-    Experiment {
-        id: "ipc.sysv-isolated",
-        section: Section::OtherNs,
-        asserts: "a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns",
-        needs: &[Need::Root, Need::Tool(Tool::Ipcs), Need::Tool(Tool::Nsenter), Need::Tool(Tool::Unshare)],
-        control: None,
-        body: sysv_isolated,
-        exclusive: None,
-    },
-    Experiment {
-        id: "user.uid-map",
-        section: Section::OtherNs,
-        asserts: "uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources",
-        needs: &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare)],
-        control: None,
-        body: uid_map,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cgroupns.root-view",
-        section: Section::OtherNs,
-        asserts: "/proc/self/cgroup inside a new cgroup ns shows / for the process's own group",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Cgroup(crate::needs::Controller::Pids)],
-        control: Some("the same process in the same group without --cgroup"),
-        body: cgroupns_root_view,
-        exclusive: None,
-    },
-    Experiment {
-        id: "time.offsets",
-        section: Section::OtherNs,
-        asserts: "a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime",
-        needs: &[Need::Root, Need::Kernel(5, 6), Need::Tool(Tool::Unshare)],
-        control: None,
-        body: time_offsets,
-        exclusive: None,
-    },
-    Experiment {
-        id: "ns.lsns-types",
-        section: Section::OtherNs,
-        asserts: "for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host",
-        needs: &[Need::Root, Need::Tool(Tool::Lsns), Need::Kernel(5, 6)],
-        control: None,
-        body: lsns_types,
-        exclusive: None,
-    },
+    Experiment::new("uts.hostname-isolated", hostname_isolated)
+        .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME]),
+    Experiment::new("ipc.sysv-isolated", sysv_isolated)
+        .asserts("a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns")
+        .needs(needs![ROOT, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
+    Experiment::new("user.uid-map", uid_map)
+        .asserts("uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources")
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
+    Experiment::new("cgroupns.root-view", cgroupns_root_view)
+        .asserts("/proc/self/cgroup inside a new cgroup ns shows / for the process's own group")
+        .needs(needs![ROOT, cmd::UNSHARE, &[Need::Cgroup(crate::needs::Controller::Pids)]])
+        .control("the same process in the same group without --cgroup"),
+    Experiment::new("time.offsets", time_offsets)
+        .asserts("a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime")
+        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
+    Experiment::new("ns.lsns-types", lsns_types)
+        .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
+        .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
 ];
 
 fn host_hostname() -> String {

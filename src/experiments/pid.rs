@@ -1,101 +1,49 @@
 //! Catalogue section 1: the PID namespace.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Variant};
 use crate::helper::whoami::Whoami;
 use crate::helper::{
     self,
     pid::{InitDeath, Orphan, Signals},
 };
 use crate::namespaces;
-use crate::needs::{Need, Tool};
+use crate::needs::{cmd, ROOT};
 use crate::process::{run, run_ok, wait_until, Spawned};
-use crate::{broken, check, check_eq};
+use crate::{broken, check, check_eq, needs};
 use std::time::Duration;
 
-const ROOT_UNSHARE: &[Need] = &[Need::Root, Need::Tool(Tool::Unshare)];
-
 pub static EXPERIMENTS: &[Experiment] = &[
-    Experiment {
-        id: "pid.init-is-pid-1",
-        section: Section::Pid,
-        asserts: "the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1",
-        needs: ROOT_UNSHARE,
-        control: Some("unshare without --pid"),
-        body: init_is_pid_1,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.ps-sees-only-namespace",
-        section: Section::Pid,
-        asserts: "`ps` and /proc inside list exactly the namespace's processes; the host sees many more",
-        needs: &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Ps)],
-        control: Some("unshare --pid without --mount-proc"),
-        body: ps_sees_only_namespace,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.ns-link-differs",
-        section: Section::Pid,
-        asserts: "the child's /proc/<pid>/ns/pid inode differs from the host's; every other link equals the host's",
-        needs: &[Need::Root],
-        control: Some("the same child without a new pid ns"),
-        body: ns_link_differs,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.nspid-translation",
-        section: Section::Pid,
-        asserts: "NSpid: in the host's /proc/<hostpid>/status reads `<hostpid> 1`",
-        needs: &[Need::Root],
-        control: None,
-        body: nspid_translation,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.lsns-counts-processes",
-        section: Section::Pid,
-        asserts: "lsns -t pid lists the new ns with NPROCS = its processes; a `sleep 60` entering it raises NPROCS by exactly 1",
-        needs: &[Need::Root, Need::Tool(Tool::Lsns), Need::Tool(Tool::Nsenter)],
-        control: None,
-        body: lsns_counts_processes,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.nsenter-joins",
-        section: Section::Pid,
-        asserts: "nsenter --pid --mount --net gives the target's pid/mnt/net inodes, the namespace's process list and a small pid",
-        needs: &[Need::Root, Need::Tool(Tool::Nsenter)],
-        control: None,
-        body: nsenter_joins,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.init-death-kills-namespace",
-        section: Section::Pid,
-        asserts: "SIGKILL to the ns init kills every process of the ns; a later fork into it fails with ENOMEM",
-        needs: &[Need::Root],
-        control: None,
-        body: init_death_kills_namespace,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.init-ignores-unhandled-signals",
-        section: Section::Pid,
-        asserts: "a handler-less ns init ignores SIGTERM/SIGKILL from inside and SIGTERM from the parent ns; SIGKILL from the parent kills it",
-        needs: &[Need::Root],
-        control: Some("the same signals to a non-init process of the ns"),
-        body: init_ignores_unhandled_signals,
-        exclusive: None,
-    },
-    Experiment {
-        id: "pid.orphans-reparent-to-ns-init",
-        section: Section::Pid,
-        asserts: "an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init",
-        needs: &[Need::Root],
-        control: None,
-        body: orphans_reparent,
-        exclusive: None,
-    },
+    Experiment::new("pid.init-is-pid-1", init_is_pid_1)
+        .asserts("the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1")
+        .needs(needs![ROOT, cmd::UNSHARE])
+        .control("unshare without --pid"),
+    Experiment::new("pid.ps-sees-only-namespace", ps_sees_only_namespace)
+        .asserts("`ps` and /proc inside list exactly the namespace's processes; the host sees many more")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::PS])
+        .control("unshare --pid without --mount-proc"),
+    Experiment::new("pid.ns-link-differs", ns_link_differs)
+        .asserts("the child's /proc/<pid>/ns/pid inode differs from the host's; every other link equals the host's")
+        .needs(needs![ROOT])
+        .control("the same child without a new pid ns"),
+    Experiment::new("pid.nspid-translation", nspid_translation)
+        .asserts("NSpid: in the host's /proc/<hostpid>/status reads `<hostpid> 1`")
+        .needs(needs![ROOT]),
+    Experiment::new("pid.lsns-counts-processes", lsns_counts_processes)
+        .asserts("lsns -t pid lists the new ns with NPROCS = its processes; a `sleep 60` entering it raises NPROCS by exactly 1")
+        .needs(needs![ROOT, cmd::LSNS, cmd::NSENTER]),
+    Experiment::new("pid.nsenter-joins", nsenter_joins)
+        .asserts("nsenter --pid --mount --net gives the target's pid/mnt/net inodes, the namespace's process list and a small pid")
+        .needs(needs![ROOT, cmd::NSENTER]),
+    Experiment::new("pid.init-death-kills-namespace", init_death_kills_namespace)
+        .asserts("SIGKILL to the ns init kills every process of the ns; a later fork into it fails with ENOMEM")
+        .needs(needs![ROOT]),
+    Experiment::new("pid.init-ignores-unhandled-signals", init_ignores_unhandled_signals)
+        .asserts("a handler-less ns init ignores SIGTERM/SIGKILL from inside and SIGTERM from the parent ns; SIGKILL from the parent kills it")
+        .needs(needs![ROOT])
+        .control("the same signals to a non-init process of the ns"),
+    Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
+        .asserts("an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init")
+        .needs(needs![ROOT]),
 ];
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.

@@ -8,19 +8,20 @@
 //! process that may die of SIGSYS is a child built for it, and each runs with
 //! RLIMIT_CORE 0 in a scratch directory so a `core` pattern leaves no file.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Variant};
 use crate::helper::seccomp::{status_field, Probe, ThreadReport};
-use crate::needs::{Need, Tool};
+use crate::needs::{cmd, Need, ROOT, USERNS};
 use crate::process::{run, Ran};
-use crate::{broken, check, check_eq};
+use crate::{broken, check, check_eq, needs};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-const GCC_NEEDS: &[Need] = &[Need::Tool(Tool::Gcc), Need::LibseccompDev];
-const UNSHARE_NEEDS: &[Need] = &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare)];
+/// The rows that build the seed's C program.
+const GCC_NEEDS: &[Need] = needs![cmd::GCC, &[Need::LibseccompDev]];
+const UNSHARE_NEEDS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE];
 const SIGSYS: i32 = libc::SIGSYS;
 const SHELL_PROMPT: &str = "i will give you a shell\n";
 /// What the shell prints if it ever runs: `$((6*7))` proves a shell evaluated it.
@@ -30,69 +31,30 @@ const EXECVE_RULE: &str = "\tseccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(execv
 const WRITE_RULE: &str = "\t//seccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(write), 0);\n";
 
 pub static EXPERIMENTS: &[Experiment] = &[
-    Experiment {
-        id: "sc.seed-program",
-        section: Section::Seccomp,
-        asserts: "the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (31, shell status 159); no shell runs",
-        needs: GCC_NEEDS,
-        control: Some("built without the execve rule: the shell runs"),
-        body: seed_program,
-        exclusive: None,
-    },
-    Experiment {
-        id: "sc.kill-write-variant",
-        section: Section::Seccomp,
-        asserts: "with the commented `write` rule enabled nothing is printed and the program dies by SIGSYS",
-        needs: GCC_NEEDS,
-        control: None,
-        body: kill_write_variant,
-        exclusive: None,
-    },
-    Experiment {
-        id: "sc.execve-killed",
-        section: Section::Seccomp,
-        asserts: "libseccomp crate, KillProcess on execve: SIGSYS on exec; `Seccomp: 2`, `Seccomp_filters: 1` in /proc/<pid>/status before it",
-        needs: &[Need::Root],
-        control: Some("no filter: exec succeeds"),
-        body: execve_killed,
-        exclusive: None,
-    },
-    Experiment {
-        id: "sc.actions",
-        section: Section::Seccomp,
-        asserts: "execve from a second thread: KillProcess kills the process, KillThread only the thread, Trap gives SIGSYS with si_code SYS_SECCOMP and si_syscall execve, Errno(EPERM) returns -1/EPERM, Log lets it through",
-        needs: &[Need::Root],
-        control: None,
-        body: actions,
-        exclusive: None,
-    },
-    Experiment {
-        id: "sc.inherited",
-        section: Section::Seccomp,
-        asserts: "a filter survives fork and execve: a grandchild shows `Seccomp: 2`, `Seccomp_filters: 1` and its uname(2) is blocked",
-        needs: &[Need::Root],
-        control: None,
-        body: inherited,
-        exclusive: None,
-    },
-    Experiment {
-        id: "sc.default-profile-blocks-unshare",
-        section: Section::Seccomp,
-        asserts: "under the Docker-default-like profile (no CAP_SYS_ADMIN) `unshare -U true` fails with EPERM; unshare(2), clone(CLONE_NEWUSER), setns(2) get EPERM",
-        needs: UNSHARE_NEEDS,
-        control: Some("unconfined: no profile applied"),
-        body: default_profile_blocks_unshare,
-        exclusive: None,
-    },
-    Experiment {
-        id: "sc.unconfined-allows-unshare",
-        section: Section::Seccomp,
-        asserts: "without a filter `unshare -U true` succeeds and the status shows `Seccomp: 0`",
-        needs: UNSHARE_NEEDS,
-        control: None,
-        body: unconfined_allows_unshare,
-        exclusive: None,
-    },
+    Experiment::new("sc.seed-program", seed_program)
+        .asserts("the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (31, shell status 159); no shell runs")
+        .needs(GCC_NEEDS)
+        .control("built without the execve rule: the shell runs"),
+    Experiment::new("sc.kill-write-variant", kill_write_variant)
+        .asserts("with the commented `write` rule enabled nothing is printed and the program dies by SIGSYS")
+        .needs(GCC_NEEDS),
+    Experiment::new("sc.execve-killed", execve_killed)
+        .asserts("libseccomp crate, KillProcess on execve: SIGSYS on exec; `Seccomp: 2`, `Seccomp_filters: 1` in /proc/<pid>/status before it")
+        .needs(needs![ROOT])
+        .control("no filter: exec succeeds"),
+    Experiment::new("sc.actions", actions)
+        .asserts("execve from a second thread: KillProcess kills the process, KillThread only the thread, Trap gives SIGSYS with si_code SYS_SECCOMP and si_syscall execve, Errno(EPERM) returns -1/EPERM, Log lets it through")
+        .needs(needs![ROOT]),
+    Experiment::new("sc.inherited", inherited)
+        .asserts("a filter survives fork and execve: a grandchild shows `Seccomp: 2`, `Seccomp_filters: 1` and its uname(2) is blocked")
+        .needs(needs![ROOT]),
+    Experiment::new("sc.default-profile-blocks-unshare", default_profile_blocks_unshare)
+        .asserts("under the Docker-default-like profile (no CAP_SYS_ADMIN) `unshare -U true` fails with EPERM; unshare(2), clone(CLONE_NEWUSER), setns(2) get EPERM")
+        .needs(UNSHARE_NEEDS)
+        .control("unconfined: no profile applied"),
+    Experiment::new("sc.unconfined-allows-unshare", unconfined_allows_unshare)
+        .asserts("without a filter `unshare -U true` succeeds and the status shows `Seccomp: 0`")
+        .needs(UNSHARE_NEEDS),
 ];
 
 pub fn fixtures_dir() -> PathBuf {

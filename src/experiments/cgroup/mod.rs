@@ -4,12 +4,12 @@
 //! version-specific files are behind `crate::cgroups`.
 
 use crate::cgroups::{self, Group, Hierarchy, Limit, MemoryCounters, Version};
-use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
+use crate::experiment::{Ctx, Experiment, Outcome, Problem, Variant};
 use crate::helper::cgroup::{CgBurn, CgFork};
 use crate::host::HostFacts;
-use crate::needs::{Controller, Need, Tool};
+use crate::needs::{cmd, Controller, Need, ROOT};
 use crate::process::{run, wait_until, Spawned};
-use crate::{broken, check, check_eq};
+use crate::{broken, check, check_eq, needs};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -26,101 +26,39 @@ pub use memory::{kmem_documented, parse_cases, Kmem, Parse};
 use oom::oom_kill_at_limit;
 pub use oom::peak_verdict;
 
-const MEM: Need = Need::Cgroup(Controller::Memory);
+/// The memory controller, which most rows of this section use.
+const MEM: &[Need] = &[Need::Cgroup(Controller::Memory)];
 
 pub static EXPERIMENTS: &[Experiment] = &[
-    Experiment {
-        id: "cg.create-group",
-        section: Section::Cgroup,
-        asserts: "cgcreate -a USER makes the group directory with the memory controller's files, owned by USER; a bare mkdir gets the same files from the kernel, owned by the creator",
-        needs: &[Need::Root, MEM, Need::Tool(Tool::Cgcreate)],
-        control: None,
-        body: create_group,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.limit-readback",
-        section: Section::Cgroup,
-        asserts: "echo 10000000 > the memory limit file reads back the page-rounded value (9998336 with 4 KiB pages)",
-        needs: &[Need::Root, MEM],
-        control: None,
-        body: limit_readback,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.limit-parsing",
-        section: Section::Cgroup,
-        asserts: "the memory limit parse: page round-down (page+1 -> page, page-1 -> 0), the unlimited value accepted, `1.0` `1xx` `xx` EINVAL with the old limit kept",
-        needs: &[Need::Root, MEM],
-        control: None,
-        body: limit_parsing,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.kmem-limit",
-        section: Section::Cgroup,
-        asserts: "writing memory.kmem.limit_in_bytes behaves as this kernel version documents (enforced / ENOTSUPP / absent / accepted without effect)",
-        needs: &[Need::Root, Need::CgroupV1(Controller::Memory)],
-        control: None,
-        body: kmem_limit,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.cgexec-places-process",
-        section: Section::Cgroup,
-        asserts: "cgexec -g memory:GROUP (and writing cgroup.procs then exec) puts the process in GROUP: /proc/PID/cgroup names it, cgroup.procs lists it",
-        needs: &[
-            Need::Root,
-            MEM,
-            Need::Tool(Tool::Cgcreate),
-            Need::Tool(Tool::Cgexec),
-        ],
-        control: None,
-        body: cgexec_places_process,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.oom-kill-at-limit",
-        section: Section::Cgroup,
-        asserts: "allocating 64 MiB under an 8 MiB limit (no swap escape): SIGKILL (shell 137, waitpid signal 9), oom_kill +1 per kill, peak usage <= limit",
-        needs: &[Need::Root, MEM],
-        control: Some("the same allocation under a 256 MiB limit"),
-        body: oom_kill_at_limit,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.cgdelete",
-        section: Section::Cgroup,
-        asserts: "rmdir of a group with a live task fails with EBUSY, succeeds once it exited; cgdelete moves the task to the parent on v1, fails busy on v2 (no internal processes) until it exited",
-        needs: &[
-            Need::Root,
-            MEM,
-            Need::Tool(Tool::Cgcreate),
-            Need::Tool(Tool::Cgexec),
-            Need::Tool(Tool::Cgdelete),
-        ],
-        control: None,
-        body: cgdelete,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.pids-max",
-        section: Section::Cgroup,
-        asserts: "with pids.max=5 the group's 6th process cannot be forked (EAGAIN); pids.events max rises by 1",
-        needs: &[Need::Root, Need::Cgroup(Controller::Pids)],
-        control: None,
-        body: pids_max,
-        exclusive: None,
-    },
-    Experiment {
-        id: "cg.cpu-quota",
-        section: Section::Cgroup,
-        asserts: "a busy child under a 10% CFS quota (10000/100000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 1 s",
-        needs: &[Need::Root, Need::Cgroup(Controller::Cpu)],
-        control: Some("no quota (side by side with an unquota'd twin, under the same load)"),
-        body: cpu_quota,
-        exclusive: None,
-    },
+    Experiment::new("cg.create-group", create_group)
+        .asserts("cgcreate -a USER makes the group directory with the memory controller's files, owned by USER; a bare mkdir gets the same files from the kernel, owned by the creator")
+        .needs(needs![ROOT, MEM, cmd::CGCREATE]),
+    Experiment::new("cg.limit-readback", limit_readback)
+        .asserts("echo 10000000 > the memory limit file reads back the page-rounded value (9998336 with 4 KiB pages)")
+        .needs(needs![ROOT, MEM]),
+    Experiment::new("cg.limit-parsing", limit_parsing)
+        .asserts("the memory limit parse: page round-down (page+1 -> page, page-1 -> 0), the unlimited value accepted, `1.0` `1xx` `xx` EINVAL with the old limit kept")
+        .needs(needs![ROOT, MEM]),
+    Experiment::new("cg.kmem-limit", kmem_limit)
+        .asserts("writing memory.kmem.limit_in_bytes behaves as this kernel version documents (enforced / ENOTSUPP / absent / accepted without effect)")
+        .needs(needs![ROOT, &[Need::CgroupV1(Controller::Memory)]]),
+    Experiment::new("cg.cgexec-places-process", cgexec_places_process)
+        .asserts("cgexec -g memory:GROUP (and writing cgroup.procs then exec) puts the process in GROUP: /proc/PID/cgroup names it, cgroup.procs lists it")
+        .needs(needs![ROOT, MEM, cmd::CGCREATE, cmd::CGEXEC]),
+    Experiment::new("cg.oom-kill-at-limit", oom_kill_at_limit)
+        .asserts("allocating 64 MiB under an 8 MiB limit (no swap escape): SIGKILL (shell 137, waitpid signal 9), oom_kill +1 per kill, peak usage <= limit")
+        .needs(needs![ROOT, MEM])
+        .control("the same allocation under a 256 MiB limit"),
+    Experiment::new("cg.cgdelete", cgdelete)
+        .asserts("rmdir of a group with a live task fails with EBUSY, succeeds once it exited; cgdelete moves the task to the parent on v1, fails busy on v2 (no internal processes) until it exited")
+        .needs(needs![ROOT, MEM, cmd::CGCREATE, cmd::CGEXEC, cmd::CGDELETE]),
+    Experiment::new("cg.pids-max", pids_max)
+        .asserts("with pids.max=5 the group's 6th process cannot be forked (EAGAIN); pids.events max rises by 1")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Pids)]]),
+    Experiment::new("cg.cpu-quota", cpu_quota)
+        .asserts("a busy child under a 10% CFS quota (10000/100000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 1 s")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpu)]])
+        .control("no quota (side by side with an unquota'd twin, under the same load)"),
 ];
 
 // ---------------------------------------------------------------------------

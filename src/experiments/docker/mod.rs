@@ -8,30 +8,15 @@
 //! steps inside one experiment that need separate containers run on threads.
 
 use crate::docker::{self as dk, Container};
-use crate::experiment::{Ctx, Experiment, Section};
+use crate::experiment::{Ctx, Experiment};
 use crate::namespaces;
-use crate::needs::{Need, Tool};
+use crate::needs;
+use crate::needs::{cmd, Need, ROOT};
 
-/// The needs of every Docker row (an engine, its client, the suite's image
-/// from the host's busybox and tar), plus the tools a row adds.
-macro_rules! docker_needs {
-    ($($extra:ident),*) => {
-        &[
-            Need::Root,
-            Need::Docker,
-            Need::Tool(Tool::Docker),
-            Need::Tool(Tool::Busybox),
-            Need::Tool(Tool::Tar),
-            $(Need::Tool(Tool::$extra),)*
-        ]
-    };
-}
-/// Also the needs of section 8's container rows.
-pub(crate) const NEEDS: &[Need] = docker_needs!();
-const NEEDS_LSNS: &[Need] = docker_needs!(Lsns);
-const NEEDS_NSENTER: &[Need] = docker_needs!(Nsenter);
-const NEEDS_IP: &[Need] = docker_needs!(Ip);
-const NEEDS_NETNS: &[Need] = docker_needs!(Lsns, Ip);
+/// What every Docker row needs (an engine, its client, the suite's image
+/// from the host's busybox and tar); section 8's container rows too.
+pub(crate) const ENGINE: &[Need] =
+    needs![ROOT, &[Need::Docker], cmd::DOCKER, cmd::BUSYBOX, cmd::TAR];
 
 /// For containers whose network plays no part: no veth pair appears on the
 /// host (other sections watch the host's links) and they start faster. The
@@ -47,60 +32,46 @@ const SEED_LIMIT: u64 = 4_194_304;
 /// wherever it is installed.
 const PROFILE: &str = crate::seccomp::PROFILE_JSON;
 
-macro_rules! exp {
-    ($id:literal, $asserts:literal, $needs:expr, $body:ident) => {
-        Experiment {
-            id: $id,
-            section: Section::Docker,
-            asserts: $asserts,
-            needs: $needs,
-            control: None,
-            body: $body,
-            exclusive: None,
-        }
-    };
-}
-
 pub static EXPERIMENTS: &[Experiment] = &[
-    exp!("docker.container-pid-1",
-        "the container's shell is pid 1 (echo $$, NSpid) and lsns -t pid shows one process in its pid ns",
-        NEEDS_LSNS, container_pid_1),
-    exp!("docker.exec-is-nsenter",
-        "a docker exec process has the container init's pid/net/mnt/uts/ipc ns inodes, as nsenter -t INIT does",
-        NEEDS_NSENTER, exec_is_nsenter),
-    exp!("docker.namespaces-created",
-        "the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2",
-        NEEDS_LSNS, namespaces_created),
-    exp!("docker.nprocs-rises",
-        "NPROCS of the container's pid ns (lsns) rises by exactly 1 while `sleep 60` runs inside",
-        NEEDS_LSNS, nprocs_rises),
-    exp!("docker.netns-not-in-ip-netns",
-        "the container's net ns is listed by lsns -t net and absent from ip netns list",
-        NEEDS_NETNS, netns_not_in_ip_netns),
-    exp!("docker.container-network",
-        "the container pings its bridge gateway; with --network none it has only lo and ping fails 'Network is unreachable'",
-        NEEDS_IP, container_network),
-    exp!("docker.memory-limit-matches",
-        "--memory 6291456: the host cgroup limit file reads 6291456; the seed's 4194304 is refused with the engine's minimum",
-        NEEDS, memory_limit_matches),
-    exp!("docker.oom-killed",
-        "over the limit: exit 137, State.OOMKilled=true, and the container cgroup's oom_kill counter rose",
-        NEEDS, oom_killed),
-    exp!("docker.default-seccomp",
-        "default profile: Seccomp: 2 and `unshare -U true` fails with EPERM; the project's profile file does the same",
-        NEEDS, default_seccomp),
-    exp!("docker.seccomp-unconfined",
-        "--security-opt seccomp=unconfined: Seccomp: 0 and `unshare -U true` succeeds",
-        NEEDS, seccomp_unconfined),
-    exp!("docker.process-tree",
-        "the container's init is a child of containerd-shim-runc-v2; dockerd and containerd run; no runc stays resident",
-        NEEDS, process_tree),
-    exp!("docker.export-rootfs",
-        "docker export | tar gives the image's tree (/bin/busybox, /bin/sh); pivot_root into it sees only its files and pid 1",
-        NEEDS, export_rootfs),
-    exp!("docker.housekeeping",
-        "docker ps -a / container ls -a / image ls -a list the suite's objects; a label-filtered prune removes them; none left",
-        NEEDS, housekeeping),
+    Experiment::new("docker.container-pid-1", container_pid_1)
+        .asserts("the container's shell is pid 1 (echo $$, NSpid) and lsns -t pid shows one process in its pid ns")
+        .needs(needs![ENGINE, cmd::LSNS]),
+    Experiment::new("docker.exec-is-nsenter", exec_is_nsenter)
+        .asserts("a docker exec process has the container init's pid/net/mnt/uts/ipc ns inodes, as nsenter -t INIT does")
+        .needs(needs![ENGINE, cmd::NSENTER]),
+    Experiment::new("docker.namespaces-created", namespaces_created)
+        .asserts("the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2")
+        .needs(needs![ENGINE, cmd::LSNS]),
+    Experiment::new("docker.nprocs-rises", nprocs_rises)
+        .asserts("NPROCS of the container's pid ns (lsns) rises by exactly 1 while `sleep 60` runs inside")
+        .needs(needs![ENGINE, cmd::LSNS]),
+    Experiment::new("docker.netns-not-in-ip-netns", netns_not_in_ip_netns)
+        .asserts("the container's net ns is listed by lsns -t net and absent from ip netns list")
+        .needs(needs![ENGINE, cmd::LSNS, cmd::IP]),
+    Experiment::new("docker.container-network", container_network)
+        .asserts("the container pings its bridge gateway; with --network none it has only lo and ping fails 'Network is unreachable'")
+        .needs(needs![ENGINE, cmd::IP]),
+    Experiment::new("docker.memory-limit-matches", memory_limit_matches)
+        .asserts("--memory 6291456: the host cgroup limit file reads 6291456; the seed's 4194304 is refused with the engine's minimum")
+        .needs(ENGINE),
+    Experiment::new("docker.oom-killed", oom_killed)
+        .asserts("over the limit: exit 137, State.OOMKilled=true, and the container cgroup's oom_kill counter rose")
+        .needs(ENGINE),
+    Experiment::new("docker.default-seccomp", default_seccomp)
+        .asserts("default profile: Seccomp: 2 and `unshare -U true` fails with EPERM; the project's profile file does the same")
+        .needs(ENGINE),
+    Experiment::new("docker.seccomp-unconfined", seccomp_unconfined)
+        .asserts("--security-opt seccomp=unconfined: Seccomp: 0 and `unshare -U true` succeeds")
+        .needs(ENGINE),
+    Experiment::new("docker.process-tree", process_tree)
+        .asserts("the container's init is a child of containerd-shim-runc-v2; dockerd and containerd run; no runc stays resident")
+        .needs(ENGINE),
+    Experiment::new("docker.export-rootfs", export_rootfs)
+        .asserts("docker export | tar gives the image's tree (/bin/busybox, /bin/sh); pivot_root into it sees only its files and pid 1")
+        .needs(ENGINE),
+    Experiment::new("docker.housekeeping", housekeeping)
+        .asserts("docker ps -a / container ls -a / image ls -a list the suite's objects; a label-filtered prune removes them; none left")
+        .needs(ENGINE),
 ];
 
 mod confinement;

@@ -14,9 +14,12 @@
 //! agent can ever run: even a `release_agent` write that unexpectedly
 //! succeeds names `/bin/true`, is cleared at once, and is never triggered.
 
-use crate::experiment::{Ctx, Experiment, Section};
+// The container rows need what every Docker row needs.
+use super::docker::ENGINE;
+use crate::experiment::{Ctx, Experiment};
 use crate::helper::helper_path;
-use crate::needs::{Need, Tool};
+use crate::needs;
+use crate::needs::{cmd, Need, ROOT, USERNS};
 use crate::process::{run_ok, Spawned};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,71 +27,41 @@ use std::process::Command;
 
 const UNPRIV_S: &str = "100000";
 
-const NEEDS_UNSHARE: &[Need] = &[
-    Need::Root,
-    Need::UserNamespaces,
-    Need::Tool(Tool::Unshare),
-    Need::Tool(Tool::Nsenter),
-    Need::Tool(Tool::Mount),
-];
-/// The container rows need what every Docker row needs.
-const NEEDS_DOCKER: &[Need] = super::docker::NEEDS;
-
-macro_rules! exp {
-    ($id:literal, $asserts:literal, $needs:expr, $control:literal, $body:ident) => {
-        Experiment {
-            id: $id,
-            section: Section::Escape,
-            asserts: $asserts,
-            needs: $needs,
-            control: Some($control),
-            body: $body,
-            exclusive: None,
-        }
-    };
-}
-
+/// The rows that enter a user namespace with the seed's tools.
+const USERNS_TOOLS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT];
 pub static EXPERIMENTS: &[Experiment] = &[
-    exp!("esc.release-agent-denied",
-        "uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)",
-        &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare), Need::Tool(Tool::Mount)],
-        "real root in the init user ns: the mount and the write succeed (then cleared, unmounted)",
-        release_agent_denied),
-    exp!("esc.abstract-socket-per-netns",
-        "an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED",
-        &[Need::Root, Need::Tool(Tool::Ip)],
-        "the client in the server's netns: connects and reads the reply",
-        abstract_socket_per_netns),
-    exp!("esc.locked-mounts",
-        "after unshare -Urm, umount of a suite tmpfs covering a file fails EINVAL (MNT_LOCKED) and the file stays hidden",
-        NEEDS_UNSHARE,
-        "unshare -m without a user ns: the umount succeeds and the file shows",
-        locked_mounts),
-    exp!("esc.userns-no-device-nodes",
-        "uid 0 of a new user ns (mapped to 100000) cannot mknod a char device (EPERM) in a suite tmpfs, nor mount proc without owning the pid ns",
-        NEEDS_UNSHARE,
-        "real root: mknod of the same device (1:3) succeeds",
-        userns_no_device_nodes),
-    exp!("esc.setns-out-denied",
-        "uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM",
-        &[Need::Root, Need::UserNamespaces, Need::Tool(Tool::Unshare), Need::Tool(Tool::Nsenter), Need::Tool(Tool::Ip)],
-        "real root: setns succeeds (in a child that exits at once)",
-        setns_out_denied),
-    exp!("esc.no-new-privs",
-        "with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1",
-        &[Need::Root, Need::Tool(Tool::Unshare), Need::Tool(Tool::Nsenter), Need::Tool(Tool::Setpriv)],
-        "without no_new_privs: euid 0",
-        no_new_privs),
-    exp!("esc.docker-masked-paths",
-        "each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'",
-        NEEDS_DOCKER,
-        "--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)",
-        docker_masked_paths),
-    exp!("esc.docker-caps-dropped",
-        "a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM",
-        NEEDS_DOCKER,
-        "--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds",
-        docker_caps_dropped),
+    Experiment::new("esc.release-agent-denied", release_agent_denied)
+        .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::MOUNT])
+        .control("real root in the init user ns: the mount and the write succeed (then cleared, unmounted)"),
+    Experiment::new("esc.abstract-socket-per-netns", abstract_socket_per_netns)
+        .asserts("an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED")
+        .needs(needs![ROOT, cmd::IP])
+        .control("the client in the server's netns: connects and reads the reply"),
+    Experiment::new("esc.locked-mounts", locked_mounts)
+        .asserts("after unshare -Urm, umount of a suite tmpfs covering a file fails EINVAL (MNT_LOCKED) and the file stays hidden")
+        .needs(USERNS_TOOLS)
+        .control("unshare -m without a user ns: the umount succeeds and the file shows"),
+    Experiment::new("esc.userns-no-device-nodes", userns_no_device_nodes)
+        .asserts("uid 0 of a new user ns (mapped to 100000) cannot mknod a char device (EPERM) in a suite tmpfs, nor mount proc without owning the pid ns")
+        .needs(USERNS_TOOLS)
+        .control("real root: mknod of the same device (1:3) succeeds"),
+    Experiment::new("esc.setns-out-denied", setns_out_denied)
+        .asserts("uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM")
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
+        .control("real root: setns succeeds (in a child that exits at once)"),
+    Experiment::new("esc.no-new-privs", no_new_privs)
+        .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::SETPRIV])
+        .control("without no_new_privs: euid 0"),
+    Experiment::new("esc.docker-masked-paths", docker_masked_paths)
+        .asserts("each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'")
+        .needs(ENGINE)
+        .control("--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)"),
+    Experiment::new("esc.docker-caps-dropped", docker_caps_dropped)
+        .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
+        .needs(ENGINE)
+        .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
 ];
 
 mod boundaries;

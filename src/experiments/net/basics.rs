@@ -3,7 +3,7 @@
 
 use super::*;
 
-pub(super) fn netns_add_and_list_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+pub(super) fn netns_add_and_list(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let ns = Netns::add(ctx, "ns1")?;
     let name = ns.name().to_string();
     let path = ns.path();
@@ -42,7 +42,7 @@ pub(super) fn netns_add_and_list_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     Ok(())
 }
 
-pub(super) fn new_ns_only_lo_down_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
+pub(super) fn new_ns_only_lo_down(ctx: &mut Ctx, v: Variant) -> Outcome {
     // The control looks at the host's own namespace, read only.
     let (_ns, links, view) = if v.isolated() {
         let ns = Netns::add(ctx, "ns1")?;
@@ -84,7 +84,7 @@ pub(super) fn new_ns_only_lo_down_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
     Ok(())
 }
 
-pub(super) fn lo_ping_fails_before_up_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
+pub(super) fn lo_ping_fails_before_up(ctx: &mut Ctx, v: Variant) -> Outcome {
     let ns = Netns::add(ctx, "ns1")?;
     if !v.isolated() {
         ns.up("lo")?;
@@ -108,7 +108,7 @@ pub(super) fn lo_ping_fails_before_up_steps(ctx: &mut Ctx, v: Variant) -> Outcom
     Ok(())
 }
 
-pub(super) fn lo_ping_succeeds_after_up_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+pub(super) fn lo_ping_succeeds_after_up(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let ns = Netns::add(ctx, "ns1")?;
     ns.up("lo")?;
     let r = ns.ping("127.0.0.1")?;

@@ -47,7 +47,7 @@ fn seed_rules_undone(ctx: &mut Ctx, h: &Netns, flavour: Iptables) -> Outcome {
     Ok(())
 }
 
-pub(super) fn cleanup_restores_state_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+pub(super) fn cleanup_restores_state(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // This row asserts the real host's state itself, strictly around its own
     // steps, whatever the span of the other experiments does.
     let host_before = netns::HostNetSnapshot::take()?;
@@ -130,7 +130,7 @@ fn identify(ctx: &Ctx, pid: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
-pub(super) fn anonymous_ns_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+pub(super) fn anonymous_ns_invisible_to_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let (mut anon, pid) = start_anonymous(ctx)?;
     let ino = crate::namespaces::inode(&pid, "net")?;
     // A named namespace with a process in it, for contrast: `ip netns

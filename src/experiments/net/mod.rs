@@ -5,129 +5,79 @@
 //! 203.0.113.8 behind 198.51.100.0/24; the host uplink's name `eno1` is kept
 //! so that the seed's iptables rules run verbatim. Every experiment owns its
 //! namespaces (run-unique names), so the section runs in parallel with itself
-//! and with another run, and every one of them is wrapped in a comparison of
-//! the real host's links, routes and firewall before and after.
+//! and with another run, and the section's fixture (`HOST_GUARD`) wraps every
+//! one of them in a comparison of the real host's links, routes and firewall
+//! before and after.
 
-use crate::experiment::{Ctx, Experiment, Outcome, Problem, Section, Variant};
-use crate::needs::{Need, Tool};
+use crate::experiment::{Ctx, Experiment, Fixture, Outcome, Problem, Variant};
+use crate::needs::{cmd, Need, ROOT};
 use crate::netns::{self, AskAnswer, EchoSeen, Iptables, Link, Netns, PingSummary};
 use crate::process::{run, wait_until, Spawned};
-use crate::{broken, check, check_eq};
+use crate::{broken, check, check_eq, needs};
 use std::time::{Duration, Instant};
 
-const ROOT_IP: &[Need] = &[Need::Root, Need::Tool(Tool::Ip)];
-const ROOT_IP_PING: &[Need] = &[Need::Root, Need::Tool(Tool::Ip), Need::Tool(Tool::Ping)];
+/// What every net row needs; some add a tool.
+const ROOT_IP: &[Need] = needs![ROOT, cmd::IP];
+const ROOT_IP_PING: &[Need] = needs![ROOT_IP, cmd::PING];
 
 /// The bound for states the kernel reaches asynchronously (a namespace being
 /// destroyed, a packet arriving). Only a broken setup ever waits it out.
 const ASYNC_BOUND: Duration = Duration::from_secs(5);
 
-macro_rules! net_exp {
-    ($id:literal, $asserts:literal, $needs:expr, $control:expr, $body:ident) => {
-        Experiment {
-            id: $id,
-            section: Section::Net,
-            asserts: $asserts,
-            needs: $needs,
-            control: $control,
-            body: $body,
-            exclusive: None,
-        }
-    };
-}
+pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
+    Experiment::new("net.netns-add-and-list", netns_add_and_list)
+        .asserts("`ip netns add` lists the namespace (and /run/netns holds it); after `ip netns delete` it is gone")
+        .needs(ROOT_IP),
+    Experiment::new("net.new-ns-only-lo-down", new_ns_only_lo_down)
+        .asserts("a new netns has exactly one link, `lo`, DOWN, without addresses (ip -j addr and getifaddrs/proc agree)")
+        .needs(ROOT_IP)
+        .control("the same look at the host's own namespace"),
+    Experiment::new("net.lo-ping-fails-before-up", lo_ping_fails_before_up)
+        .asserts("`ping 127.0.0.1` in a new netns exits 2 with \"Network is unreachable\"; UDP connect() gets ENETUNREACH")
+        .needs(ROOT_IP_PING)
+        .control("`ip link set lo up` first"),
+    Experiment::new("net.lo-ping-succeeds-after-up", lo_ping_succeeds_after_up)
+        .asserts("after `ip link set dev lo up`: ping 0% loss; lo UP with 127.0.0.1/8 (ip and getifaddrs)")
+        .needs(ROOT_IP_PING),
+    Experiment::new("net.route-table", route_table)
+        .asserts("the route table of a new netns is empty; after the seed's setup exactly 10.200.1.0/24 and default via 10.200.1.1")
+        .needs(ROOT_IP),
+    Experiment::new("net.veth-moves-between-namespaces", veth_moves_between_namespaces)
+        .asserts("`ip link set v-ethc netns ns1` moves the peer out of h's link list into ns1's; deleting ns1 destroys both ends")
+        .needs(ROOT_IP),
+    Experiment::new("net.veth-connectivity", veth_connectivity)
+        .asserts("h <-> ns1 ping both ways over 10.200.1.0/24")
+        .needs(ROOT_IP_PING)
+        .control("veth ends left down"),
+    Experiment::new("net.nat-masquerade", nat_masquerade)
+        .asserts("with MASQUERADE and the FORWARD rules ns1 reaches 203.0.113.8 and the upstream sees 198.51.100.1 (the router) as source; every iptables flavour present")
+        .needs(needs![ROOT_IP_PING, cmd::IPTABLES])
+        .control("without the MASQUERADE rule"),
+    Experiment::new("net.cleanup-restores-state", cleanup_restores_state)
+        .asserts("the seed's `iptables -D …` restores the router's iptables-save exactly; `ip netns delete ns1` removes it from `ip netns list`, /run/netns and takes the veth; the real host's network state is unchanged")
+        .needs(needs![ROOT_IP, cmd::IPTABLES]),
+    Experiment::new("net.anonymous-ns-invisible-to-ip-netns", anonymous_ns_invisible_to_ip_netns)
+        .asserts("a netns made by `unshare --fork --net` is listed by `lsns -t net` but not by `ip netns list` (nor `ip netns identify`)")
+        .needs(needs![ROOT_IP, cmd::UNSHARE, cmd::LSNS]),
+]);
 
-pub static EXPERIMENTS: &[Experiment] = &[
-    net_exp!(
-        "net.netns-add-and-list",
-        "`ip netns add` lists the namespace (and /run/netns holds it); after `ip netns delete` it is gone",
-        ROOT_IP,
-        None,
-        netns_add_and_list
-    ),
-    net_exp!(
-        "net.new-ns-only-lo-down",
-        "a new netns has exactly one link, `lo`, DOWN, without addresses (ip -j addr and getifaddrs/proc agree)",
-        ROOT_IP,
-        Some("the same look at the host's own namespace"),
-        new_ns_only_lo_down
-    ),
-    net_exp!(
-        "net.lo-ping-fails-before-up",
-        "`ping 127.0.0.1` in a new netns exits 2 with \"Network is unreachable\"; UDP connect() gets ENETUNREACH",
-        ROOT_IP_PING,
-        Some("`ip link set lo up` first"),
-        lo_ping_fails_before_up
-    ),
-    net_exp!(
-        "net.lo-ping-succeeds-after-up",
-        "after `ip link set dev lo up`: ping 0% loss; lo UP with 127.0.0.1/8 (ip and getifaddrs)",
-        ROOT_IP_PING,
-        None,
-        lo_ping_succeeds_after_up
-    ),
-    net_exp!(
-        "net.route-table",
-        "the route table of a new netns is empty; after the seed's setup exactly 10.200.1.0/24 and default via 10.200.1.1",
-        ROOT_IP,
-        None,
-        route_table
-    ),
-    net_exp!(
-        "net.veth-moves-between-namespaces",
-        "`ip link set v-ethc netns ns1` moves the peer out of h's link list into ns1's; deleting ns1 destroys both ends",
-        ROOT_IP,
-        None,
-        veth_moves_between_namespaces
-    ),
-    net_exp!(
-        "net.veth-connectivity",
-        "h <-> ns1 ping both ways over 10.200.1.0/24",
-        ROOT_IP_PING,
-        Some("veth ends left down"),
-        veth_connectivity
-    ),
-    net_exp!(
-        "net.nat-masquerade",
-        "with MASQUERADE and the FORWARD rules ns1 reaches 203.0.113.8 and the upstream sees 198.51.100.1 (the router) as source; every iptables flavour present",
-        &[
-            Need::Root,
-            Need::Tool(Tool::Ip),
-            Need::Tool(Tool::Ping),
-            Need::Tool(Tool::Iptables)
-        ],
-        Some("without the MASQUERADE rule"),
-        nat_masquerade
-    ),
-    net_exp!(
-        "net.cleanup-restores-state",
-        "the seed's `iptables -D …` restores the router's iptables-save exactly; `ip netns delete ns1` removes it from `ip netns list`, /run/netns and takes the veth; the real host's network state is unchanged",
-        &[Need::Root, Need::Tool(Tool::Ip), Need::Tool(Tool::Iptables)],
-        None,
-        cleanup_restores_state
-    ),
-    net_exp!(
-        "net.anonymous-ns-invisible-to-ip-netns",
-        "a netns made by `unshare --fork --net` is listed by `lsns -t net` but not by `ip netns list` (nor `ip netns identify`)",
-        &[
-            Need::Root,
-            Need::Tool(Tool::Ip),
-            Need::Tool(Tool::Unshare),
-            Need::Tool(Tool::Lsns)
-        ],
-        None,
-        anonymous_ns_invisible_to_ip_netns
-    ),
-];
-
-/// Runs an experiment's steps inside a span of host snapshots
+/// Every net body runs inside a span of host snapshots
 /// (`netns::host_span_enter`): the experiment that closes the span compares
 /// the real host's network state with the span's start, and any difference
-/// fails it. The steps' namespaces are all dropped (deleted) before.
-/// Its records are guard bookkeeping: they never make a row that asserted
-/// nothing look as if it had.
-pub fn host_guarded(ctx: &mut Ctx, v: Variant, steps: fn(&mut Ctx, Variant) -> Outcome) -> Outcome {
+/// fails it (the steps' namespaces are all deleted by then). Its records are
+/// guard bookkeeping: they never make a row that asserted nothing look as if
+/// it had.
+pub static HOST_GUARD: Fixture = Fixture {
+    setup: enter_host_span,
+    teardown: leave_host_span,
+};
+
+fn enter_host_span(_ctx: &mut Ctx) -> Outcome {
     netns::host_span_enter()?;
-    let r = steps(ctx, v);
+    Ok(())
+}
+
+fn leave_host_span(ctx: &mut Ctx, r: Outcome) -> Outcome {
     let Some(diff) = netns::host_span_leave()? else {
         ctx.observe_guard(
             "host_net_check",
@@ -147,25 +97,6 @@ pub fn host_guarded(ctx: &mut Ctx, v: Variant, steps: fn(&mut Ctx, Variant) -> O
     }
     r
 }
-
-macro_rules! guarded {
-    ($outer:ident, $inner:ident) => {
-        fn $outer(ctx: &mut Ctx, v: Variant) -> Outcome {
-            host_guarded(ctx, v, $inner)
-        }
-    };
-}
-
-guarded!(netns_add_and_list, netns_add_and_list_steps);
-guarded!(new_ns_only_lo_down, new_ns_only_lo_down_steps);
-guarded!(lo_ping_fails_before_up, lo_ping_fails_before_up_steps);
-guarded!(lo_ping_succeeds_after_up, lo_ping_succeeds_after_up_steps);
-guarded!(route_table, route_table_steps);
-guarded!(veth_moves_between_namespaces, veth_moves_steps);
-guarded!(veth_connectivity, veth_connectivity_steps);
-guarded!(nat_masquerade, nat_masquerade_steps);
-guarded!(cleanup_restores_state, cleanup_restores_state_steps);
-guarded!(anonymous_ns_invisible_to_ip_netns, anonymous_ns_steps);
 
 fn names(links: &[Link]) -> Vec<String> {
     let mut v: Vec<String> = links.iter().map(|l| l.ifname.clone()).collect();

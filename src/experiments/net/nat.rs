@@ -192,7 +192,7 @@ pub(super) fn other_flavour_usable(ctx: &mut Ctx, h: &Netns, flavour: Iptables, 
     }
 }
 
-pub(super) fn nat_masquerade_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
+pub(super) fn nat_masquerade(ctx: &mut Ctx, v: Variant) -> Outcome {
     let mut versions = Vec::new();
     for flavour in Iptables::flavours() {
         let version = flavour.version()?;

@@ -51,7 +51,7 @@ fn route_peer(ctx: &mut Ctx, ns1: &Netns) -> anyhow::Result<Netns> {
     Ok(h)
 }
 
-pub(super) fn route_table_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+pub(super) fn route_table(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // ns1 first, alone: a new namespace has no routes at all.
     let ns1 = Netns::add(ctx, "ns1")?;
     let empty = ns1.routes()?;
@@ -108,7 +108,7 @@ pub(super) fn route_table_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
     Ok(())
 }
 
-pub(super) fn veth_moves_steps(ctx: &mut Ctx, _v: Variant) -> Outcome {
+pub(super) fn veth_moves_between_namespaces(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let h = Netns::add(ctx, "h")?;
     let ns1 = Netns::add(ctx, "ns1")?;
     // The seed's two steps: create the pair in the host, then move one end.
@@ -173,7 +173,7 @@ pub(super) fn ping_result(r: &crate::process::Ran) -> (i32, Option<PingSummary>,
     (r.shell_status(), netns::parse_ping(&r.stdout), why)
 }
 
-pub(super) fn veth_connectivity_steps(ctx: &mut Ctx, v: Variant) -> Outcome {
+pub(super) fn veth_connectivity(ctx: &mut Ctx, v: Variant) -> Outcome {
     let (h, ns1) = seed_pair(ctx, v.isolated())?;
     if !v.isolated() {
         h.setup().down("v-eth").apply()?;

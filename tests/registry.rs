@@ -1,0 +1,178 @@
+//! The registry against what is derived from it or must agree with it:
+//! the catalogue (fixtures/catalogue-ids.txt and ../shared/spec/catalogue.md),
+//! README.md's table, the needs vocabulary and ci/install-host-deps.sh.
+//! Each failure names the fix (docs/writing-experiments.md, step 5).
+
+use assert_cmd::Command;
+use isocheck::needs::{Need, Tool};
+
+fn isocheck() -> Command {
+    Command::cargo_bin("isocheck").expect("the isocheck binary")
+}
+
+#[test]
+fn every_registered_need_is_in_the_vocabulary_and_every_id_is_unique() {
+    let all = isocheck::experiments::all();
+    let mut ids: Vec<&str> = all.iter().map(|e| e.id).collect();
+    for e in &all {
+        let prefix = e.id.split('.').next().unwrap();
+        assert!(
+            e.section.id_prefixes().contains(&prefix),
+            "{} is filed under section {}",
+            e.id,
+            e.section.key()
+        );
+        for n in e.needs {
+            assert_eq!(Need::from_name(&n.to_string()).as_ref(), Ok(n));
+        }
+    }
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate experiment ids");
+}
+
+#[test]
+fn readme_lists_every_experiment_as_the_registry_has_it() {
+    let out = isocheck()
+        .args(["list", "--markdown"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8(out).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (_, rest) = readme
+        .split_once("<!-- experiments:begin -->\n")
+        .expect("begin marker");
+    let (current, _) = rest
+        .split_once("<!-- experiments:end -->")
+        .expect("end marker");
+    assert_eq!(
+        current.trim(),
+        table.trim(),
+        "README's table is stale: run ci/update-readme.sh"
+    );
+}
+
+fn read_repo_file(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The ids of fixtures/catalogue-ids.txt, in order.
+fn catalogue_ids_file() -> Vec<String> {
+    read_repo_file("fixtures/catalogue-ids.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What is in `a` and not in `b`.
+fn missing_from(a: &[String], b: &[String]) -> Vec<String> {
+    a.iter().filter(|x| !b.contains(x)).cloned().collect()
+}
+
+/// The registry is the catalogue: every catalogue id is an experiment, and
+/// every experiment is a catalogue id (fixtures/catalogue-ids.txt is the
+/// catalogue's id column), in the catalogue's order.
+#[test]
+fn registry_matches_the_catalogue() {
+    let catalogue = catalogue_ids_file();
+    let registry: Vec<String> = isocheck::experiments::all()
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    let unlisted = missing_from(&registry, &catalogue);
+    assert!(
+        unlisted.is_empty(),
+        "experiments without a catalogue id: {unlisted:?}: add each to \
+         ../shared/spec/catalogue.md and fixtures/catalogue-ids.txt (docs/writing-experiments.md)"
+    );
+    let unregistered = missing_from(&catalogue, &registry);
+    assert!(
+        unregistered.is_empty(),
+        "catalogue ids without an experiment: {unregistered:?}"
+    );
+    assert_eq!(
+        registry, catalogue,
+        "the registry's order is the catalogue's"
+    );
+}
+
+/// fixtures/catalogue-ids.txt is the id column of the catalogue itself
+/// (../shared/spec/catalogue.md, outside this repository: skipped, saying
+/// so, where that checkout is absent).
+#[test]
+fn catalogue_ids_file_is_the_catalogues_id_column() {
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/catalogue.md");
+    let Ok(text) = std::fs::read_to_string(&spec) else {
+        eprintln!("skipping: {} is absent", spec.display());
+        return;
+    };
+    let id = regex_lite_id;
+    let spec_ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split_once(" |"))
+        .map(|(first, _)| first.trim())
+        .filter(|c| id(c))
+        .map(str::to_string)
+        .collect();
+    assert!(spec_ids.len() > 50, "parsed only {} ids", spec_ids.len());
+    let file = catalogue_ids_file();
+    assert!(
+        file == spec_ids,
+        "fixtures/catalogue-ids.txt differs from {}: ids only in the file {:?}, only in the \
+         catalogue {:?} (or in another order); fix the catalogue, then run ci/update-readme.sh",
+        spec.display(),
+        missing_from(&file, &spec_ids),
+        missing_from(&spec_ids, &file)
+    );
+}
+
+/// A catalogue id: `prefix.name`, lower case, digits and dashes.
+fn regex_lite_id(c: &str) -> bool {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+    };
+    c.split_once('.').is_some_and(|(a, b)| ok(a) && ok(b))
+}
+
+/// Every tool a need can name (and the libseccomp headers) comes from a
+/// package that ci/install-host-deps.sh installs, by default or with one
+/// of its flags.
+#[test]
+fn install_host_deps_installs_every_tools_package() {
+    let script = read_repo_file("ci/install-host-deps.sh");
+    let mut installed: Vec<&str> = Vec::new();
+    for part in script.split("want").skip(1) {
+        let Some(list) = part.strip_prefix("=(").or_else(|| part.strip_prefix("+=(")) else {
+            continue;
+        };
+        let list = list.split(')').next().unwrap_or("");
+        installed.extend(list.split_whitespace());
+    }
+    assert!(installed.contains(&"iproute2"), "parsed {installed:?}");
+    let mut wanted: Vec<&str> = Tool::ALL.iter().map(|t| t.package()).collect();
+    wanted.push("libseccomp-dev");
+    let missing: Vec<&&str> = wanted.iter().filter(|p| !installed.contains(p)).collect();
+    assert!(
+        missing.is_empty(),
+        "ci/install-host-deps.sh does not install {missing:?} (Tool::package): add them to `want`"
+    );
+}
+
+/// `needs!` joins groups: two groups must not both bring the same need.
+#[test]
+fn no_experiment_lists_a_need_twice() {
+    for e in isocheck::experiments::all() {
+        for (i, n) in e.needs.iter().enumerate() {
+            assert!(!e.needs[..i].contains(n), "{} lists {n} twice", e.id);
+        }
+    }
+}
