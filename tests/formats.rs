@@ -267,6 +267,32 @@ struct Case {
     outcome: Option<(String, String)>,
 }
 
+fn attributes(e: &quick_xml::events::BytesStart) -> BTreeMap<String, String> {
+    e.attributes()
+        .map(|a| {
+            let a = a.unwrap();
+            (
+                a.key.into_inner().to_string(),
+                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                    .unwrap()
+                    .into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Where the JUnit schema puts each element.
+fn junit_parent_ok(name: &str, parent: &str) -> bool {
+    match name {
+        "testsuites" => parent.is_empty(),
+        "testsuite" => parent == "testsuites",
+        "properties" | "testcase" => parent == "testsuite",
+        "property" => parent == "properties",
+        "skipped" | "failure" | "error" | "system-out" => parent == "testcase",
+        _ => false,
+    }
+}
+
 /// Parses JUnit back with a real XML parser (malformed XML is an error) and
 /// checks each element sits where the JUnit schema puts it.
 fn parse_junit(xml: &str) -> (BTreeMap<String, String>, Vec<Case>) {
@@ -290,28 +316,12 @@ fn parse_junit(xml: &str) -> (BTreeMap<String, String>, Vec<Case>) {
         };
         let Some(e) = start else { continue };
         let name = e.name().into_inner().to_string();
-        let attrs: BTreeMap<String, String> = e
-            .attributes()
-            .map(|a| {
-                let a = a.unwrap();
-                (
-                    a.key.into_inner().to_string(),
-                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                        .unwrap()
-                        .into_owned(),
-                )
-            })
-            .collect();
+        let attrs = attributes(&e);
         let parent = stack.last().cloned().unwrap_or_default();
-        let allowed = match name.as_str() {
-            "testsuites" => parent.is_empty(),
-            "testsuite" => parent == "testsuites",
-            "properties" | "testcase" => parent == "testsuite",
-            "property" => parent == "properties",
-            "skipped" | "failure" | "error" | "system-out" => parent == "testcase",
-            _ => false,
-        };
-        assert!(allowed, "<{name}> inside <{parent}>");
+        assert!(
+            junit_parent_ok(&name, &parent),
+            "<{name}> inside <{parent}>"
+        );
         match name.as_str() {
             "testsuites" => top = attrs.clone(),
             "testcase" => cases.push(Case {
@@ -559,6 +569,30 @@ fn headless(url: &str, profile: &std::path::Path, extra: &[&str]) -> std::proces
     c.output().expect("run chromium")
 }
 
+/// The details pane of the deep-linked failed cell: its reason, its
+/// control, the changed fact against the baseline; an unchanged fact is not
+/// listed.
+fn check_failed_cell_details(dom: &str) {
+    let details = &dom[dom.find("<aside id=\"details\"").unwrap()..];
+    let details = &details[..details.find("</aside>").unwrap()];
+    assert!(!details.contains(" hidden"), "details stay hidden");
+    assert!(details.contains("data-status=\"failed\""), "{details}");
+    assert!(details.contains("got \"4242\""), "{details}");
+    assert!(details.contains("control: failed-as-expected"), "{details}");
+    assert!(
+        details.contains("facts changed against 6.18.44 hybrid"),
+        "{details}"
+    );
+    assert!(
+        details.contains("<td>echo_dollar_dollar</td><td>\"1\"</td><td>\"4242\"</td>"),
+        "{details}"
+    );
+    assert!(
+        !details.contains("<td>pid_inside</td><td>1</td>"),
+        "{details}"
+    );
+}
+
 /// Renders the page in headless Chromium with a deep link to the failed
 /// cell and checks the DOM the page's script built: row and column counts,
 /// the failed cell's details (reason, control, the changed fact against the
@@ -588,24 +622,7 @@ fn html_matrix_renders_in_headless_chromium() {
     assert!(dom.contains(&format!("data-rows=\"{n}\"")), "rows");
     assert!(dom.contains("data-cols=\"6\""), "columns");
     assert_eq!(dom.matches("<td class=\"cell").count(), n * 6);
-    let details = &dom[dom.find("<aside id=\"details\"").unwrap()..];
-    let details = &details[..details.find("</aside>").unwrap()];
-    assert!(!details.contains(" hidden"), "details stay hidden");
-    assert!(details.contains("data-status=\"failed\""), "{details}");
-    assert!(details.contains("got \"4242\""), "{details}");
-    assert!(details.contains("control: failed-as-expected"), "{details}");
-    assert!(
-        details.contains("facts changed against 6.18.44 hybrid"),
-        "{details}"
-    );
-    assert!(
-        details.contains("<td>echo_dollar_dollar</td><td>\"1\"</td><td>\"4242\"</td>"),
-        "{details}"
-    );
-    assert!(
-        !details.contains("<td>pid_inside</td><td>1</td>"),
-        "{details}"
-    );
+    check_failed_cell_details(&dom);
     // Only the failed cell differs in a fact; column 4's `measurements`
     // differ from every other column but are never compared.
     assert!(dom.contains("data-changed=\"1\""), "changed cells");
