@@ -45,16 +45,22 @@ pub(super) fn pids_max(ctx: &mut Ctx, _v: Variant) -> Outcome {
 // ---------------------------------------------------------------------------
 // cg.cpu-quota
 
-const PERIOD_US: u64 = 100_000;
-const QUOTA_US: u64 = 10_000;
+// A 10% quota over 25 periods of 10 ms: as many periods as the seed's
+// default 100 ms period gives in 2.5 s, in a quarter of a second. The window
+// is the row's whole cost (the twin and the control's child each burn a
+// CPU for it), and the share it measures is the same ratio, sampled as
+// often: CFS refills the quota every period, whatever the period's length.
+const PERIOD_US: u64 = 10_000;
+const QUOTA_US: u64 = 1_000;
+const WINDOW_MS: &str = "250";
 const CPU_WEIGHT: u64 = 16;
 
-/// Starts `cg-burn` for 1 s in the group whose procs file is `procs`.
+/// Starts `cg-burn` for `WINDOW_MS` in the group whose procs file is `procs`.
 fn start_burn(ctx: &Ctx, procs: &std::path::Path) -> anyhow::Result<std::process::Child> {
     let procs = procs.to_string_lossy().into_owned();
     Ok(ctx
         .helper()
-        .args(["cg-burn", "--procs", &procs, "--ms", "1000"])
+        .args(["cg-burn", "--procs", &procs, "--ms", WINDOW_MS])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
