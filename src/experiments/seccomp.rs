@@ -154,22 +154,25 @@ fn build_and_run(ctx: &mut Ctx, edit: impl Fn(&str) -> anyhow::Result<String>) -
     let src = edit(SEED_C)?;
     let dir = ctx.scratch()?;
     std::fs::write(dir.join("seccomp.c"), &src)?;
-    let built = match seed_cache::fetch(&src, &dir) {
-        Some(()) => "cached",
+    // The cached build runs where the cache keeps it: copying an executable
+    // from this multithreaded process could make its exec fail with
+    // ETXTBSY (another thread's fork would hold the written file open).
+    let (bin, built) = match seed_cache::fetch(&src) {
+        Some(bin) => (bin, "cached"),
         None => {
             gcc_seed(ctx, &dir)?;
             seed_cache::store(&src, &dir);
-            "gcc"
+            (dir.join("seccomp"), "gcc")
         }
     };
     ctx.measure("build", built);
-    let bin = dir.join("seccomp");
     let direct = run_with_input(no_core(&mut ctx.cmd(&bin)).current_dir(&dir), SHELL_INPUT)?;
     let via_sh = run(no_core(&mut ctx.cmd("/bin/sh"))
         .current_dir(&dir)
         .arg("-c")
         .arg(format!(
-            "printf '%s' '{SHELL_INPUT}' | ./seccomp; echo \"status=$?\""
+            "printf '%s' '{SHELL_INPUT}' | '{}'; echo \"status=$?\"",
+            bin.display()
         )))?;
     let (printed, status) = via_sh
         .stdout
@@ -245,12 +248,11 @@ mod seed_cache {
         Some(root()?.join(format!("{:016x}", h.finish())))
     }
 
-    /// Copies the cached build of `src` to `dir/seccomp`, if there is one.
-    pub(super) fn fetch(src: &str, dir: &Path) -> Option<()> {
+    /// The cached build of `src`, if there is one.
+    pub(super) fn fetch(src: &str) -> Option<PathBuf> {
         let e = entry(src)?;
-        (std::fs::read_to_string(e.join("seccomp.c")).ok()? == src).then_some(())?;
-        std::fs::copy(e.join("seccomp"), dir.join("seccomp")).ok()?;
-        Some(())
+        let bin = e.join("seccomp");
+        (std::fs::read_to_string(e.join("seccomp.c")).ok()? == src && bin.is_file()).then_some(bin)
     }
 
     /// Keeps `dir`'s fresh build of `src` (best effort: a failure only means
