@@ -190,10 +190,11 @@ fn build_and_run(ctx: &mut Ctx, edit: impl Fn(&str) -> anyhow::Result<String>) -
 
 /// The seed's own command line, run where the source is.
 fn gcc_seed(ctx: &Ctx, dir: &Path) -> Outcome {
-    let gcc = run(ctx
-        .cmd("gcc")
-        .current_dir(dir)
-        .args(["-o", "seccomp", "seccomp.c", "-lseccomp"]))?;
+    let gcc =
+        run(ctx
+            .cmd("gcc")
+            .current_dir(dir)
+            .args(["-o", "seccomp", "seccomp.c", "-lseccomp"]))?;
     if !gcc.success() {
         let e = gcc.stderr.trim();
         if e.contains("seccomp.h") || e.contains("-lseccomp") {
