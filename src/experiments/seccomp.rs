@@ -215,27 +215,8 @@ fn gcc_seed(ctx: &Ctx, dir: &Path) -> Outcome {
 /// (root's under sudo: root execs what it holds), or the cache is not used.
 mod seed_cache {
     use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
-
-    fn root() -> Option<PathBuf> {
-        let uid = nix::unistd::geteuid();
-        let dir = if uid.is_root() {
-            PathBuf::from("/var/cache/isocheck/seccomp")
-        } else {
-            let home = std::env::var_os("HOME")?;
-            PathBuf::from(home).join(".cache/isocheck/seccomp")
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .ok()?;
-        let private = |p: &Path| {
-            std::fs::metadata(p).is_ok_and(|m| m.uid() == uid.as_raw() && m.mode() & 0o022 == 0)
-        };
-        (private(&dir) && dir.parent().is_some_and(private)).then_some(dir)
-    }
 
     /// The entry for `src`: a hash of it and of the files that shape the binary.
     fn entry(src: &str) -> Option<PathBuf> {
@@ -246,7 +227,7 @@ mod seed_cache {
             let m = std::fs::metadata(f).ok()?;
             (f, m.len(), m.mtime(), m.mtime_nsec()).hash(&mut h);
         }
-        Some(root()?.join(format!("{:016x}", h.finish())))
+        Some(crate::owner::private_cache("seccomp")?.join(format!("{:016x}", h.finish())))
     }
 
     /// The cached build of `src`, if there is one.
