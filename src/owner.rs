@@ -16,6 +16,32 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+/// A directory for what the suite keeps between runs and executes (a
+/// build of the seed's program, a busybox rootfs): the running user's,
+/// writable by no one else, or None (then nothing is kept). Root's is
+/// `/var/cache/isocheck/SUB` (under sudo too: root execs what it holds).
+pub fn private_cache(sub: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let uid = nix::unistd::geteuid();
+    let dir = if uid.is_root() {
+        std::path::PathBuf::from("/var/cache/isocheck").join(sub)
+    } else {
+        let home = std::env::var_os("HOME")?;
+        std::path::PathBuf::from(home)
+            .join(".cache/isocheck")
+            .join(sub)
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    let private = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.uid() == uid.as_raw() && m.mode() & 0o022 == 0)
+    };
+    (private(&dir) && dir.parent().is_some_and(private)).then_some(dir)
+}
+
 /// Whether this process is root through sudo (at any depth).
 pub fn under_sudo() -> bool {
     nix::unistd::geteuid().is_root() && std::env::var_os("SUDO_UID").is_some()

@@ -349,6 +349,41 @@ fn apply(res: &mut ExperimentResult, r: Result<(), Problem>) {
     }
 }
 
+/// The order the workers take experiments in: longest first (`durations`,
+/// ms, from an earlier run), each section's experiments together, in the
+/// place of its longest. Together because a section's fixture lives while
+/// any of its experiments is in flight: net's host-network snapshots (six
+/// commands each) are taken when the first starts and compared when the
+/// last ends, so net rows interleaved with others took ten a run, not two.
+pub fn schedule(exps: &[&Experiment], durations: &HashMap<String, u64>) -> Vec<usize> {
+    let keys: Vec<(&str, u64)> = exps
+        .iter()
+        .map(|e| (e.section.key(), durations.get(e.id).copied().unwrap_or(0)))
+        .collect();
+    order_by_section(&keys)
+}
+
+/// `schedule` over (section, cost) pairs: sections by their costliest
+/// member, then by first appearance (so without durations the order is the
+/// registry's), members by cost; ties keep their order.
+pub fn order_by_section(keys: &[(&str, u64)]) -> Vec<usize> {
+    let mut section: HashMap<&str, (u64, usize)> = HashMap::new();
+    for (i, &(s, cost)) in keys.iter().enumerate() {
+        let e = section.entry(s).or_insert((0, i));
+        e.0 = e.0.max(cost);
+    }
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_by_key(|&i| {
+        let (longest, first) = section[keys[i].0];
+        (
+            std::cmp::Reverse(longest),
+            first,
+            std::cmp::Reverse(keys[i].1),
+        )
+    });
+    order
+}
+
 /// Experiments that mostly wait on an outside daemon (the Docker engine)
 /// get a pool of their own, so they overlap with the CPU-bound ones instead
 /// of queueing behind them.
@@ -366,8 +401,7 @@ pub fn run_all(
     progress: &(dyn Fn(&ExperimentResult) + Sync),
 ) -> Vec<ExperimentResult> {
     let slots: Mutex<Vec<Option<ExperimentResult>>> = Mutex::new(vec![None; exps.len()]);
-    let mut order: Vec<usize> = (0..exps.len()).collect();
-    order.sort_by_key(|i| std::cmp::Reverse(durations.get(exps[*i].id).copied().unwrap_or(0)));
+    let order = schedule(exps, durations);
     let (engine, local): (Vec<usize>, Vec<usize>) = order
         .into_iter()
         .partition(|i| exps[*i].needs.contains(&crate::needs::Need::Docker));
@@ -400,4 +434,27 @@ pub fn run_all(
         .into_iter()
         .flatten()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order_by_section;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::no_durations_keep_the_registry_order(&[("a", 0), ("a", 0), ("b", 0)], &[0, 1, 2])]
+    #[case::longest_section_first_members_by_cost(
+        &[("pid", 10), ("pid", 30), ("net", 500), ("net", 20), ("cg", 300), ("cg", 5)],
+        &[2, 3, 4, 5, 1, 0]
+    )]
+    #[case::a_section_stays_together_around_a_longer_row(
+        &[("net", 100), ("cg", 300), ("net", 200)],
+        &[1, 2, 0]
+    )]
+    fn sections_are_scheduled_together_longest_first(
+        #[case] keys: &[(&str, u64)],
+        #[case] want: &[usize],
+    ) {
+        assert_eq!(order_by_section(keys), want);
+    }
 }

@@ -36,7 +36,9 @@ impl Session {
         scope::helper_path();
         cleanup::install_signal_cleanup();
         docker::register_leftovers();
-        HostFacts::get();
+        let host = HostFacts::get();
+        // The report's tool versions, asked while the experiments run.
+        std::thread::spawn(move || host.tool_versions());
         for l in cleanup::sweep_dead_runs() {
             eprintln!("isocheck: removed a leftover of an earlier, killed run: {l}");
         }

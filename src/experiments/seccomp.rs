@@ -16,7 +16,7 @@ use crate::{broken, check, check_eq, needs};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The rows that build the seed's C program.
@@ -116,28 +116,25 @@ fn build_and_run(ctx: &mut Ctx, edit: impl Fn(&str) -> anyhow::Result<String>) -
     let src = edit(SEED_C)?;
     let dir = ctx.scratch()?;
     std::fs::write(dir.join("seccomp.c"), &src)?;
-    // The seed's own command line, run where the source is.
-    let gcc =
-        run(ctx
-            .cmd("gcc")
-            .current_dir(&dir)
-            .args(["-o", "seccomp", "seccomp.c", "-lseccomp"]))?;
-    if !gcc.success() {
-        let e = gcc.stderr.trim();
-        if e.contains("seccomp.h") || e.contains("-lseccomp") {
-            return Err(crate::experiment::Problem::Unmet(format!(
-                "gcc cannot build against libseccomp: install libseccomp-dev ({e})"
-            )));
+    // The cached build runs where the cache keeps it: copying an executable
+    // from this multithreaded process could make its exec fail with
+    // ETXTBSY (another thread's fork would hold the written file open).
+    let (bin, built) = match seed_cache::fetch(&src) {
+        Some(bin) => (bin, "cached"),
+        None => {
+            gcc_seed(ctx, &dir)?;
+            seed_cache::store(&src, &dir);
+            (dir.join("seccomp"), "gcc")
         }
-        broken!("gcc -o seccomp seccomp.c -lseccomp failed: {e}");
-    }
-    let bin = dir.join("seccomp");
+    };
+    ctx.measure("build", built);
     let direct = run_with_input(no_core(&mut ctx.cmd(&bin)).current_dir(&dir), SHELL_INPUT)?;
     let via_sh = run(no_core(&mut ctx.cmd("/bin/sh"))
         .current_dir(&dir)
         .arg("-c")
         .arg(format!(
-            "printf '%s' '{SHELL_INPUT}' | ./seccomp; echo \"status=$?\""
+            "printf '%s' '{SHELL_INPUT}' | '{}'; echo \"status=$?\"",
+            bin.display()
         )))?;
     let (printed, status) = via_sh
         .stdout
@@ -151,6 +148,70 @@ fn build_and_run(ctx: &mut Ctx, edit: impl Fn(&str) -> anyhow::Result<String>) -
     ctx.observe("shell_status", status);
     ctx.observe("shell_ran", direct.stdout.contains(SHELL_RAN));
     Ok(())
+}
+
+/// The seed's own command line, run where the source is.
+fn gcc_seed(ctx: &Ctx, dir: &Path) -> Outcome {
+    let gcc =
+        run(ctx
+            .cmd("gcc")
+            .current_dir(dir)
+            .args(["-o", "seccomp", "seccomp.c", "-lseccomp"]))?;
+    if !gcc.success() {
+        let e = gcc.stderr.trim();
+        if e.contains("seccomp.h") || e.contains("-lseccomp") {
+            return Err(crate::experiment::Problem::Unmet(format!(
+                "gcc cannot build against libseccomp: install libseccomp-dev ({e})"
+            )));
+        }
+        broken!("gcc -o seccomp seccomp.c -lseccomp failed: {e}");
+    }
+    Ok(())
+}
+
+/// The seed's program as gcc built it from a given source, kept between
+/// runs: gcc was this section's largest cost (three builds of ~0.1 s of CPU
+/// per run) and its output depends only on the source, gcc and libseccomp's
+/// header, which make the key. Each entry keeps its source, compared in full
+/// before use. The directory is the running user's, writable by no one else
+/// (root's under sudo: root execs what it holds), or the cache is not used.
+mod seed_cache {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::{Path, PathBuf};
+
+    /// The entry for `src`: a hash of it and of the files that shape the binary.
+    fn entry(src: &str) -> Option<PathBuf> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        src.hash(&mut h);
+        let gcc = crate::host::which("gcc")?.canonicalize().ok()?;
+        for f in [gcc.as_path(), Path::new("/usr/include/seccomp.h")] {
+            let m = std::fs::metadata(f).ok()?;
+            (f, m.len(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        }
+        Some(crate::owner::private_cache("seccomp")?.join(format!("{:016x}", h.finish())))
+    }
+
+    /// The cached build of `src`, if there is one.
+    pub(super) fn fetch(src: &str) -> Option<PathBuf> {
+        let e = entry(src)?;
+        let bin = e.join("seccomp");
+        (std::fs::read_to_string(e.join("seccomp.c")).ok()? == src && bin.is_file()).then_some(bin)
+    }
+
+    /// Keeps `dir`'s fresh build of `src` (best effort: a failure only means
+    /// gcc runs again next time). Renamed into place whole, so a concurrent
+    /// run sees a complete entry or none.
+    pub(super) fn store(src: &str, dir: &Path) {
+        let Some(e) = entry(src) else { return };
+        let tmp = e.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::create_dir(&tmp);
+        let copied = std::fs::write(tmp.join("seccomp.c"), src).is_ok()
+            && std::fs::copy(dir.join("seccomp"), tmp.join("seccomp")).is_ok();
+        if !copied || std::fs::rename(&tmp, &e).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
 }
 
 fn seed_program(ctx: &mut Ctx, v: Variant) -> Outcome {

@@ -162,9 +162,10 @@ impl Netns {
         c
     }
 
-    /// `ip netns exec NS isocheck helper OP`.
+    /// `isocheck helper OP` inside, by `setns()` (see `enter`): the helper
+    /// ops need the namespace's network, not `ip netns exec`'s remounted /sys.
     pub fn helper(&self, op: &str) -> Command {
-        let mut c = self.exec(helper_path());
+        let mut c = self.enter(helper_path());
         c.args(["helper", op]);
         c
     }
@@ -201,12 +202,26 @@ impl Netns {
         self.sysctl("net/ipv4/ip_forward", "1")
     }
 
-    /// A tagged command run inside by `setns()` alone (`isocheck helper
-    /// net-exec`), for tools that need the namespace's network but not the
-    /// remounted /sys of `ip netns exec`: cheaper on a busy machine.
-    pub fn enter(&self, prog: &str) -> Command {
-        let mut c = crate::cleanup::tagged_command(helper_path(), &self.tag);
-        c.args(["helper", "net-exec", "--netns", &self.name, "--", prog]);
+    /// A tagged command run inside by `setns()` alone, for tools that need
+    /// the namespace's network but not the remounted /sys of `ip netns
+    /// exec`. The setns happens between fork and exec: one process, where
+    /// `isocheck helper net-exec` (which does the same) took two. When the
+    /// namespace cannot be opened the helper runs, to say why.
+    pub fn enter(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        let Ok(ns) = std::fs::File::open(self.path()) else {
+            let mut c = crate::cleanup::tagged_command(helper_path(), &self.tag);
+            c.args(["helper", "net-exec", "--netns", &self.name, "--"])
+                .arg(prog);
+            return c;
+        };
+        let mut c = crate::cleanup::tagged_command(prog, &self.tag);
+        // SAFETY: setns(2) is a plain syscall, async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+        }
         c
     }
 
@@ -301,17 +316,11 @@ impl Drop for Netns {
         if !self.live {
             return;
         }
-        let ok = crate::process::command("ip")
-            .args(["netns", "delete", &self.name])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // What the sweeper does: a bind mount of nsfs, then a file.
-            let p = self.path();
-            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-            let _ = std::fs::remove_file(&p);
-        }
+        // What `ip netns delete` does (and the sweeper): the nsfs bind
+        // mount, then the file; in this process, not one more `ip`.
+        let p = self.path();
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&p);
     }
 }
 
