@@ -216,15 +216,24 @@ impl HostFacts {
     /// its own, so the run's end does not wait for it).
     pub fn tool_versions(&self) -> BTreeMap<String, String> {
         static VERSIONS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-        VERSIONS.get_or_init(|| self.ask_versions()).clone()
+        VERSIONS
+            .get_or_init(|| self.ask_versions(|t| !t.for_kernel_scripts_only()))
+            .clone()
+    }
+
+    /// Every tool's version, the kernel scripts' too, for `doctor`.
+    pub fn all_tool_versions(&self) -> BTreeMap<String, String> {
+        let mut all = self.tool_versions();
+        all.extend(self.ask_versions(Tool::for_kernel_scripts_only));
+        all
     }
 
     /// Every tool at once: one after another they took ~0.3 s (python3's
     /// pyenv shim alone is a dozen bash execs), on the run's critical path.
-    fn ask_versions(&self) -> BTreeMap<String, String> {
+    fn ask_versions(&self, which: fn(Tool) -> bool) -> BTreeMap<String, String> {
         let asked: Vec<_> = Tool::ALL
             .iter()
-            .filter(|t| self.has_tool(**t))
+            .filter(|t| which(**t) && self.has_tool(**t))
             .map(|t| {
                 let child = crate::process::command(t.command())
                     .args(t.version_args())

@@ -472,7 +472,7 @@ fn cmd_doctor() -> ExitCode {
 /// `doctor`'s tools: each one's version, or the package that provides it.
 fn doctor_tools(host: &HostFacts, out: &mut dyn Write) {
     let _ = writeln!(out, "tools:");
-    let versions = host.tool_versions();
+    let versions = host.all_tool_versions();
     for t in Tool::ALL {
         match versions.get(t.command()) {
             Some(v) => {

@@ -106,6 +106,13 @@ impl Tool {
         }
     }
 
+    /// A tool only the kernel scripts (ci/kernel-run.sh) run, never an
+    /// experiment: `doctor` reports its version, a run's report does not
+    /// (python3's pyenv shim alone kept a run's end waiting ~0.4 s).
+    pub fn for_kernel_scripts_only(self) -> bool {
+        matches!(self, Tool::Python3 | Tool::QemuSystem)
+    }
+
     /// The flag that makes the tool print its version, for `doctor` and the report.
     pub fn version_args(self) -> &'static [&'static str] {
         match self {
