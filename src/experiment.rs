@@ -233,6 +233,21 @@ impl Ctx {
         self.observations.insert(key.to_string(), v);
     }
 
+    /// Records a fact of the machine's userspace rather than its kernel (a
+    /// directory's entries, a tool's or the engine's version): kept under
+    /// `userspace` in the observations, so that `diff` lists it apart and
+    /// a host -> guest comparison does not read it as a kernel change.
+    pub fn observe_userspace(&mut self, key: &str, value: impl Serialize) {
+        let v = serde_json::to_value(value).unwrap_or(Value::Null);
+        let group = self
+            .observations
+            .entry(crate::report::USERSPACE.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(m) = group {
+            m.insert(key.to_string(), v);
+        }
+    }
+
     /// Records a measurement: a count, share, time or list that depends on
     /// what else runs (CPU share, throttling counts, event counters, a
     /// system-wide list). Shown in the report beside the facts, never

@@ -1097,6 +1097,43 @@ fn diff_and_matrix_never_compare_measurements() {
 }
 
 #[test]
+fn userspace_facts_are_listed_apart_and_never_mark_a_matrix_cell() {
+    let with = |n: u64, busy: bool| {
+        result(
+            "mnt.bind-mount-invisible-to-host",
+            Status::Passed,
+            json!({"userspace": {"usr_bin_entries": n}, "host_sees_mount": busy}),
+        )
+    };
+    let (host, guest) = (
+        rep("6.18", vec![with(1200, false)]),
+        rep("6.12", vec![with(40, false)]),
+    );
+    let d = report::diff(&host, &guest);
+    assert_eq!(d.observations.len(), 1);
+    let text = report::render_diff(&d, "host", "guest");
+    let (kernel, user) = text
+        .split_once("changed facts of the userspace")
+        .expect(&text);
+    assert!(
+        kernel.contains("changed facts") && kernel.contains("  none"),
+        "{text}"
+    );
+    assert!(
+        user.contains("userspace.usr_bin_entries") && user.contains("1200 -> 40"),
+        "{text}"
+    );
+    let m = report::matrix(&[("host".into(), host.clone()), ("guest".into(), guest)]);
+    assert!(!m.contains("pass*"), "{m}");
+    // Negative control: a kernel fact that differs marks the cell.
+    let m = report::matrix(&[
+        ("host".into(), host),
+        ("guest".into(), rep("6.12", vec![with(40, true)])),
+    ]);
+    assert!(m.contains("pass*"), "{m}");
+}
+
+#[test]
 fn passed_to_ignored_is_one_line_with_its_reason() {
     let a = rep(
         "5.10",
