@@ -196,7 +196,7 @@ log "kernel $kver ($ksrc), initramfs $(du -m "$work/initramfs.cpio" | cut -f1) M
 # --- qemu -------------------------------------------------------------------
 # boot ACCEL TIMEOUT: one guest run; sets qrc (qemu's status, 124 on timeout).
 boot() {
-  local acc="$1" limit="$2" cpu=qemu64 accopt=(-accel tcg,thread=multi)
+  local acc="$1" limit="$2" cpu=qemu64 accopt=(-accel "tcg,thread=multi")
   if [ "$acc" = kvm ]; then accopt=(-enable-kvm); cpu=host; fi
   : > "$work/console.log"; : > "$work/report.out"
   set +e
