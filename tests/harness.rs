@@ -389,7 +389,8 @@ fn the_net_guards_records_do_not_count_as_asserting(#[case] span_held_open: bool
     } else {
         "host_net_unchanged"
     };
-    assert!(r.observations.contains_key(guard_key), "{r:?}");
+    assert!(r.measurements.contains_key(guard_key), "{r:?}");
+    assert!(r.observations.is_empty(), "{r:?}");
     assert_eq!(r.status, Status::Broken, "{r:?}");
     assert!(r.reason.unwrap().contains("asserted nothing"));
 }
