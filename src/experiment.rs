@@ -315,8 +315,6 @@ pub struct Ctx {
     pub tag: Tag,
     pub variant: Variant,
     observations: BTreeMap<String, Value>,
-    /// Keys of `observations` a guard recorded, not the body's assertion.
-    guard_keys: std::collections::BTreeSet<String>,
     measurements: BTreeMap<String, Value>,
     teardown: Vec<(String, Teardown)>,
     scratch: Option<PathBuf>,
@@ -332,7 +330,6 @@ impl Ctx {
             tag,
             variant,
             observations: BTreeMap::new(),
-            guard_keys: Default::default(),
             measurements: BTreeMap::new(),
             teardown: Vec::new(),
             scratch: None,
@@ -359,6 +356,21 @@ impl Ctx {
         self.observations.insert(key.to_string(), v);
     }
 
+    /// Records a fact of the machine's userspace rather than its kernel (a
+    /// directory's entries, a tool's or the engine's version): kept under
+    /// `userspace` in the observations, so that `diff` lists it apart and
+    /// a host -> guest comparison does not read it as a kernel change.
+    pub fn observe_userspace(&mut self, key: &str, value: impl Serialize) {
+        let v = serde_json::to_value(value).unwrap_or(Value::Null);
+        let group = self
+            .observations
+            .entry(crate::report::USERSPACE.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(m) = group {
+            m.insert(key.to_string(), v);
+        }
+    }
+
     /// Records a measurement: a count, share, time or list that depends on
     /// what else runs (CPU share, throttling counts, event counters, a
     /// system-wide list). Shown in the report beside the facts, never
@@ -373,20 +385,18 @@ impl Ctx {
         std::mem::take(&mut self.measurements)
     }
 
-    /// Records a guard's bookkeeping (as the net section's host check): in
-    /// the report like any observation, but it does not count as the body
-    /// having asserted something.
+    /// Records a guard's bookkeeping (as the net section's host check): a
+    /// measurement, since which row closes a span of guarded experiments
+    /// depends on the schedule; so it never counts as the body having
+    /// asserted something, and `diff` never compares it.
     pub fn observe_guard(&mut self, key: &str, value: impl Serialize) {
-        self.observe(key, value);
-        self.guard_keys.insert(key.to_string());
+        self.measure(key, value);
     }
 
     /// Whether the body recorded an observation of its own (a pass without
     /// one asserted nothing).
     pub fn asserted_something(&self) -> bool {
-        self.observations
-            .keys()
-            .any(|k| !self.guard_keys.contains(k))
+        !self.observations.is_empty()
     }
 
     pub fn observations(&self) -> &BTreeMap<String, Value> {

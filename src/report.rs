@@ -431,6 +431,17 @@ fn fact_changes(
     }
 }
 
+/// The observations group of facts about the machine's userspace
+/// (`Ctx::observe_userspace`): `diff` lists them apart from the kernel's
+/// facts, `matrix` does not mark a cell for them.
+pub const USERSPACE: &str = "userspace";
+
+/// Whether a flattened observation key is a userspace fact.
+pub fn is_userspace(key: &str) -> bool {
+    key.strip_prefix(USERSPACE)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
     let word = |s: Option<Status>| s.map(Status::word).unwrap_or("absent");
     let mut out = String::new();
@@ -456,12 +467,27 @@ pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
                 .unwrap_or_default()
         );
     }
+    let (user, kernel): (Vec<_>, Vec<_>) =
+        d.observations.iter().partition(|o| is_userspace(&o.key));
     let _ = writeln!(out, "changed facts (measurements are never compared):");
-    if d.observations.is_empty() {
+    fact_lines(&mut out, &kernel);
+    if !user.is_empty() {
+        let _ = writeln!(
+            out,
+            "changed facts of the userspace (tools, engine, files; not the kernel):"
+        );
+        fact_lines(&mut out, &user);
+    }
+    let _ = writeln!(out, "{} regression(s)", d.regressions());
+    out
+}
+
+fn fact_lines(out: &mut String, changes: &[&ObservationChange]) {
+    if changes.is_empty() {
         let _ = writeln!(out, "  none");
     }
     let show = |v: &Option<Value>| v.as_ref().map(|v| v.to_string()).unwrap_or("absent".into());
-    for o in &d.observations {
+    for o in changes {
         let _ = writeln!(
             out,
             "  {:<44} {:<32} {} -> {}",
@@ -471,8 +497,6 @@ pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
             show(&o.new)
         );
     }
-    let _ = writeln!(out, "{} regression(s)", d.regressions());
-    out
 }
 
 /// The first line of a reason, at most 160 characters (a diff line).
@@ -493,6 +517,14 @@ fn stable_observations(e: &ExperimentResult) -> BTreeMap<String, Value> {
     m.into_iter()
         .filter_map(|(k, v)| stable(&k, &v).map(|v| (k, v)))
         .collect()
+}
+
+/// The stable observations without the userspace group: what marks a
+/// matrix cell.
+fn kernel_facts(e: &ExperimentResult) -> BTreeMap<String, Value> {
+    let mut m = stable_observations(e);
+    m.retain(|k, _| !is_userspace(k));
+    m
 }
 
 /// One table over several reports (kernels): experiments as rows, reports
@@ -548,7 +580,7 @@ fn matrix_rows(cols: &[(String, Report)]) -> Vec<Vec<String>> {
             .first()
             .and_then(|(_, r)| find(r, id))
             .filter(asserted)
-            .map(|e| stable_observations(&e));
+            .map(|e| kernel_facts(&e));
         let mut row = vec![id.to_string()];
         for (k, (_, r)) in cols.iter().enumerate() {
             row.push(match find(r, id) {
@@ -556,7 +588,7 @@ fn matrix_rows(cols: &[(String, Report)]) -> Vec<Vec<String>> {
                 Some(e) => {
                     let differs = k > 0
                         && asserted(&e)
-                        && base.as_ref().is_some_and(|b| *b != stable_observations(&e));
+                        && base.as_ref().is_some_and(|b| *b != kernel_facts(&e));
                     format!("{}{}", e.status.cell(), if differs { "*" } else { "" })
                 }
             });

@@ -417,7 +417,8 @@ fn the_net_guards_records_do_not_count_as_asserting(#[case] span_held_open: bool
     } else {
         "host_net_unchanged"
     };
-    assert!(r.observations.contains_key(guard_key), "{r:?}");
+    assert!(r.measurements.contains_key(guard_key), "{r:?}");
+    assert!(r.observations.is_empty(), "{r:?}");
     assert_eq!(r.status, Status::Broken, "{r:?}");
     assert!(r.reason.unwrap().contains("asserted nothing"));
 }
@@ -1077,6 +1078,43 @@ fn diff_and_matrix_never_compare_measurements() {
     );
     let d = report::diff(&rep("6.12", vec![with(0.1)]), &c);
     assert_eq!(d.observations.len(), 1);
+}
+
+#[test]
+fn userspace_facts_are_listed_apart_and_never_mark_a_matrix_cell() {
+    let with = |n: u64, busy: bool| {
+        result(
+            "mnt.bind-mount-invisible-to-host",
+            Status::Passed,
+            json!({"userspace": {"usr_bin_entries": n}, "host_sees_mount": busy}),
+        )
+    };
+    let (host, guest) = (
+        rep("6.18", vec![with(1200, false)]),
+        rep("6.12", vec![with(40, false)]),
+    );
+    let d = report::diff(&host, &guest);
+    assert_eq!(d.observations.len(), 1);
+    let text = report::render_diff(&d, "host", "guest");
+    let (kernel, user) = text
+        .split_once("changed facts of the userspace")
+        .expect(&text);
+    assert!(
+        kernel.contains("changed facts") && kernel.contains("  none"),
+        "{text}"
+    );
+    assert!(
+        user.contains("userspace.usr_bin_entries") && user.contains("1200 -> 40"),
+        "{text}"
+    );
+    let m = report::matrix(&[("host".into(), host.clone()), ("guest".into(), guest)]);
+    assert!(!m.contains("pass*"), "{m}");
+    // Negative control: a kernel fact that differs marks the cell.
+    let m = report::matrix(&[
+        ("host".into(), host),
+        ("guest".into(), rep("6.12", vec![with(40, true)])),
+    ]);
+    assert!(m.contains("pass*"), "{m}");
 }
 
 #[test]

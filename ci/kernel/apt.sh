@@ -67,6 +67,13 @@ deb [arch=amd64 signed-by=$kr] $mirror sid main"
 # linux-image-* is a meta package (kernel in linux-binary-*, modules from 7.2
 # in linux-modules-*); its name still carries the ABI, so one search serves.
 kapt_kernels() {
+  # apt-cache parses all nine sources' lists on each call (10-20 s on a
+  # loaded host): the answer is kept beside the lists until they change.
+  local flavour="$1" memo="$KAPT_DIR/kernels-$1"
+  if [ -s "$memo" ] && [ "$memo" -nt "$KAPT_DIR/updated" ]; then cat "$memo"; return 0; fi
+  kapt_search "$flavour" > "$memo.tmp" && mv "$memo.tmp" "$memo" && cat "$memo"
+}
+kapt_search() {
   local flavour="$1"
   kapt_cache search --names-only "^linux-image-[0-9].*-${flavour}\$" 2>/dev/null | awk '{print $1}' \
     | grep -v -e '-dbg$' -e unsigned | sed -E "s/^linux-image-//; s/-${flavour}\$//" \

@@ -155,8 +155,37 @@ fn sysv_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
                   "mq_host": mq_seen(ctx.cmd("unshare").arg("--ipc"), &mq)?},
         "keys": {"inside": key_hex, "host": host_hex, "mq": mq},
     });
-    ctx.observe("seen", &seen);
+    // The keys derive from the run's tag and a host may hold other
+    // segments: the raw views are a measurement, the roles the fact.
+    ctx.measure("seen", &seen);
+    ctx.observe("views", ipc_roles(&seen, key, host_key));
     judge_ipc(&seen, key, host_key)
+}
+
+/// The views with the suite's two segments named by role ("namespace",
+/// "host"; as ipcs' hex or /proc's decimal key) and every other segment
+/// left out; the `keys` record is dropped.
+pub fn ipc_roles(seen: &Value, key: u32, host_key: u32) -> Value {
+    let role = |x: &Value| {
+        let hit = |k: u32| *x == json!(format!("0x{k:08x}")) || *x == json!(k);
+        if hit(key) {
+            Some("namespace")
+        } else if hit(host_key) {
+            Some("host")
+        } else {
+            None
+        }
+    };
+    match seen {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "keys")
+                .map(|(k, v)| (k.clone(), ipc_roles(v, key, host_key)))
+                .collect(),
+        ),
+        Value::Array(a) => json!(a.iter().filter_map(role).collect::<Vec<_>>()),
+        other => other.clone(),
+    }
 }
 
 /// Both directions, each with its positive side (the object is there where
@@ -566,6 +595,23 @@ mod tests {
         assert!(matches!(shm, Err(Problem::Fail(_))), "{shm:?}");
         let mq = judge_ipc(&ipc_seen(json!([]), "present"), k, hk);
         assert!(matches!(mq, Err(Problem::Fail(_))), "{mq:?}");
+    }
+
+    /// Two runs' views differ only in their tag-derived keys and in other
+    /// processes' segments: the facts are equal; a leak still shows.
+    #[test]
+    fn ipc_roles_keep_what_is_seen_not_the_keys() {
+        let (k, hk) = (0x1500_0001, 0x1600_0001);
+        let mut other = ipc_seen(json!([]), "ENOENT");
+        other["host"]["shm"] = json!(["0x16000001", "0x00000abc"]);
+        other["keys"] = json!({"inside": "0x15000001"});
+        let roles = ipc_roles(&other, k, hk);
+        assert_eq!(roles, ipc_roles(&ipc_seen(json!([]), "ENOENT"), k, hk));
+        assert_eq!(roles["host"]["shm"], json!(["host"]));
+        assert_eq!(roles["host"]["proc_shm"], json!(["host"]));
+        assert!(roles.get("keys").is_none());
+        let leak = ipc_roles(&ipc_seen(json!(["0x16000001"]), "ENOENT"), k, hk);
+        assert_eq!(leak["fresh"]["shm"], json!(["host"]));
     }
 
     #[test]

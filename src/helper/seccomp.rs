@@ -229,13 +229,17 @@ pub(super) fn op_seccomp_thread(args: &[String]) -> i32 {
         RETURNED.load(Ordering::SeqCst) || gone(THREAD_TID.load(Ordering::SeqCst))
     });
     let returned = RETURNED.load(Ordering::SeqCst);
+    let tid = THREAD_TID.load(Ordering::SeqCst);
     if returned {
         let _ = t.join();
+        // join() returns when the kernel clears the thread's tid, before it
+        // leaves /proc/self/task: wait for that, so thread_gone is a fact
+        // of the action and not of who won the race.
+        crate::process::wait_until(Duration::from_secs(5), || gone(tid));
     } else {
         // A killed thread never finishes its closure: joining would panic.
         std::mem::forget(t);
     }
-    let tid = THREAD_TID.load(Ordering::SeqCst);
     reply(&ThreadReport {
         settled,
         returned,

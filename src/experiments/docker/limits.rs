@@ -175,7 +175,7 @@ pub(super) fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let c = dk::run_detached(
         ctx,
         &["--network", "none", "--memory", &lim],
-        &["sh", "-c", "mkfifo /tmp/go && read x < /tmp/go && exec dd if=/dev/zero of=/dev/null bs=64M count=1"],
+        &["sh", "-c", "mkfifo /tmp/go && read x < /tmp/go && exec dd if=/dev/zero of=/dev/null bs=128M count=1"],
     )?;
     let pid = dk::init_pid(ctx, &c)?;
     let (dir, v1) = memory_cgroup(pid)?;
@@ -244,8 +244,9 @@ fn await_end(
     Ok((w, st, killed))
 }
 
-/// One allocation of 64 MiB, over the container's limit.
-const DD_OVER_LIMIT: [&str; 5] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
+/// One allocation of 128 MiB, over the container's limit, and over the
+/// limit plus swap (Docker's default --memory-swap is twice --memory).
+const DD_OVER_LIMIT: [&str; 5] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"];
 
 /// Lets the oom_killed container's init go on past its fifo, to allocate.
 fn release_init(ctx: &Ctx, c: &Container) -> Outcome {
