@@ -28,6 +28,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The observations group of facts about the machine's userspace
+/// (`Ctx::observe_userspace`), kept apart from the kernel's facts: the
+/// report's `diff` and `matrix` read it.
+pub const USERSPACE: &str = "userspace";
+
 /// Catalogue sections, in the seed document's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -364,7 +369,7 @@ impl Ctx {
         let v = serde_json::to_value(value).unwrap_or(Value::Null);
         let group = self
             .observations
-            .entry(crate::report::USERSPACE.to_string())
+            .entry(USERSPACE.to_string())
             .or_insert_with(|| Value::Object(Default::default()));
         if let Value::Object(m) = group {
             m.insert(key.to_string(), v);

@@ -431,10 +431,9 @@ fn fact_changes(
     }
 }
 
-/// The observations group of facts about the machine's userspace
-/// (`Ctx::observe_userspace`): `diff` lists them apart from the kernel's
-/// facts, `matrix` does not mark a cell for them.
-pub const USERSPACE: &str = "userspace";
+/// The observations group of userspace facts: `diff` lists them apart from
+/// the kernel's facts, `matrix` does not mark a cell for them.
+pub use crate::experiment::USERSPACE;
 
 /// Whether a flattened observation key is a userspace fact.
 pub fn is_userspace(key: &str) -> bool {
