@@ -46,7 +46,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("cgexec -g memory:GROUP (and writing cgroup.procs then exec) puts the process in GROUP: /proc/PID/cgroup names it, cgroup.procs lists it")
         .needs(needs![ROOT, MEM, cmd::CGCREATE, cmd::CGEXEC]),
     Experiment::new("cg.oom-kill-at-limit", oom_kill_at_limit)
-        .asserts("allocating 64 MiB under an 8 MiB limit (no swap escape): SIGKILL (shell 137, waitpid signal 9), oom_kill +1 per kill, peak usage <= limit")
+        .asserts("allocating 32 MiB under an 8 MiB limit (no swap escape): SIGKILL (shell 137, waitpid signal 9), oom_kill +1 per kill, peak usage <= limit")
         .needs(needs![ROOT, MEM])
         .control("the same allocation under a 256 MiB limit"),
     Experiment::new("cg.cgdelete", cgdelete)
