@@ -56,7 +56,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("with pids.max=5 the group's 6th process cannot be forked (EAGAIN); pids.events max rises by 1")
         .needs(needs![ROOT, &[Need::Cgroup(Controller::Pids)]]),
     Experiment::new("cg.cpu-quota", cpu_quota)
-        .asserts("a busy child under a 10% CFS quota (1000/10000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 200 ms (20 periods)")
+        .asserts("a busy child under a 10% CFS quota (1000/10000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 150 ms (15 periods)")
         .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpu)]])
         .control("no quota (side by side with an unquota'd twin, under the same load)"),
 ];
