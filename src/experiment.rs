@@ -37,17 +37,26 @@ pub const USERSPACE: &str = "userspace";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Section {
+    /// Section 1: PID namespace rows (`pid.`).
     Pid,
+    /// Section 2: network namespace rows (`net.`).
     Net,
+    /// Section 3: mount namespace rows (`mnt.`).
     Mnt,
+    /// Section 4: UTS, IPC, user, cgroup and time namespace rows.
     OtherNs,
+    /// Section 5: cgroup rows (`cg.`).
     Cgroup,
+    /// Section 6: seccomp rows (`sc.`).
     Seccomp,
+    /// Section 7: Docker rows (`docker.`).
     Docker,
+    /// Section 8: escape paths that must stay closed (`esc.`).
     Escape,
 }
 
 impl Section {
+    /// Every section in catalogue order: `of_id` and the report's grouping walk it.
     pub const ALL: &'static [Section] = &[
         Section::Pid,
         Section::Net,
@@ -59,6 +68,7 @@ impl Section {
         Section::Escape,
     ];
 
+    /// The section's name in the report's JSON (`ExperimentResult::section`) and the matrix.
     pub fn key(self) -> &'static str {
         match self {
             Section::Pid => "pid",
@@ -104,6 +114,7 @@ impl Section {
         None
     }
 
+    /// The heading of the section in the terminal table and the matrix.
     pub fn title(self) -> &'static str {
         match self {
             Section::Pid => "1. PID namespace",
@@ -133,6 +144,7 @@ const fn is_prefix_of(prefix: &[u8], id: &[u8]) -> bool {
     true
 }
 
+/// Which run of an experiment's body this is: the body decides per variant whether to isolate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
     /// The documented steps, with the isolation.
@@ -142,11 +154,13 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Shorthand for the body's branch: apply the isolation only when true.
     pub fn isolated(self) -> bool {
         self == Variant::Isolated
     }
 }
 
+/// Why a body did not pass; the runner turns each kind into a different status.
 #[derive(Debug)]
 pub enum Problem {
     /// The behaviour under test was not observed.
@@ -179,6 +193,7 @@ impl<E: Into<anyhow::Error>> From<E> for Problem {
     }
 }
 
+/// What a body returns: `Ok` passes, a `Problem` says why not.
 pub type Outcome = Result<(), Problem>;
 
 /// Fails the experiment (not breaks it) when the condition is false.
@@ -212,6 +227,7 @@ macro_rules! broken {
     };
 }
 
+/// An experiment's body, run once per variant with a fresh context.
 pub type Body = fn(&mut Ctx, Variant) -> Outcome;
 
 /// One catalogue row, declared with the const builder so that every section
@@ -225,9 +241,11 @@ pub struct Experiment {
     pub section: Section,
     /// One line: what is asserted.
     pub asserts: &'static str,
+    /// Preconditions checked before the run; an unmet one ignores the row.
     pub needs: &'static [Need],
     /// What the control run leaves out, when the catalogue has a control.
     pub control: Option<&'static str>,
+    /// The steps and the assertion.
     pub body: Body,
     /// Experiments that touch host-wide state another experiment also reads
     /// (e.g. counting every pid namespace) share a lock name here.
@@ -317,7 +335,9 @@ type Teardown = Box<dyn FnOnce() + Send>;
 /// The fixture an experiment body runs in. Its teardown runs in reverse
 /// order when it drops, whatever the body did (kselftest's FIXTURE_TEARDOWN).
 pub struct Ctx {
+    /// The run-unique tag carried by the experiment's processes and resource names.
     pub tag: Tag,
+    /// The run (isolated or control) this context serves.
     pub variant: Variant,
     observations: BTreeMap<String, Value>,
     measurements: BTreeMap<String, Value>,
@@ -330,6 +350,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A context with no teardown or scratch yet; the runner makes one per variant.
     pub fn new(tag: Tag, variant: Variant) -> Ctx {
         Ctx {
             tag,
@@ -386,6 +407,7 @@ impl Ctx {
         self.measurements.insert(key.to_string(), v);
     }
 
+    /// Hands the measurements to the runner for the report, leaving none behind.
     pub fn take_measurements(&mut self) -> BTreeMap<String, Value> {
         std::mem::take(&mut self.measurements)
     }
@@ -404,10 +426,12 @@ impl Ctx {
         !self.observations.is_empty()
     }
 
+    /// What the body has recorded so far, for a body that asserts on its own observations.
     pub fn observations(&self) -> &BTreeMap<String, Value> {
         &self.observations
     }
 
+    /// Hands the observations to the runner for the report, leaving none behind.
     pub fn take_observations(&mut self) -> BTreeMap<String, Value> {
         std::mem::take(&mut self.observations)
     }
@@ -446,6 +470,7 @@ impl Ctx {
         Scope::helper(self)
     }
 
+    /// Runs the deferred steps last-in first-out and removes the scratch directory; a panicking step is reported, not fatal. Drop calls it too.
     pub fn run_teardown(&mut self) {
         while let Some((what, f)) = self.teardown.pop() {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {

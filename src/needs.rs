@@ -93,12 +93,16 @@ pub mod cmd {
 /// A cgroup controller the experiments use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Controller {
+    /// `memory`: the limit and OOM rows.
     Memory,
+    /// `pids`: the fork-limit rows.
     Pids,
+    /// `cpu`: the quota and weight rows.
     Cpu,
 }
 
 impl Controller {
+    /// The controller's name as cgroup files, mounts and `cgcreate -g` spell it.
     pub fn name(self) -> &'static str {
         match self {
             Controller::Memory => "memory",

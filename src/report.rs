@@ -7,14 +7,20 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The report format's version: `Report::load` refuses a file of another schema rather than misread it.
 pub const SCHEMA: u32 = 1;
 
+/// An experiment's verdict: `Failed` and `Broken` fail a run; `Ignored` only under `--fail-on-ignored`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
+    /// The assertion held, and the control (if any) failed as it should.
     Passed,
+    /// The isolation under test did not behave as asserted.
     Failed,
+    /// Not run: a need (root, a tool, a kernel feature) was unmet on this host.
     Ignored,
+    /// Setup or observation went wrong, so the row says nothing about isolation.
     Broken,
 }
 
@@ -52,6 +58,7 @@ impl Status {
     }
 }
 
+/// What the control run (the steps without the isolation) showed: the evidence that a pass means something.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ControlOutcome {
@@ -61,38 +68,55 @@ pub enum ControlOutcome {
     PassedUnexpectedly,
 }
 
+/// One experiment's row in the report, as `diff` and `matrix` read it back.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ExperimentResult {
+    /// The catalogue id, e.g. `pid.init-is-pid-1`; `diff` pairs rows by it.
     pub id: String,
+    /// The section's key (`Section::key`), for grouping rows.
     pub section: String,
+    /// The verdict of the isolated run.
     pub status: Status,
+    /// Why the row was ignored, broken or failed; None when it passed.
     pub reason: Option<String>,
+    /// None when the experiment has no control or the control was not reached.
     pub control: Option<ControlOutcome>,
+    /// The facts the assertion looked at; `diff` compares these between runs.
     #[serde(default)]
     pub observations: BTreeMap<String, Value>,
     /// Values that vary between runs on the same kernel (`Ctx::measure`):
     /// shown, never compared.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measurements: BTreeMap<String, Value>,
+    /// Wall time in milliseconds, the isolated and control runs overlapping (0 when ignored).
     pub duration_ms: u64,
 }
 
+/// The host a report was made on, so that a diff can tell a host change from a behaviour change.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 pub struct HostReport {
+    /// The kernel release, as `uname -r` gives it.
     pub kernel: String,
+    /// The cgroup layout found (`HostFacts::cgroup` serialized); Null if it could not be serialized.
     pub cgroup: Value,
+    /// Tool name to version, for the tools this run's experiments use.
     #[serde(default)]
     pub tools: BTreeMap<String, String>,
+    /// The Docker engine's version; None when no engine answered.
     pub docker: Option<String>,
+    /// "allowed", or why unprivileged user namespaces are blocked; None in reports older than the field.
     #[serde(default)]
     pub userns: Option<String>,
+    /// The iptables backend ("nf_tables" or "legacy"), from the parenthesis of `iptables --version`.
     #[serde(default)]
     pub iptables_flavour: Option<String>,
+    /// Whether the run had root; many rows are ignored without it.
     #[serde(default)]
     pub is_root: bool,
 }
 
 impl HostReport {
+    /// Copies only what a reader of the report needs from the probed host facts.
     pub fn from_host(h: &HostFacts) -> HostReport {
         let tools = h.tool_versions();
         let iptables_flavour = tools.get("iptables").and_then(|v| {
@@ -114,22 +138,29 @@ impl HostReport {
     }
 }
 
+/// A whole run as `isocheck run --json` writes it and `diff`/`matrix` read it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Report {
+    /// Always `SCHEMA` when written; checked when loaded.
     pub schema: u32,
+    /// The host the run was made on.
     pub host: HostReport,
+    /// The run's id (the one its resources' names carry); empty in older reports.
     #[serde(default)]
     pub run_id: String,
+    /// The run's wall time in milliseconds; 0 in older reports and test fixtures.
     #[serde(default)]
     pub wall_ms: u64,
     /// A signal stopped the run: `experiments` holds only those that finished
     /// before it, so a missing row is not a regression.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// The rows in run order.
     pub experiments: Vec<ExperimentResult>,
 }
 
 impl Report {
+    /// Reads a report file, with errors that say how to make a valid one and refusing another schema.
     pub fn load(path: &std::path::Path) -> Result<Report, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read report {}: {e}", path.display()))?;
@@ -149,20 +180,27 @@ impl Report {
         Ok(r)
     }
 
+    /// The tally of the run's verdicts, for the summary line and the exit code.
     pub fn counts(&self) -> Counts {
         Counts::of(&self.experiments)
     }
 }
 
+/// How many rows ended in each status; `ok` decides the exit code.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
+    /// Rows that passed.
     pub passed: usize,
+    /// Rows that failed: the isolation did not hold.
     pub failed: usize,
+    /// Rows not run for an unmet need.
     pub ignored: usize,
+    /// Rows whose setup or observation broke.
     pub broken: usize,
 }
 
 impl Counts {
+    /// Tallies any slice of rows, so a partial (interrupted) run is counted the same way.
     pub fn of(rs: &[ExperimentResult]) -> Counts {
         let mut c = Counts::default();
         for r in rs {
@@ -175,6 +213,7 @@ impl Counts {
         }
         c
     }
+    /// True when nothing failed or broke; ignored rows are gated apart (`--fail-on-ignored`).
     pub fn ok(&self) -> bool {
         self.failed == 0 && self.broken == 0
     }
@@ -252,31 +291,45 @@ pub fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     }
 }
 
+/// An experiment whose status differs between two reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusChange {
+    /// The experiment's id.
     pub id: String,
+    /// The status in the old report; None when the row was absent there.
     pub old: Option<Status>,
+    /// The status in the new report; None when the row is missing from it.
     pub new: Option<Status>,
+    /// Passed before and now fails, breaks or is missing: counts against the exit code.
     pub regression: bool,
     /// Why the new run did not assert (ignored or broken), in one line.
     pub reason: Option<String>,
 }
 
+/// A compared observation whose value differs between two reports (measurements are never compared).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservationChange {
+    /// The experiment's id.
     pub id: String,
+    /// The flattened observation key, e.g. `ns.count`.
     pub key: String,
+    /// The old value; None when the key was absent.
     pub old: Option<Value>,
+    /// The new value; None when the key is gone.
     pub new: Option<Value>,
 }
 
+/// What changed from one report to another, as `isocheck diff` prints it.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Diff {
+    /// Status changes, regressions among them.
     pub status: Vec<StatusChange>,
+    /// Changed observations of experiments present in both reports.
     pub observations: Vec<ObservationChange>,
 }
 
 impl Diff {
+    /// How many changes are regressions; `isocheck diff` fails when this is not zero.
     pub fn regressions(&self) -> usize {
         self.status.iter().filter(|s| s.regression).count()
     }
@@ -366,6 +419,7 @@ pub fn mask_run_names(s: &str) -> String {
     out
 }
 
+/// Compares two reports row by row (by id) and observation by observation, leaving measurements out.
 pub fn diff(old: &Report, new: &Report) -> Diff {
     let index = |r: &Report| -> BTreeMap<String, ExperimentResult> {
         r.experiments
@@ -441,6 +495,7 @@ pub fn is_userspace(key: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }
 
+/// The text `isocheck diff` prints: status changes first, then observations, userspace facts apart.
 pub fn render_diff(d: &Diff, old_name: &str, new_name: &str) -> String {
     let word = |s: Option<Status>| s.map(Status::word).unwrap_or("absent");
     let mut out = String::new();

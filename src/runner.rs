@@ -279,6 +279,7 @@ pub fn durations_file() -> Option<std::path::PathBuf> {
     Some(base.join("isocheck").join("durations.json"))
 }
 
+/// Durations of earlier runs by id (empty when none): the runner starts the slowest first.
 pub fn load_durations() -> HashMap<String, u64> {
     durations_file()
         .and_then(|p| std::fs::read_to_string(p).ok())
@@ -286,6 +287,7 @@ pub fn load_durations() -> HashMap<String, u64> {
         .unwrap_or_default()
 }
 
+/// Records this run's durations (ignored rows left out, so they keep their old value) for the next run's order.
 pub fn save_durations(results: &[ExperimentResult]) {
     let mut d = load_durations();
     for r in results.iter().filter(|r| r.status != Status::Ignored) {

@@ -7,30 +7,52 @@ use serde::Serialize;
 /// A command-line tool an experiment runs, with the Debian package that ships it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Tool {
+    /// `ip` (iproute2): the net rows' namespaces, veths, addresses and routes.
     Ip,
+    /// `iptables`: the net rows' NAT and forwarding rules.
     Iptables,
+    /// `ping` (iputils): reachability across namespaces, with the TTL that shows a hop.
     Ping,
+    /// `unshare` (util-linux): the seed's way of entering new namespaces.
     Unshare,
+    /// `nsenter` (util-linux): joining a namespace another process holds.
     Nsenter,
+    /// `setpriv` (util-linux): dropping capabilities for the escape rows.
     Setpriv,
+    /// `lsns` (util-linux): the seed's namespace table.
     Lsns,
+    /// `findmnt` (util-linux): the mount rows' view of a mount table.
     Findmnt,
+    /// `mount` (util-linux): the seed's mount steps.
     Mount,
+    /// `ps` (procps): what a PID namespace lets a process see.
     Ps,
+    /// `ipcs` (util-linux): SysV IPC objects visible in an ipc namespace.
     Ipcs,
+    /// `hostname`: the UTS namespace rows.
     Hostname,
+    /// `cgcreate` (cgroup-tools): the seed's way of making a group.
     Cgcreate,
+    /// `cgexec` (cgroup-tools): the seed's way of running in a group.
     Cgexec,
+    /// `cgdelete` (cgroup-tools): the seed's way of removing a group.
     Cgdelete,
+    /// `gcc`: builds the seed's seccomp.c (with libseccomp-dev).
     Gcc,
+    /// `busybox` (static): the tiny root filesystem of the mnt and Docker rows.
     Busybox,
+    /// `tar`: packs that root filesystem into a Docker image.
     Tar,
+    /// `python3`: run by the kernel scripts only, never by an experiment.
     Python3,
+    /// `docker`: the engine's CLI for section 7.
     Docker,
+    /// `qemu-system-x86_64`: boots the kernels of ci/kernel-run.sh; no experiment runs it.
     QemuSystem,
 }
 
 impl Tool {
+    /// Every tool, so `host` can look each up on PATH once and `doctor` can list them.
     pub const ALL: &'static [Tool] = &[
         Tool::Ip,
         Tool::Iptables,
@@ -55,6 +77,7 @@ impl Tool {
         Tool::QemuSystem,
     ];
 
+    /// The executable's name as looked up on PATH (and run).
     pub fn command(self) -> &'static str {
         match self {
             Tool::Ip => "ip",

@@ -11,6 +11,7 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// Section 3's rows (mount namespace), in run order; `experiments::all` collects them.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.proc-view-differs", proc_view_differs)
         .asserts("`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged")
@@ -120,9 +121,13 @@ fn stacked_proc(findmnt: &str) -> usize {
 /// and the pids its /proc lists.
 #[derive(Debug, serde::Serialize)]
 pub struct ProcView {
+    /// proc mounts stacked on the host's /proc before the inner process started.
     pub host_before: usize,
+    /// The same count while it lives: unchanged if its mount did not leak.
     pub host_during: usize,
+    /// proc mounts stacked on /proc in its own mount table.
     pub inner_stacked: usize,
+    /// The pids its /proc lists, to show whose pid namespace that /proc belongs to.
     pub inner_pids: Vec<i64>,
 }
 

@@ -32,10 +32,12 @@ pub fn all() -> Vec<&'static Experiment> {
     sections().into_iter().flat_map(|(_, e)| e).collect()
 }
 
+/// One section's rows in catalogue order, for output grouped by section (`list`, the cargo test harness).
 pub fn of_section(s: Section) -> Vec<&'static Experiment> {
     all().into_iter().filter(|e| e.section == s).collect()
 }
 
+/// The experiment with exactly this id; None for an id the catalogue does not have.
 pub fn find(id: &str) -> Option<&'static Experiment> {
     all().into_iter().find(|e| e.id == id)
 }

@@ -11,6 +11,7 @@ use crate::{broken, check, check_eq, needs};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
         .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
@@ -378,8 +379,11 @@ fn cgroupns_root_view(ctx: &mut Ctx, v: Variant) -> Outcome {
 /// The three clocks a time namespace could shift, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Clocks {
+    /// CLOCK_MONOTONIC: a time namespace can offset it.
     pub monotonic: f64,
+    /// CLOCK_BOOTTIME: a time namespace can offset it.
     pub boottime: f64,
+    /// CLOCK_REALTIME: no namespace offsets it, the control clock.
     pub realtime: f64,
 }
 

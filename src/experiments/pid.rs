@@ -12,6 +12,7 @@ use crate::process::{run, run_ok, wait_until, Spawned};
 use crate::{broken, check, check_eq, needs};
 use std::time::Duration;
 
+/// Section 1's rows (PID namespace), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.init-is-pid-1", init_is_pid_1)
         .asserts("the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1")

@@ -30,6 +30,7 @@ const SHELL_RAN: &str = "shell-ran-42";
 const EXECVE_RULE: &str = "\tseccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(execve), 0);\n";
 const WRITE_RULE: &str = "\t//seccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(write), 0);\n";
 
+/// Section 6's rows (seccomp), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("sc.seed-program", seed_program)
         .asserts("the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (31, shell status 159); no shell runs")
@@ -57,6 +58,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(UNSHARE_NEEDS),
 ];
 
+/// The profiles and C source the seccomp rows and tests read, under the source tree.
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/seccomp")
 }

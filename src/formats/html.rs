@@ -18,7 +18,9 @@ const JS: &str = include_str!("matrix.js");
 
 /// One column: a report and the label it is shown under.
 pub struct Column {
+    /// The column's heading: the LABEL given, else the report's kernel.
     pub label: String,
+    /// The report as raw JSON (Null if unreadable), so the page embeds it as it was written.
     pub report: Value,
 }
 

@@ -35,13 +35,16 @@ use std::path::{Path, PathBuf};
 pub struct Outputs {
     /// KTAP to FILE, or to stdout for `-` (the table then goes to stderr).
     pub ktap: Option<PathBuf>,
+    /// JUnit XML to this file, for CI test views.
     pub junit: Option<PathBuf>,
     /// Ignored rows fail the run unless their id starts with an allowed prefix.
     pub fail_on_ignored: bool,
+    /// Id prefixes whose ignored rows do not fail the run under `fail_on_ignored`.
     pub allow_ignored: Vec<String>,
 }
 
 impl Outputs {
+    /// Whether KTAP owns stdout, so the table must go to stderr.
     pub fn ktap_to_stdout(&self) -> bool {
         self.ktap.as_deref() == Some(Path::new("-"))
     }

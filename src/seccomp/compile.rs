@@ -11,9 +11,13 @@ use libseccomp::{
 /// One libseccomp rule, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
+    /// The syscall's name as the profile spells it.
     pub syscall: String,
+    /// Its number on the native architecture, as libseccomp resolves it.
     pub nr: i32,
+    /// What the filter does on a match.
     pub action: ScmpAction,
+    /// Argument comparisons that must all hold; empty matches every call.
     pub conds: Vec<ScmpArgCompare>,
     /// The block it came from: `syscalls[i]`.
     pub from: String,
@@ -22,8 +26,11 @@ pub struct Rule {
 /// A profile evaluated for one environment: ready to load, not loaded.
 #[derive(Clone, Debug)]
 pub struct Compiled {
+    /// The action for calls no rule matches.
     pub default: ScmpAction,
+    /// The architectures the filter covers besides the native one.
     pub arches: Vec<ScmpArch>,
+    /// The rules of every block that applies to this environment, in profile order.
     pub rules: Vec<Rule>,
 }
 

@@ -115,6 +115,7 @@ pub const CAP_NAMES: &[&str] = &[
 pub struct Caps(pub BTreeSet<String>);
 
 impl Caps {
+    /// The capabilities Docker grants a container by default, which its profile's `includes` are written for.
     pub fn docker_default() -> Caps {
         Caps(DOCKER_DEFAULT_CAPS.iter().map(|s| s.to_string()).collect())
     }
@@ -172,9 +173,11 @@ impl Caps {
 /// What the profile is evaluated against.
 #[derive(Clone, Debug)]
 pub struct Env {
+    /// The capabilities `includes`/`excludes` test against.
     pub caps: Caps,
     /// The native architecture in Docker's spelling (`amd64`, `arm64`, ...).
     pub arch: String,
+    /// `(major, minor)` of the kernel, for `minKernel`.
     pub kernel: (u32, u32),
 }
 

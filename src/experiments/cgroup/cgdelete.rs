@@ -13,10 +13,13 @@ use super::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CgdeleteLive {
+    /// v1: the task moves to the parent group and the directory goes.
     MovesTaskToParent,
+    /// v2: the move is refused (EBUSY) and both stay.
     RefusedBusy,
 }
 
+/// What cgdelete of a group with a live task does on this version; the row asserts it.
 pub fn cgdelete_live_task(v: Version) -> CgdeleteLive {
     match v {
         Version::V1 => CgdeleteLive::MovesTaskToParent,

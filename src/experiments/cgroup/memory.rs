@@ -126,7 +126,9 @@ pub(super) fn limit_readback(ctx: &mut Ctx, _v: Variant) -> Outcome {
 /// What a limit write should do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Parse {
+    /// The write succeeds and the file then reads this limit.
     Reads(Limit),
+    /// The write is refused with EINVAL.
     Einval,
 }
 

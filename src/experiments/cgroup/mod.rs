@@ -29,6 +29,7 @@ pub use oom::peak_verdict;
 /// The memory controller, which most rows of this section use.
 const MEM: &[Need] = &[Need::Cgroup(Controller::Memory)];
 
+/// Section 5's rows (cgroups), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("cg.create-group", create_group)
         .asserts("cgcreate -a USER makes the group directory with the memory controller's files, owned by USER; a bare mkdir gets the same files from the kernel, owned by the creator")

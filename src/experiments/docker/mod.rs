@@ -36,6 +36,7 @@ const SEED_LIMIT: u64 = 4_194_304;
 /// wherever it is installed.
 const PROFILE: &str = crate::seccomp::PROFILE_JSON;
 
+/// Section 7's rows (Docker), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("docker.container-pid-1", container_pid_1)
         .asserts("the container's shell is pid 1 (echo $$, NSpid) and lsns -t pid shows one process in its pid ns")

@@ -29,6 +29,7 @@ const UNPRIV_S: &str = "100000";
 
 /// The rows that enter a user namespace with the seed's tools.
 const USERNS_TOOLS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT];
+/// Section 8's rows (escape paths), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.release-agent-denied", release_agent_denied)
         .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")

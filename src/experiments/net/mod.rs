@@ -24,6 +24,7 @@ const ROOT_IP_PING: &[Need] = needs![ROOT_IP, cmd::PING];
 /// destroyed, a packet arriving). Only a broken setup ever waits it out.
 const ASYNC_BOUND: Duration = Duration::from_secs(5);
 
+/// Section 2's rows (network namespace), each run inside the host guard.
 pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
     Experiment::new("net.netns-add-and-list", netns_add_and_list)
         .asserts("`ip netns add` lists the namespace (and /run/netns holds it); after `ip netns delete` it is gone")
