@@ -176,7 +176,9 @@ pub fn docker_ok(scope: &impl Scope, args: &[&str]) -> anyhow::Result<String> {
 /// A container of the suite; removed at the experiment's teardown.
 #[derive(Clone, Debug)]
 pub struct Container {
+    /// The engine's full container id.
     pub id: String,
+    /// The run-unique name it was created with (`Ctx::name`); teardown removes it by this name.
     pub name: String,
 }
 

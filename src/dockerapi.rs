@@ -37,7 +37,9 @@ pub fn socket_path() -> Result<PathBuf, String> {
 /// A parsed HTTP response: status code and body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body, de-chunked.
     pub body: String,
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+/// Which cgroup versions and controllers the host mounts; decides which cgroup rows can run and how.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct CgroupLayout {
     /// "v1", "v2", "hybrid" or "none".
@@ -29,6 +30,7 @@ pub struct CgroupLayout {
 }
 
 impl CgroupLayout {
+    /// Whether a controller is available on either version, for a need check.
     pub fn has(&self, ctrl: &str) -> bool {
         self.v1.iter().chain(self.v2.iter()).any(|c| c == ctrl)
     }
@@ -136,23 +138,31 @@ pub fn parse_kernel_version(release: &str) -> (u32, u32, u32) {
     (next(), next(), next())
 }
 
+/// What the running host offers, probed once: every need check and the report's host block read it.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostFacts {
+    /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// The release's first three numbers, for `needs` of a minimum kernel.
     #[serde(skip)]
     pub kernel_version: (u32, u32, u32),
+    /// Effective uid 0.
     pub is_root: bool,
+    /// The cgroup layout from /proc/self/mountinfo.
     pub cgroup: CgroupLayout,
     /// Tool name -> path, for the tools found on PATH.
     #[serde(skip)]
     pub tool_paths: BTreeMap<&'static str, PathBuf>,
     /// Why user namespaces cannot be created here, if they cannot.
     pub userns_blocked: Option<String>,
+    /// /usr/include/seccomp.h exists, so the seed's seccomp.c compiles.
     pub libseccomp_dev: bool,
     /// Docker server version when an engine answers.
     pub docker: Option<String>,
+    /// Why no engine answered, for the ignored rows' reason; None when one did.
     #[serde(skip)]
     pub docker_reason: Option<String>,
+    /// The page size in bytes (v1 memory limits round to it).
     pub page_size: u64,
 }
 
@@ -195,10 +205,12 @@ impl HostFacts {
         }
     }
 
+    /// Whether the tool was found on PATH at probe time.
     pub fn has_tool(&self, t: Tool) -> bool {
         self.tool_paths.contains_key(t.command())
     }
 
+    /// None when an engine answered, else the reason the Docker rows are ignored.
     pub fn docker_unmet(&self) -> Option<String> {
         if self.docker.is_some() {
             None

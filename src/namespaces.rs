@@ -35,9 +35,13 @@ pub fn inodes(who: &str) -> BTreeMap<String, u64> {
 /// One row of `lsns -J`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LsnsRow {
+    /// The namespace's inode number, its identity.
     pub ns: u64,
+    /// The type as lsns prints it: `net`, `pid`, `mnt`, ...
     pub kind: String,
+    /// How many processes are in it.
     pub nprocs: u64,
+    /// The lowest pid in it, as lsns reports.
     pub pid: i64,
 }
 

@@ -50,9 +50,13 @@ pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
 /// What a finished command did.
 #[derive(Clone, Debug)]
 pub struct Ran {
+    /// The exit code; None when a signal ended it.
     pub code: Option<i32>,
+    /// The signal that ended it, if one did.
     pub signal: Option<i32>,
+    /// Everything printed on stdout, lossily UTF-8.
     pub stdout: String,
+    /// Everything printed on stderr, lossily UTF-8.
     pub stderr: String,
 }
 
@@ -71,6 +75,7 @@ impl Ran {
         self.code.unwrap_or_else(|| 128 + self.signal.unwrap_or(0))
     }
 
+    /// Exit code 0; death by a signal is not success.
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }
@@ -111,12 +116,14 @@ pub fn run_ok(cmd: &mut Command) -> anyhow::Result<String> {
 /// A long-running child that is killed (SIGKILL) and reaped when dropped,
 /// so a failing assertion never leaves it behind.
 pub struct Spawned {
+    /// The child itself, for callers that signal it or read its status.
     pub child: Child,
     lines: Option<BufReader<ChildStdout>>,
     leader_first: bool,
 }
 
 impl Spawned {
+    /// Spawns with stdin closed and stdout piped for `read_line`; killed and reaped on drop.
     pub fn start(cmd: &mut Command) -> anyhow::Result<Spawned> {
         let mut child = cmd
             .stdin(Stdio::null())
@@ -141,6 +148,7 @@ impl Spawned {
         self
     }
 
+    /// The child's pid in this (the host's) namespace.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -207,6 +215,7 @@ impl Spawned {
         let _ = self.child.wait();
     }
 
+    /// Waits for the child to exit on its own, for rows that assert on how it ended.
     pub fn wait(&mut self) -> anyhow::Result<ExitStatus> {
         Ok(self.child.wait()?)
     }

@@ -16,7 +16,9 @@ impl serde::Serialize for Limit {
 /// A memory or pids limit: a number, or unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Limit {
+    /// Unlimited: `max`, or v1's page-rounded huge number.
     Max,
+    /// A limit in the file's unit (bytes for memory, tasks for pids).
     Value(u64),
 }
 
@@ -65,6 +67,7 @@ impl Limit {
         }
     }
 
+    /// Reads `pids.max`: `max` or a count; None for anything else.
     pub fn parse_pids(text: &str) -> Option<Limit> {
         match text.trim() {
             "max" => Some(Limit::Max),
@@ -94,6 +97,7 @@ pub fn format_cpu_max(quota_us: Option<u64>, period_us: u64) -> String {
     }
 }
 
+/// Reads v2 `cpu.max` as `(quota_us, period_us)`, quota None for `max`; None if malformed.
 pub fn parse_cpu_max(text: &str) -> Option<(Option<u64>, u64)> {
     let mut w = text.split_whitespace();
     let q = match w.next()? {
@@ -139,13 +143,16 @@ pub struct MemoryCounters {
 /// CPU controller statistics in either form.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CpuStat {
+    /// Enforcement periods that have elapsed while the group had runnable tasks.
     pub nr_periods: u64,
+    /// Periods in which the group used its whole quota and was throttled.
     pub nr_throttled: u64,
     /// v1 `throttled_time` (ns) / v2 `throttled_usec`, both as microseconds.
     pub throttled_usec: u64,
 }
 
 impl CpuStat {
+    /// Reads `cpu.stat` of either version; None when a field the rows need is missing.
     pub fn parse(text: &str, v: Version) -> Option<CpuStat> {
         let m = parse_keyed(text);
         let throttled_usec = match v {

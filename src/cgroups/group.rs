@@ -6,8 +6,11 @@ use super::*;
 /// One group in one hierarchy.
 #[derive(Clone, Debug)]
 pub struct Group {
+    /// The hierarchy (v1 controller mount or v2 unified) the group lives in.
     pub hier: Hierarchy,
+    /// The group's name under the suite's parent (run-unique when made by `Ctx::name`).
     pub name: String,
+    /// The group's directory in the mounted hierarchy.
     pub path: PathBuf,
 }
 
@@ -16,18 +19,22 @@ fn page() -> u64 {
 }
 
 impl Group {
+    /// v1 or v2: decides which files hold a limit or a counter.
     pub fn version(&self) -> Version {
         self.hier.version
     }
 
+    /// The path of one of the group's files, e.g. `pids.max`.
     pub fn file(&self, f: &str) -> PathBuf {
         self.path.join(f)
     }
 
+    /// Whether the kernel offers the file (some depend on config or version).
     pub fn has(&self, f: &str) -> bool {
         self.file(f).exists()
     }
 
+    /// Reads one of the group's files as text.
     pub fn read(&self, f: &str) -> anyhow::Result<String> {
         crate::process::read(self.file(f))
     }
@@ -58,6 +65,7 @@ impl Group {
         self.hier.relative(&self.name)
     }
 
+    /// `controller:path` for the cgroup-tools' `-g`.
     pub fn spec(&self) -> String {
         self.hier.spec(&self.name)
     }
@@ -67,10 +75,12 @@ impl Group {
         self.file("cgroup.procs")
     }
 
+    /// Moves a process in by writing its pid to `cgroup.procs`.
     pub fn add_process(&self, pid: i32) -> anyhow::Result<()> {
         self.write_ctx("cgroup.procs", &pid.to_string())
     }
 
+    /// The pids `cgroup.procs` lists: the members the rows assert on.
     pub fn procs(&self) -> anyhow::Result<Vec<i32>> {
         Ok(self
             .read("cgroup.procs")?
@@ -94,14 +104,17 @@ impl Group {
 
     // ---- memory ----
 
+    /// `memory.limit_in_bytes` (v1) or `memory.max` (v2).
     pub fn memory_limit_file(&self) -> &'static str {
         memory_limit_file(self.version())
     }
 
+    /// Writes the memory limit in the version's form, errno kept for rows that assert on it.
     pub fn set_memory_limit(&self, l: Limit) -> io::Result<()> {
         self.write(self.memory_limit_file(), &l.memory_text(self.version()))
     }
 
+    /// Reads the memory limit back, `max` and v1's page-rounded huge value as unlimited.
     pub fn memory_limit(&self) -> anyhow::Result<Limit> {
         let t = self.read(self.memory_limit_file())?;
         Limit::parse_memory(&t, self.version(), page())
@@ -132,6 +145,7 @@ impl Group {
         }
     }
 
+    /// The OOM and limit-hit counters of whichever files this version has; absent ones are None.
     pub fn memory_counters(&self) -> anyhow::Result<MemoryCounters> {
         let opt = |f: &str| -> anyhow::Result<Option<u64>> {
             if self.has(f) {
@@ -172,10 +186,12 @@ impl Group {
 
     // ---- pids ----
 
+    /// Writes `pids.max`, errno kept.
     pub fn set_pids_max(&self, l: Limit) -> io::Result<()> {
         self.write("pids.max", &l.pids_text())
     }
 
+    /// Reads `pids.max` back (`max` is unlimited).
     pub fn pids_max(&self) -> anyhow::Result<Limit> {
         let t = self.read("pids.max")?;
         Limit::parse_pids(&t).ok_or_else(|| anyhow!("unparsable pids.max {t:?}"))
@@ -215,6 +231,7 @@ impl Group {
         }
     }
 
+    /// The CFS limit as `(quota_us, period_us)`, quota None when unlimited, for either version.
     pub fn cpu_quota(&self) -> anyhow::Result<(Option<u64>, u64)> {
         match self.version() {
             Version::V1 => {
@@ -229,6 +246,7 @@ impl Group {
         }
     }
 
+    /// `cpu.stat` parsed for either version: the throttling counts the CPU rows measure.
     pub fn cpu_stat(&self) -> anyhow::Result<CpuStat> {
         let t = self.read("cpu.stat")?;
         CpuStat::parse(&t, self.version()).ok_or_else(|| anyhow!("unparsable cpu.stat {t:?}"))

@@ -29,20 +29,27 @@ pub use formats::{
 };
 pub use group::{owner, process_group, Group};
 
+/// The directory under each hierarchy root that holds every group the suite makes, so the sweeper finds them in one place.
 pub const SUITE_PARENT: &str = "isocheck";
 
+/// The cgroup version of a hierarchy: file names and formats differ between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Version {
+    /// A per-controller hierarchy (`/sys/fs/cgroup/<controller>`).
     V1,
+    /// The unified hierarchy (`cgroup2`).
     V2,
 }
 
 /// Where one controller lives on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hierarchy {
+    /// The controller this hierarchy is for.
     pub controller: Controller,
+    /// The version whose files it has.
     pub version: Version,
+    /// The mount point: v1's controller mount or the cgroup2 mount.
     pub root: PathBuf,
 }
 
@@ -52,6 +59,7 @@ impl Hierarchy {
         Self::from_layout(&HostFacts::get().cgroup, ctrl)
     }
 
+    /// Finds `ctrl` in a layout, v2 first (when its root enables it), else its v1 mount; testable without the host.
     pub fn from_layout(layout: &CgroupLayout, ctrl: Controller) -> Option<Hierarchy> {
         let name = ctrl.name();
         if let Some(root) = layout
@@ -95,6 +103,7 @@ impl Hierarchy {
         })
     }
 
+    /// The suite's parent group in this hierarchy (`SUITE_PARENT` under the root).
     pub fn parent(&self) -> PathBuf {
         self.root.join(SUITE_PARENT)
     }

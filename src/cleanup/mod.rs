@@ -31,14 +31,17 @@ mod ipc;
 pub use ipc::{create_tagged_shm, suite_shm_ids, SHM_KEY_FAMILIES};
 use ipc::{mqueue_names, remove_mqueue, remove_shm, tagged_shm};
 
+/// The environment variable that carries a process's tag, so the leak check and the sweeper can find it.
 pub const ENV_TAG: &str = "ISOCHECK_TAG";
 const PREFIX: &str = "isoc-";
 const LOCK_DIR: &str = "/run/isocheck";
 
+/// A name prefix (`isoc-<run>-<n>`, or `isoc-<run>-` for a whole run) that an experiment's processes and resources carry; `owns` decides what is whose.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tag(String);
 
 impl Tag {
+    /// The tag as it appears in names and in `ISOCHECK_TAG`.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -171,6 +174,7 @@ pub fn run_of(name: &str) -> Option<&str> {
     (!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
+/// The shared parent of every run's scratch directories, under the temp directory.
 pub fn scratch_root() -> PathBuf {
     std::env::temp_dir().join("isocheck")
 }
@@ -188,6 +192,7 @@ pub fn make_scratch(p: &Path) -> std::io::Result<()> {
     last
 }
 
+/// Removes a scratch directory, refusing (with an error) while anything is mounted under it.
 pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
     // A mount left on a scratch directory must never let remove_dir_all walk
     // into the mounted tree (a bind of /usr/bin, say).
@@ -224,25 +229,38 @@ pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Comman
 /// One thing the suite made on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Leftover {
+    /// A process carrying the suite's tag in its environment.
     Process {
+        /// Its pid in the host's pid namespace.
         pid: i32,
+        /// Its `comm`, for the message.
         comm: String,
+        /// The tag found in its environment.
         tag: String,
     },
+    /// A mount point with a suite name among its path components.
     Mount(PathBuf),
+    /// A named network namespace (its name under `/run/netns`).
     Netns(String),
+    /// A cgroup directory under the suite's parent.
     Cgroup(PathBuf),
+    /// A scratch directory that teardown did not remove.
     Scratch(PathBuf),
     /// A leftover of a kind a mechanism registered (see [`register_kind`]),
     /// by its id in that mechanism's terms.
     Registered {
+        /// The mechanism that registered the kind, which knows how to remove it.
         kind: &'static LeftoverKind,
+        /// The leftover's id in that mechanism's terms (a container id, say).
         id: String,
     },
     /// A SysV shm segment in the host's ipc namespace, by shmid.
     Shm {
+        /// The shmid.
         id: i32,
+        /// The segment's IPC key, in one of the suite's key families (`SHM_KEY_FAMILIES`).
         key: u32,
+        /// The tag recorded for the segment, which decides whose it is.
         tag: String,
     },
     /// A POSIX message queue in the host's ipc namespace (its name, no slash).

@@ -9,7 +9,9 @@ use std::io::Write;
 /// (or the maximum was reached), and the errno name of the failure.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CgFork {
+    /// Children forked before the first failure (or the cap).
     pub forked: usize,
+    /// The errno name of the failed fork (EAGAIN at `pids.max`); None when none failed.
     pub errno: Option<String>,
 }
 
@@ -17,8 +19,11 @@ pub struct CgFork {
 /// microseconds (`spin` keeps the loop from being optimised away).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CgBurn {
+    /// CPU time (user + system) the process got, in microseconds.
     pub cpu_us: f64,
+    /// Wall time of the burn, in microseconds; `cpu_us / wall_us` is the share.
     pub wall_us: f64,
+    /// Loop iterations, kept only so the loop is not optimised away.
     pub spin: u64,
 }
 

@@ -187,8 +187,11 @@ fn stream_socket() -> nix::Result<std::os::fd::OwnedFd> {
 /// the server's answer, and the netns the client ran in.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Connect {
+    /// connect(2)'s errno name, or `ok`.
     pub connect: String,
+    /// What the server sent (`reply NAME`); empty when nothing came.
     pub reply: String,
+    /// The client's netns inode, to show which namespace it ran in.
     pub netns: Option<u64>,
 }
 
@@ -196,8 +199,11 @@ pub struct Connect {
 /// lazy unmount and of reading the file the mount covered.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UmountReveal {
+    /// The plain umount2's errno name, or `ok`.
     pub umount: String,
+    /// The lazy (MNT_DETACH) umount's errno name, `ok`, or `not-needed` when the plain one worked.
     pub umount_detach: String,
+    /// Reading the covered file: `ok` means the unmount revealed it.
     pub covered_file: String,
 }
 
@@ -205,7 +211,9 @@ pub struct UmountReveal {
 /// mounting proc.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Mknod {
+    /// mknod of /dev/null's numbers (c 1:3): errno name or `ok`.
     pub mknod: String,
+    /// mounting a proc: errno name or `ok`.
     pub mount_proc: String,
 }
 
@@ -213,8 +221,11 @@ pub struct Mknod {
 /// netns this process ended in.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Setns {
+    /// Opening the netns file: `ok` or the errno.
     pub open: String,
+    /// setns(2): errno name, `ok`, or `not-attempted` when the open failed.
     pub setns: String,
+    /// The netns inode this process ended in; compared with the target's.
     pub netns_after: Option<u64>,
 }
 

@@ -26,6 +26,7 @@ use std::ffi::CString;
 /// commands and must not import this layer); re-exported for the sections.
 pub use crate::scope::{any_uid_can_exec, helper_path, set_helper_path};
 
+/// A helper op: its arguments in, its exit code out (replies go to stdout as JSON).
 pub type HelperOp = fn(&[String]) -> i32;
 
 pub use crate::namespaces::{host_ns_env, ENV_HOST_NS};

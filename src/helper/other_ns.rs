@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Reply of `try-host-resources`: the errno name (or `ok`) of each try.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TryHost {
+    /// Writing a host-owned file as the mapped root: errno name or `ok`.
     pub write_host_file: String,
+    /// sethostname(2) as the mapped root: errno name or `ok`.
     pub sethostname: String,
 }
 

@@ -13,10 +13,15 @@ use std::time::Duration;
 /// live; what became of them and of a later fork into the namespace.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InitDeath {
+    /// Members (init and its children) counted before init was killed.
     pub members_before: usize,
+    /// How init died, as waitpid described it (`killed by SIGKILL`).
     pub init_status: String,
+    /// Every earlier member vanished within 5 s: the kernel kills the namespace with its init.
     pub all_gone: bool,
+    /// Host pids of members still running after the bound; empty when all died.
     pub members_alive_after: Vec<i32>,
+    /// The result of forking after init died: `succeeded`, or the errno (ENOMEM is what the kernel gives).
     pub fork_after: String,
 }
 
@@ -24,9 +29,13 @@ pub struct InitDeath {
 /// unhandled signals from inside and from the parent namespace.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Signals {
+    /// `init` or `child`: which process of the namespace received the signals.
     pub target: String,
+    /// The target answered after SIGTERM and SIGKILL sent from inside (init ignores unhandled ones).
     pub survived_term_kill_from_inside: bool,
+    /// The target answered after a SIGTERM from the parent namespace.
     pub survived_term_from_parent_ns: bool,
+    /// What became of the target after a SIGKILL from the parent namespace (`killed by SIGKILL`, or `alive`).
     pub sigkill_from_parent_ns: String,
 }
 
@@ -34,10 +43,15 @@ pub struct Signals {
 /// getppid) and from the host (by its NSpid), beside the ns init's host pid.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Orphan {
+    /// The orphan's pid inside the namespace, as it printed it; None if it printed nothing.
     pub orphan_ns_pid: Option<i64>,
+    /// The orphan's getppid() inside: 1 once the namespace's init adopted it.
     pub orphan_ppid_inside: Option<i64>,
+    /// The namespace init's pid in the host's namespace.
     pub init_host_pid: i32,
+    /// The orphan's host pid, found by its NSpid; None if not found.
     pub orphan_host_pid: Option<i32>,
+    /// The orphan's parent seen from the host: the init's host pid once adopted.
     pub orphan_host_ppid: Option<i32>,
 }
 

@@ -26,14 +26,21 @@ pub fn status_field(status: &str, key: &str) -> Option<u32> {
 pub struct ThreadReport {
     /// The execve returned or the thread vanished within the bound.
     pub settled: bool,
+    /// The execve came back (the filter returned an errno instead of killing).
     pub returned: bool,
+    /// execve's return value when it returned (-1).
     pub ret: i64,
+    /// The errno execve set when it returned; 0 otherwise.
     pub errno: i32,
     /// The SIGSYS handler ran, and what its siginfo said.
     pub trapped: bool,
+    /// siginfo's `si_code` (SYS_SECCOMP, 1, for a seccomp trap).
     pub si_code: i32,
+    /// siginfo's `si_syscall`: the number of the trapped syscall.
     pub si_syscall: i32,
+    /// siginfo's `si_arch`: the `AUDIT_ARCH_*` of the trapped call.
     pub si_arch: u32,
+    /// The thread left /proc/self/task: killed alone (`KillThread`) while the process lives.
     pub thread_gone: bool,
     /// Always true: the main thread lived to print this.
     pub main_alive: bool,
@@ -43,12 +50,19 @@ pub struct ThreadReport {
 /// through (errno of each call, 0: allowed).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Probe {
+    /// `Seccomp:` of /proc/self/status (0 off, 1 strict, 2 filter); None if the kernel omits it.
     pub seccomp: Option<u32>,
+    /// `Seccomp_filters:` of /proc/self/status; None on kernels that do not print it.
     pub seccomp_filters: Option<u32>,
+    /// uname(2)'s errno, 0 when allowed.
     pub uname_errno: i32,
+    /// setns(2) into its own UTS namespace: errno, 0 when allowed.
     pub setns_errno: i32,
+    /// clone(2) with no namespace flags: errno, 0 when allowed.
     pub clone_plain_errno: i32,
+    /// clone(2) with CLONE_NEWUSER: errno, 0 when allowed (Docker's profile filters clone's flags).
     pub clone_newuser_errno: i32,
+    /// unshare(CLONE_NEWUSER): errno, 0 when allowed; tried last as it moves the process.
     pub unshare_errno: i32,
 }
 

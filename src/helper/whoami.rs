@@ -6,24 +6,33 @@ use std::collections::BTreeMap;
 /// Reply of `whoami`: what a process sees of itself.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Whoami {
+    /// getpid(): 1 for a namespace's init.
     pub pid: i32,
+    /// getppid(): 0 when the parent is outside the pid namespace.
     pub ppid: i32,
+    /// getuid() inside its user namespace.
     pub uid: u32,
+    /// getgid() inside its user namespace.
     pub gid: u32,
     /// Namespace inodes by type (`pid`, `mnt`, …).
     pub ns: BTreeMap<String, u64>,
     /// The numeric entries of /proc, sorted.
     pub proc_pids: Vec<i32>,
+    /// gethostname(): the UTS rows compare it.
     pub hostname: String,
     /// /proc/self/cgroup, verbatim.
     pub cgroup: String,
     /// Clocks in seconds (-1: unreadable).
     pub monotonic: f64,
+    /// CLOCK_BOOTTIME in seconds: a time namespace offsets it.
     pub boottime: f64,
+    /// CLOCK_REALTIME in seconds: no namespace offsets it.
     pub realtime: f64,
     /// Owner uid of / as seen inside (-1: stat failed).
     pub root_owner: i64,
+    /// /proc/self/mountinfo, verbatim.
     pub mountinfo: String,
+    /// /proc/self/status, verbatim (NSpid, capabilities, Seccomp).
     pub status: String,
 }
 

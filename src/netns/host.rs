@@ -14,6 +14,7 @@ use std::path::Path;
 /// present and the whole nf_tables ruleset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HostNetSnapshot {
+    /// Each source's text keyed by the command that printed it (`ip -o link`, `iptables-save`, `nft list ruleset`, ...), compared before and after.
     pub parts: BTreeMap<String, String>,
 }
 

@@ -26,12 +26,16 @@ pub fn normalize_iptables_save(text: &str) -> String {
 /// update-alternatives points to) or an explicit flavour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Iptables {
+    /// Whatever `iptables` on PATH is (update-alternatives decides).
     Default,
+    /// The x_tables backend, `iptables-legacy`.
     Legacy,
+    /// The nf_tables backend, `iptables-nft`.
     Nft,
 }
 
 impl Iptables {
+    /// The binary to run for rules in this flavour.
     pub fn command(self) -> &'static str {
         match self {
             Iptables::Default => "iptables",
@@ -40,6 +44,7 @@ impl Iptables {
         }
     }
 
+    /// The matching `-save` binary, for the host guard's firewall snapshot.
     pub fn save_command(self) -> &'static str {
         match self {
             Iptables::Default => "iptables-save",

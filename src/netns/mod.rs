@@ -26,6 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where `ip netns add` binds named namespaces; the sweeper looks here for leftovers.
 pub const NETNS_DIR: &str = "/run/netns";
 
 mod host;
@@ -91,10 +92,12 @@ impl Netns {
         Ok(ns)
     }
 
+    /// The run-unique name, for `ip -n` and `ip netns exec`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The namespace's file under `/run/netns`, for `setns` and inode checks.
     pub fn path(&self) -> PathBuf {
         Path::new(NETNS_DIR).join(&self.name)
     }
@@ -175,6 +178,7 @@ impl Netns {
         parse_links(&self.ip(&["-j", "addr", "show"])?)
     }
 
+    /// The link named `dev`; None when the namespace has no such device.
     pub fn link(&self, dev: &str) -> anyhow::Result<Option<Link>> {
         Ok(self.links()?.into_iter().find(|l| l.ifname == dev))
     }
@@ -184,6 +188,7 @@ impl Netns {
         parse_routes(&self.ip(&["-j", "route", "show"])?)
     }
 
+    /// Brings `dev` up at once (not queued), returning self for chaining.
     pub fn up(&self, dev: &str) -> anyhow::Result<&Self> {
         self.ip(&["link", "set", "dev", dev, "up"])?;
         Ok(self)
@@ -289,14 +294,17 @@ impl Setup<'_> {
         self.push(l)
     }
 
+    /// Queues `addr add CIDR dev DEV`.
     pub fn addr(self, dev: &str, cidr: &str) -> Self {
         self.push(format!("addr add {cidr} dev {dev}"))
     }
 
+    /// Queues `link set dev DEV up`.
     pub fn up(self, dev: &str) -> Self {
         self.push(format!("link set dev {dev} up"))
     }
 
+    /// Queues `link set dev DEV down`.
     pub fn down(self, dev: &str) -> Self {
         self.push(format!("link set dev {dev} down"))
     }
@@ -306,6 +314,7 @@ impl Setup<'_> {
         self.push(format!("route add {dst} via {via}"))
     }
 
+    /// Runs the queued steps as one `ip -batch`, so a namespace is set up in one process.
     pub fn apply(self) -> anyhow::Result<()> {
         self.ns.batch(&self.lines)
     }
@@ -329,8 +338,11 @@ impl Drop for Netns {
 /// One interface as `getifaddrs()` sees it from inside the namespace.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct KernelIface {
+    /// The interface name.
     pub name: String,
+    /// `IFF_UP` as `getifaddrs()` reports it.
     pub up: bool,
+    /// `a.b.c.d/len` of each IPv4 address.
     pub ipv4: Vec<String>,
 }
 
@@ -339,6 +351,7 @@ pub struct KernelIface {
 pub struct KernelView {
     /// The inode of the namespace the helper ended up in.
     pub netns_inode: u64,
+    /// Every interface `getifaddrs()` lists, independent of iproute2's view.
     pub ifaces: Vec<KernelIface>,
     /// Interface names of `/proc/self/net/dev`.
     pub proc_net_dev: Vec<String>,
@@ -349,15 +362,18 @@ pub struct KernelView {
 }
 
 impl KernelView {
+    /// Runs `isocheck helper net-view` (inside a namespace) and reads its JSON.
     pub fn from_helper(c: &mut Command) -> anyhow::Result<KernelView> {
         let out = run_ok(c)?;
         serde_json::from_str(out.trim()).with_context(|| format!("net-view output {out:.300}"))
     }
 
+    /// The interface named `name`, if the namespace shows one.
     pub fn iface(&self, name: &str) -> Option<&KernelIface> {
         self.ifaces.iter().find(|i| i.name == name)
     }
 
+    /// Interface names in `getifaddrs()` order, for comparison with iproute2's and /proc's.
     pub fn names(&self) -> Vec<String> {
         self.ifaces.iter().map(|i| i.name.clone()).collect()
     }
@@ -371,7 +387,9 @@ pub fn own_view(scope: &impl Scope) -> anyhow::Result<KernelView> {
 /// What `connect()` of a UDP socket returned.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct UdpConnect {
+    /// Whether `connect()` succeeded.
     pub ok: bool,
+    /// The errno's name (e.g. `ENETUNREACH`) when it failed.
     pub errno: Option<String>,
 }
 
@@ -394,7 +412,9 @@ pub struct EchoSeen {
 pub struct AskAnswer {
     /// The answer's text: the source address the far end saw.
     pub answer: Option<String>,
+    /// The address the answer came from; None when none came.
     pub from: Option<String>,
+    /// The errno's name when sending or receiving failed (e.g. a timeout).
     pub error: Option<String>,
 }
 

@@ -11,18 +11,25 @@ use std::net::Ipv4Addr;
 /// One address of `ip -j addr` (`addr_info`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct AddrInfo {
+    /// `inet` or `inet6`; `Link::ipv4` keeps only `inet`.
     pub family: String,
+    /// The address without its prefix length.
     pub local: String,
+    /// The prefix length in bits.
     pub prefixlen: u8,
 }
 
 /// One link of `ip -j link` / `ip -j addr`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Link {
+    /// The kernel's interface index, which a peer's `link_index` refers to.
     pub ifindex: u32,
+    /// The interface name, e.g. `veth0`.
     pub ifname: String,
+    /// The `IFF_*` flags by name (`UP`, `LOWER_UP`); empty when absent.
     #[serde(default)]
     pub flags: Vec<String>,
+    /// `UP`, `DOWN` or `UNKNOWN` (loopback); empty when absent.
     #[serde(default)]
     pub operstate: String,
     /// The peer's ifindex when the peer lives in another namespace.
@@ -34,6 +41,7 @@ pub struct Link {
     /// Set when the peer (of a veth) is in another namespace.
     #[serde(default)]
     pub link_netnsid: Option<i64>,
+    /// The addresses (`ip -j addr` only; empty from `ip -j link`).
     #[serde(default)]
     pub addr_info: Vec<AddrInfo>,
 }
@@ -57,15 +65,21 @@ impl Link {
 /// One route of `ip -j route`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
+    /// The destination: `default` or `a.b.c.d/len`.
     pub dst: String,
+    /// The next hop; None for a directly connected route.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// The outgoing interface.
     #[serde(default)]
     pub dev: Option<String>,
+    /// Who added it: `kernel` for a connected route, `boot`, `static`.
     #[serde(default)]
     pub protocol: Option<String>,
+    /// `link` for a connected route; None for a global (default) one.
     #[serde(default)]
     pub scope: Option<String>,
+    /// The source address the kernel prefers on this route.
     #[serde(default)]
     pub prefsrc: Option<String>,
 }
@@ -84,10 +98,12 @@ fn parse_json_list<T: for<'de> Deserialize<'de>>(text: &str, what: &str) -> anyh
     serde_json::from_str(t).with_context(|| format!("parsing `{what}` JSON: {t:.200}"))
 }
 
+/// Links as `ip -j link` or `ip -j addr` print them; empty output is an empty list.
 pub fn parse_links(text: &str) -> anyhow::Result<Vec<Link>> {
     parse_json_list(text, "ip -j link/addr")
 }
 
+/// Routes as `ip -j route` prints them; empty output is an empty list.
 pub fn parse_routes(text: &str) -> anyhow::Result<Vec<Route>> {
     parse_json_list(text, "ip -j route")
 }
@@ -105,8 +121,11 @@ pub fn parse_netns_list(text: &str) -> anyhow::Result<Vec<String>> {
 /// The summary of one `ping` run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PingSummary {
+    /// Echo requests sent.
     pub transmitted: u32,
+    /// Echo replies received: 0 is what an isolated namespace must show.
     pub received: u32,
+    /// Packet loss in percent, as ping rounds it.
     pub loss_pct: u32,
     /// The TTL of the first reply (63 when one router forwarded it).
     pub ttl: Option<u32>,
@@ -141,9 +160,11 @@ pub fn parse_ping(stdout: &str) -> Option<PingSummary> {
 /// One IPv4 route of `/proc/net/route` (the main table).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ProcRoute {
+    /// The interface name (first column).
     pub iface: String,
     /// `a.b.c.d/len`
     pub dst: String,
+    /// The gateway; None when the route has none (0.0.0.0).
     pub gateway: Option<String>,
 }
 
