@@ -85,6 +85,21 @@ fn burn_share(child: std::process::Child) -> Result<(f64, CgBurn), Problem> {
     Ok((share, j))
 }
 
+/// The twin's share, recorded as a measurement; a twin that got no more
+/// than the cap itself means the host was too busy for the row to tell (the
+/// control has no twin: its own child is unquota'd, so any share passes).
+fn twin_reference(ctx: &mut Ctx, twin: Option<(f64, CgBurn)>) -> Result<f64, Problem> {
+    let Some((share, out)) = twin else {
+        return Ok(f64::INFINITY);
+    };
+    ctx.measure("twin", &out);
+    ctx.measure("twin_cpu_share", (share * 1000.0).round() / 1000.0);
+    if share <= 0.15 {
+        broken!("the unquota'd twin got only {share:.3} of a CPU: the host is too busy to see a 10% cap");
+    }
+    Ok(share)
+}
+
 /// The body of `cg.cpu-quota`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Cpu, "cpu")?;
@@ -124,17 +139,7 @@ pub(super) fn cpu_quota(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.measure("cpu_share", round(share));
     ctx.measure("cpu_stat_before", &before);
     ctx.measure("cpu_stat_after", &after);
-    let twin_share = match twin_run {
-        Some((s, twin_out)) => {
-            ctx.measure("twin", &twin_out);
-            ctx.measure("twin_cpu_share", round(s));
-            if s <= 0.15 {
-                broken!("the unquota'd twin got only {s:.3} of a CPU: the host is too busy to see a 10% cap");
-            }
-            s
-        }
-        None => f64::INFINITY,
-    };
+    let twin_share = twin_reference(ctx, twin_run)?;
     check!(
         after.nr_throttled > before.nr_throttled,
         "nr_throttled did not rise ({} -> {})",
