@@ -10,6 +10,7 @@
 
 use crate::experiment::{Experiment, Section};
 use crate::formats::junit::escape;
+use crate::report::Status;
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
 
@@ -138,14 +139,10 @@ fn data(cols: &[Column], rows: &[Row]) -> Value {
     })
 }
 
+/// A JSON status word in the matrix's short form (`Status::cell`, the one
+/// place statuses are spelled); an unknown word is a dash.
 fn short(status: &str) -> &'static str {
-    match status {
-        "passed" => "pass",
-        "failed" => "FAIL",
-        "ignored" => "ign",
-        "broken" => "BRK",
-        _ => "—",
-    }
+    serde_json::from_value::<Status>(Value::String(status.to_string())).map_or("—", Status::cell)
 }
 
 /// "57 pass · 1 FAIL · 1 ign", coloured, for a column's header.
@@ -245,7 +242,7 @@ pub fn render(catalogue: &[&Experiment], cols: &[Column]) -> String {
          <body>\n<header><h1>isocheck</h1><span>{n} experiments × {m} reports</span>\
          <label>baseline <select id=\"baseline\">{options}</select></label>\
          <span class=\"legend\"><b class=\"s-passed\">pass</b><b class=\"s-failed\">FAIL</b>\
-         <b class=\"s-broken\">BRK broken</b><b class=\"s-ignored\">ign ignored</b>\
+         <b class=\"s-broken\">BROKEN broken</b><b class=\"s-ignored\">ign ignored</b>\
          <b class=\"s-absent\">— not in report</b><b class=\"changed\">facts differ from baseline</b></span></header>\n\
          <main><div id=\"scroll\">{table}</div>\n\
          <aside id=\"details\" hidden><button id=\"close\" aria-label=\"close\">×</button><div id=\"content\"></div></aside></main>\n\
