@@ -61,7 +61,7 @@ pub(super) fn cleanup_restores_state(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ns1.delete()?;
     let listed = netns::netns_list()?.contains(&name);
     let file = path.exists();
-    let veth_gone = wait_until(ASYNC_BOUND, || h.link("v-eth").is_ok_and(|l| l.is_none()));
+    let veth_gone = wait_until(async_bound(), || h.link("v-eth").is_ok_and(|l| l.is_none()));
     ctx.observe("ns1_listed_after_delete", listed);
     ctx.observe("run_netns_entry_after_delete", file);
     ctx.observe("v_eth_gone", veth_gone);
@@ -72,7 +72,8 @@ pub(super) fn cleanup_restores_state(ctx: &mut Ctx, _v: Variant) -> Outcome {
     check!(!file, "{} still exists", path.display());
     check!(
         veth_gone,
-        "v-eth still exists in h {ASYNC_BOUND:?} after ns1 was deleted"
+        "v-eth still exists in h {:?} after ns1 was deleted",
+        async_bound()
     );
     drop(h);
     let host_diff = host_before.diff(&netns::HostNetSnapshot::take()?);
@@ -102,7 +103,7 @@ fn start_anonymous(ctx: &Ctx) -> Result<(Spawned, String), Problem> {
     ]))?
     .leader_first();
     let pid = anon.pid().to_string();
-    let entered = wait_until(ASYNC_BOUND, || {
+    let entered = wait_until(async_bound(), || {
         crate::namespaces::inode(&pid, "net").is_ok_and(|i| i != ours)
     });
     if !entered {
@@ -140,7 +141,7 @@ pub(super) fn anonymous_ns_invisible_to_ip_netns(ctx: &mut Ctx, _v: Variant) -> 
     let mut inside = Spawned::start(named.exec("sleep").arg("60"))?;
     let ipid = inside.pid().to_string();
     let named_ino = named.inode();
-    if !wait_until(ASYNC_BOUND, || {
+    if !wait_until(async_bound(), || {
         crate::namespaces::inode(&ipid, "net").ok() == named_ino
     }) {
         broken!("ip netns exec did not enter {}", named.name());

@@ -100,6 +100,9 @@ fn start_echo(up: &Netns) -> anyhow::Result<Spawned> {
     Ok(echo)
 }
 
+/// A bound for a `ping -c1 -W5` that neither gets an answer nor times out.
+const PING_SAFETY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One ICMP counter (`/proc/PID/net/snmp`) of the namespace PID is in.
 fn icmp_counter(pid: i32, k: &str) -> anyhow::Result<i64> {
     netns::snmp_of(pid, "Icmp")?
@@ -119,7 +122,15 @@ pub(super) fn probe_upstream(ns1: &Netns, up: &Netns) -> anyhow::Result<Probe> {
     let icmp = |k: &str| icmp_counter(epid, k);
     let (in0, out0) = (icmp("InEchos")?, icmp("OutEchoReps")?);
     let mut ping = Spawned::start(ns1.exec("ping").args(["-c1", "-W5", UPSTREAM]))?;
-    let arrived = wait_until(ASYNC_BOUND, || icmp("InEchos").is_ok_and(|n| n > in0));
+    // Until the request is counted or ping has given up (5 s after it sent,
+    // or at once on "unreachable"): ping's own bound, not a clock started
+    // before it, which a busy TCG guest outran. PING_SAFETY only covers a
+    // ping that never ends.
+    let ping_pid = ping.pid();
+    wait_until(PING_SAFETY, || {
+        icmp("InEchos").is_ok_and(|n| n > in0) || !crate::process::is_running(ping_pid)
+    });
+    let arrived = icmp("InEchos")? > in0;
     anyhow::ensure!(
         arrived,
         "ns1's echo request never reached the upstream (forwarding broken)"

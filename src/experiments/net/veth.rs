@@ -152,13 +152,14 @@ pub(super) fn veth_moves_between_namespaces(ctx: &mut Ctx, _v: Variant) -> Outco
     // tears the namespace down asynchronously.
     ns1.delete()?;
     let t = Instant::now();
-    let gone = wait_until(ASYNC_BOUND, || h.link("v-eth").is_ok_and(|l| l.is_none()));
+    let gone = wait_until(async_bound(), || h.link("v-eth").is_ok_and(|l| l.is_none()));
     ctx.observe("v_eth_gone_after_ms", t.elapsed().as_millis() as u64);
     let h_final = names(&h.links()?);
     ctx.observe("h_links_after_ns1_deleted", &h_final);
     check!(
         gone,
-        "v-eth still in h {ASYNC_BOUND:?} after ns1 was deleted"
+        "v-eth still in h {:?} after ns1 was deleted",
+        async_bound()
     );
     check_eq!(h_final, ["lo"], "h's links after ns1 was deleted");
     Ok(())
