@@ -42,6 +42,33 @@ pub fn private_cache(sub: &str) -> Option<std::path::PathBuf> {
     (private(&dir) && dir.parent().is_some_and(private)).then_some(dir)
 }
 
+/// The entry of cache `sub` for `key` built from `inputs`: named by a hash
+/// of the key and of each input file's identity (path, size, mtime, inode),
+/// so a changed gcc, header or busybox makes a new entry. None when an input
+/// is missing or there is no private cache.
+pub fn cache_entry(sub: &str, key: &str, inputs: &[&Path]) -> Option<std::path::PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    for f in inputs {
+        let m = std::fs::metadata(f).ok()?;
+        (f, m.len(), m.mtime(), m.mtime_nsec(), m.ino()).hash(&mut h);
+    }
+    Some(private_cache(sub)?.join(format!("{:016x}", h.finish())))
+}
+
+/// Fills a cache entry whole: `fill` writes a directory beside it, which is
+/// renamed into place, so a concurrent run sees a complete entry or none.
+/// Best effort: on any failure nothing is kept (the caller builds afresh).
+pub fn cache_fill(entry: &Path, fill: impl FnOnce(&Path) -> bool) -> bool {
+    let tmp = entry.with_extension(format!("tmp{}", std::process::id()));
+    let made = fill(&tmp) && std::fs::rename(&tmp, entry).is_ok();
+    if !made {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    made
+}
+
 /// Whether this process is root through sudo (at any depth).
 pub fn under_sudo() -> bool {
     nix::unistd::geteuid().is_root() && std::env::var_os("SUDO_UID").is_some()

@@ -413,20 +413,10 @@ pub fn busybox_rootfs(dir: &Path) -> anyhow::Result<()> {
 /// applet symlinks cost 0.4-0.6 s on this VM's ext4 under load. The shell
 /// only reads it (its mounts live in its own mount namespace).
 fn cached_rootfs() -> Option<PathBuf> {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
     let busybox = crate::host::which("busybox")?.canonicalize().ok()?;
-    let m = std::fs::metadata(&busybox).ok()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (&busybox, m.len(), m.mtime(), m.mtime_nsec(), m.ino()).hash(&mut h);
-    let dir = crate::owner::private_cache("rootfs")?.join(format!("{:016x}", h.finish()));
-    if dir.join("bin/busybox").is_file() {
-        return Some(dir);
-    }
-    let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-    let made = busybox_rootfs(&tmp).is_ok() && std::fs::rename(&tmp, &dir).is_ok();
-    if !made {
-        let _ = std::fs::remove_dir_all(&tmp);
+    let dir = crate::owner::cache_entry("rootfs", "", &[&busybox])?;
+    if !dir.join("bin/busybox").is_file() {
+        crate::owner::cache_fill(&dir, |tmp| busybox_rootfs(tmp).is_ok());
     }
     dir.join("bin/busybox").is_file().then_some(dir)
 }

@@ -178,20 +178,13 @@ fn gcc_seed(ctx: &Ctx, dir: &Path) -> Outcome {
 /// before use. The directory is the running user's, writable by no one else
 /// (root's under sudo: root execs what it holds), or the cache is not used.
 mod seed_cache {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::MetadataExt;
     use std::path::{Path, PathBuf};
 
-    /// The entry for `src`: a hash of it and of the files that shape the binary.
+    /// The entry for `src`, keyed also by the files that shape the binary.
     fn entry(src: &str) -> Option<PathBuf> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        src.hash(&mut h);
         let gcc = crate::host::which("gcc")?.canonicalize().ok()?;
-        for f in [gcc.as_path(), Path::new("/usr/include/seccomp.h")] {
-            let m = std::fs::metadata(f).ok()?;
-            (f, m.len(), m.mtime(), m.mtime_nsec()).hash(&mut h);
-        }
-        Some(crate::owner::private_cache("seccomp")?.join(format!("{:016x}", h.finish())))
+        let header = Path::new("/usr/include/seccomp.h");
+        crate::owner::cache_entry("seccomp", src, &[&gcc, header])
     }
 
     /// The cached build of `src`, if there is one.
@@ -202,17 +195,14 @@ mod seed_cache {
     }
 
     /// Keeps `dir`'s fresh build of `src` (best effort: a failure only means
-    /// gcc runs again next time). Renamed into place whole, so a concurrent
-    /// run sees a complete entry or none.
+    /// gcc runs again next time).
     pub(super) fn store(src: &str, dir: &Path) {
         let Some(e) = entry(src) else { return };
-        let tmp = e.with_extension(format!("tmp{}", std::process::id()));
-        let _ = std::fs::create_dir(&tmp);
-        let copied = std::fs::write(tmp.join("seccomp.c"), src).is_ok()
-            && std::fs::copy(dir.join("seccomp"), tmp.join("seccomp")).is_ok();
-        if !copied || std::fs::rename(&tmp, &e).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
+        crate::owner::cache_fill(&e, |tmp| {
+            std::fs::create_dir(tmp).is_ok()
+                && std::fs::write(tmp.join("seccomp.c"), src).is_ok()
+                && std::fs::copy(dir.join("seccomp"), tmp.join("seccomp")).is_ok()
+        });
     }
 }
 
