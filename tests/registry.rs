@@ -76,12 +76,22 @@ fn missing_from(a: &[String], b: &[String]) -> Vec<String> {
     a.iter().filter(|x| !b.contains(x)).cloned().collect()
 }
 
-/// The registry is the catalogue: every catalogue id is an experiment, and
-/// every experiment is a catalogue id (fixtures/catalogue-ids.txt is the
-/// catalogue's id column), in the catalogue's order.
+/// fixtures/catalogue-pending.txt: catalogue ids no experiment implements yet.
+fn pending_ids_file() -> Vec<String> {
+    read_repo_file("fixtures/catalogue-pending.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The registry plus the pending list is the catalogue: every catalogue id
+/// is an experiment or pending (never both), every experiment is a
+/// catalogue id, and both keep the catalogue's order.
 #[test]
-fn registry_matches_the_catalogue() {
+fn registry_and_pending_are_the_catalogue() {
     let catalogue = catalogue_ids_file();
+    let pending = pending_ids_file();
     let registry: Vec<String> = isocheck::experiments::all()
         .iter()
         .map(|e| e.id.to_string())
@@ -92,15 +102,75 @@ fn registry_matches_the_catalogue() {
         "experiments without a catalogue id: {unlisted:?}: add each to \
          ../shared/spec/catalogue.md and fixtures/catalogue-ids.txt (docs/writing-experiments.md)"
     );
-    let unregistered = missing_from(&catalogue, &registry);
+    let both: Vec<String> = registry
+        .iter()
+        .filter(|id| pending.contains(id))
+        .cloned()
+        .collect();
     assert!(
-        unregistered.is_empty(),
-        "catalogue ids without an experiment: {unregistered:?}"
+        both.is_empty(),
+        "built and still pending: {both:?}: remove them from fixtures/catalogue-pending.txt"
     );
+    let not_in_catalogue = missing_from(&pending, &catalogue);
+    assert!(
+        not_in_catalogue.is_empty(),
+        "fixtures/catalogue-pending.txt names ids the catalogue lacks: {not_in_catalogue:?}"
+    );
+    let neither: Vec<String> = catalogue
+        .iter()
+        .filter(|id| !registry.contains(id) && !pending.contains(id))
+        .cloned()
+        .collect();
+    assert!(
+        neither.is_empty(),
+        "catalogue ids neither built nor pending: {neither:?}: build them or list them \
+         in fixtures/catalogue-pending.txt"
+    );
+    let in_order = |list: &[String]| -> Vec<String> {
+        catalogue
+            .iter()
+            .filter(|id| list.contains(id))
+            .cloned()
+            .collect()
+    };
     assert_eq!(
-        registry, catalogue,
+        registry,
+        in_order(&registry),
         "the registry's order is the catalogue's"
     );
+    assert_eq!(
+        pending,
+        in_order(&pending),
+        "fixtures/catalogue-pending.txt keeps the catalogue's order"
+    );
+}
+
+/// The binary embeds the same lists (`isocheck list` shows pending rows as
+/// "not built yet", and `run` never reports them).
+#[test]
+fn list_shows_pending_rows_as_not_built_yet() {
+    let out = isocheck()
+        .arg("list")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for id in pending_ids_file() {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} is not in `isocheck list`"));
+        assert!(line.ends_with("not built yet"), "{line}");
+    }
+    for e in isocheck::experiments::all() {
+        assert!(
+            !text.contains(&format!("{} not built yet", e.id)),
+            "{} is built",
+            e.id
+        );
+    }
 }
 
 /// fixtures/catalogue-ids.txt is the id column of the catalogue itself

@@ -32,6 +32,25 @@ pub fn all() -> Vec<&'static Experiment> {
     sections().into_iter().flat_map(|(_, e)| e).collect()
 }
 
+/// Non-comment lines of a fixture list.
+fn id_lines(text: &'static str) -> Vec<&'static str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// Catalogue ids that no experiment implements yet (fixtures/catalogue-pending.txt):
+/// `list` shows them as "not built yet"; they never reach a report.
+pub fn pending() -> Vec<&'static str> {
+    id_lines(include_str!("../../fixtures/catalogue-pending.txt"))
+}
+
+/// Every catalogue id in catalogue order (fixtures/catalogue-ids.txt), built or pending.
+pub fn catalogue_ids() -> Vec<&'static str> {
+    id_lines(include_str!("../../fixtures/catalogue-ids.txt"))
+}
+
 /// One section's rows in catalogue order, for output grouped by section (`list`, the cargo test harness).
 pub fn of_section(s: Section) -> Vec<&'static Experiment> {
     all().into_iter().filter(|e| e.section == s).collect()
