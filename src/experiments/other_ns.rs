@@ -11,6 +11,8 @@ use crate::{broken, check, check_eq, needs};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+mod nsfs;
+
 /// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
@@ -32,6 +34,9 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
+    Experiment::new("ns.ioctl-hierarchy", nsfs::ioctl_hierarchy)
+        .asserts("NS_GET_PARENT of a new user and pid ns gives the caller's, EPERM at its own top; NS_GET_USERNS of a uts ns made with a user ns gives that user ns; NS_GET_OWNER_UID the creator's uid 100000; NS_GET_NSTYPE names each type; ENOTTY on a non-ns fd; lsns PNS/ONS agree")
+        .needs(needs![ROOT, USERNS, &[Need::Kernel(4, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::LSNS]),
 ];
 
 fn host_hostname() -> String {

@@ -13,6 +13,7 @@ pub mod docker;
 pub mod escape;
 pub mod mnt;
 pub mod net;
+pub mod nsfs;
 pub mod other_ns;
 pub mod pid;
 pub mod seccomp;
@@ -83,6 +84,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("shm-hold", other_ns::op_shm_hold),
     ("mq-probe", other_ns::op_mq_probe),
     ("try-host-resources", other_ns::op_try_host),
+    ("ns-ioctl", nsfs::op_ns_ioctl),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

@@ -1,0 +1,231 @@
+//! nsfs ops: the namespace ioctls, unshare(2) without capabilities,
+//! setns through a pidfd, and the nesting depth of pid and user namespaces.
+
+use super::{die, reply};
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use nix::unistd::{fork, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+
+/// The unprivileged uid these ops drop to (the suite's usual one).
+const UNPRIV: u32 = 100_000;
+
+/// `Ok` or the errno's name, the form every reply of this file uses.
+pub fn errno_name<T>(r: &Result<T, Errno>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+fn open_ns(path: &str) -> Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: a descriptor just returned by open(2), owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An ioctl of nsfs that answers with a new namespace descriptor.
+fn ns_fd_ioctl(fd: RawFd, req: libc::Ioctl) -> Result<OwnedFd, Errno> {
+    // SAFETY: NS_GET_PARENT / NS_GET_USERNS take no argument and return a fd.
+    let r = unsafe { libc::ioctl(fd, req) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the fd the kernel just returned.
+    Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+fn inode_of(fd: &OwnedFd) -> u64 {
+    // SAFETY: borrows the fd for fstat only; the File is forgotten, not closed.
+    let f = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+    f.metadata().map(|m| m.ino()).unwrap_or(0)
+}
+
+fn path_inode(p: &str) -> u64 {
+    std::fs::metadata(p).map(|m| m.ino()).unwrap_or(0)
+}
+
+/// NS_GET_PARENT / NS_GET_USERNS of the namespace at `path`: the returned
+/// namespace's inode, or the errno.
+fn related(path: &str, req: libc::Ioctl) -> Result<u64, Errno> {
+    let fd = open_ns(path)?;
+    ns_fd_ioctl(fd.as_raw_fd(), req).map(|f| inode_of(&f))
+}
+
+/// A child (PDEATHSIG) that dropped to `uid` (when given), unshared
+/// `flags` and waits to be killed; returned once the unshare is done, with
+/// unshare's errno name ("ok" when it worked).
+pub fn paused_child(uid: Option<u32>, flags: CloneFlags) -> Result<(Pid, String), String> {
+    let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the helper is single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(r);
+            // After the uid change, which clears the parent-death signal.
+            let res = drop_to(uid).and_then(|_| {
+                // SAFETY: plain prctl in the child.
+                unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                nix::sched::unshare(flags)
+            });
+            // pid_for_children stays empty (ENOENT) until the first child.
+            if res.is_ok() && flags.contains(CloneFlags::CLONE_NEWPID) {
+                // SAFETY: single-threaded; the grandchild only pauses.
+                if let Ok(ForkResult::Child) = unsafe { fork() } {
+                    // SAFETY: plain prctl in the grandchild.
+                    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+                    loop {
+                        nix::unistd::pause();
+                    }
+                }
+            }
+            let _ = nix::unistd::write(&w, errno_name(&res).as_bytes());
+            drop(w);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(w);
+            let mut buf = [0u8; 64];
+            let n = nix::unistd::read(r.as_raw_fd(), &mut buf).unwrap_or(0);
+            Ok((child, String::from_utf8_lossy(&buf[..n]).into_owned()))
+        }
+        Err(e) => Err(format!("fork: {e}")),
+    }
+}
+
+/// setresgid/setresuid to `uid` with no supplementary groups.
+pub fn drop_to(uid: Option<u32>) -> Result<(), Errno> {
+    let Some(uid) = uid else { return Ok(()) };
+    let (u, g) = (
+        nix::unistd::Uid::from_raw(uid),
+        nix::unistd::Gid::from_raw(uid),
+    );
+    nix::unistd::setgroups(&[])?;
+    nix::unistd::setresgid(g, g, g)?;
+    nix::unistd::setresuid(u, u, u)
+}
+
+fn kill_and_reap(child: Pid) {
+    let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(child, None);
+}
+
+/// Reply of `ns-ioctl`: what the nsfs ioctls answered, as relations
+/// (which namespace a returned fd is), never raw inode numbers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NsIoctl {
+    /// NS_GET_PARENT of the child's new user ns: "mine" (this process's
+    /// user ns), "other", or the errno.
+    pub user_parent: String,
+    /// NS_GET_PARENT of the child's new pid ns (pid_for_children).
+    pub pid_parent: String,
+    /// NS_GET_PARENT of this process's own user ns (the top it sees).
+    pub user_top: String,
+    /// NS_GET_PARENT of this process's own pid ns.
+    pub pid_top: String,
+    /// NS_GET_USERNS of the child's new uts ns: "child-user" (the user ns
+    /// made with it), "mine", "other", or the errno.
+    pub uts_owner: String,
+    /// NS_GET_USERNS of this process's uts ns.
+    pub my_uts_owner: String,
+    /// NS_GET_OWNER_UID of the child's user ns (its creator's euid).
+    pub owner_uid: Option<u32>,
+    /// NS_GET_NSTYPE of each /proc/self/ns link: the CLONE_NEW* name.
+    pub nstype: BTreeMap<String, String>,
+    /// NS_GET_NSTYPE on a descriptor that is not a namespace.
+    pub non_ns_fd: String,
+}
+
+fn nstype_name(t: i32) -> String {
+    let names = [
+        (libc::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+        (libc::CLONE_NEWIPC, "CLONE_NEWIPC"),
+        (libc::CLONE_NEWNS, "CLONE_NEWNS"),
+        (libc::CLONE_NEWNET, "CLONE_NEWNET"),
+        (libc::CLONE_NEWPID, "CLONE_NEWPID"),
+        (libc::CLONE_NEWTIME, "CLONE_NEWTIME"),
+        (libc::CLONE_NEWUSER, "CLONE_NEWUSER"),
+        (libc::CLONE_NEWUTS, "CLONE_NEWUTS"),
+    ];
+    names
+        .iter()
+        .find(|(v, _)| *v == t)
+        .map_or(format!("{t:#x}"), |(_, n)| n.to_string())
+}
+
+fn nstype(path: &str) -> String {
+    let r = open_ns(path).and_then(|fd| {
+        // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+        let t = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE) };
+        if t < 0 {
+            Err(Errno::last())
+        } else {
+            Ok(t)
+        }
+    });
+    r.map_or_else(|e| format!("{e:?}"), nstype_name)
+}
+
+fn owner_uid(path: &str) -> Option<u32> {
+    let fd = open_ns(path).ok()?;
+    let mut uid: libc::uid_t = u32::MAX;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_OWNER_UID, &mut uid) };
+    (r == 0).then_some(uid)
+}
+
+/// `ns-ioctl`: a child drops to uid 100000 and unshares user+uts+pid; this
+/// process (in the run's namespaces) asks nsfs how they relate.
+pub(super) fn op_ns_ioctl(_args: &[String]) -> i32 {
+    let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
+    let (child, unshared) = match paused_child(Some(UNPRIV), flags) {
+        Ok(c) => c,
+        Err(e) => return die(e),
+    };
+    if unshared != "ok" {
+        kill_and_reap(child);
+        return die(format!("the child's unshare(user|uts|pid): {unshared}"));
+    }
+    let c = |k: &str| format!("/proc/{child}/ns/{k}");
+    let name = |r: Result<u64, Errno>, mine: u64, child_user: u64| match r {
+        Ok(i) if i == mine => "mine".to_string(),
+        Ok(i) if i == child_user => "child-user".to_string(),
+        Ok(_) => "other".to_string(),
+        Err(e) => format!("{e:?}"),
+    };
+    let my_user = path_inode("/proc/self/ns/user");
+    let my_pid = path_inode("/proc/self/ns/pid");
+    let child_user = path_inode(&c("user"));
+    let reply_ = NsIoctl {
+        user_parent: name(related(&c("user"), libc::NS_GET_PARENT), my_user, 0),
+        pid_parent: name(
+            related(&c("pid_for_children"), libc::NS_GET_PARENT),
+            my_pid,
+            0,
+        ),
+        user_top: name(related("/proc/self/ns/user", libc::NS_GET_PARENT), 0, 0),
+        pid_top: name(related("/proc/self/ns/pid", libc::NS_GET_PARENT), 0, 0),
+        uts_owner: name(related(&c("uts"), libc::NS_GET_USERNS), my_user, child_user),
+        my_uts_owner: name(
+            related("/proc/self/ns/uts", libc::NS_GET_USERNS),
+            my_user,
+            child_user,
+        ),
+        owner_uid: owner_uid(&c("user")),
+        nstype: crate::namespaces::TYPES
+            .iter()
+            .map(|k| (k.to_string(), nstype(&format!("/proc/self/ns/{k}"))))
+            .collect(),
+        non_ns_fd: nstype("/proc/self/status"),
+    };
+    kill_and_reap(child);
+    reply(&reply_)
+}
