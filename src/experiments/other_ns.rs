@@ -34,6 +34,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
+    Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
+        .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
+        .needs(needs![ROOT, USERNS, cmd::IP, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])
+        .control("real root: each flag alone and the setns succeed"),
     Experiment::new("ns.ioctl-hierarchy", nsfs::ioctl_hierarchy)
         .asserts("NS_GET_PARENT of a new user and pid ns gives the caller's, EPERM at its own top; NS_GET_USERNS of a uts ns made with a user ns gives that user ns; NS_GET_OWNER_UID the creator's uid 100000; NS_GET_NSTYPE names each type; ENOTTY on a non-ns fd; lsns PNS/ONS agree")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(4, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::LSNS]),

@@ -85,6 +85,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("mq-probe", other_ns::op_mq_probe),
     ("try-host-resources", other_ns::op_try_host),
     ("ns-ioctl", nsfs::op_ns_ioctl),
+    ("unshare-nocap", nsfs::op_unshare_nocap),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

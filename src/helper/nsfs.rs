@@ -229,3 +229,91 @@ pub(super) fn op_ns_ioctl(_args: &[String]) -> i32 {
     kill_and_reap(child);
     reply(&reply_)
 }
+
+/// The namespace flags `ns.unshare-needs-cap` tries, by unshare(1)'s name.
+pub const UNSHARE_FLAGS: [(&str, i32); 7] = [
+    ("mount", libc::CLONE_NEWNS),
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("pid", libc::CLONE_NEWPID),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+];
+
+/// Reply of `unshare-nocap`: the errno name (or "ok") of each attempt.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UnshareNoCap {
+    /// The credentials the attempts ran with ("uid 65534" or "root").
+    pub as_who: String,
+    /// unshare(2) of each flag alone.
+    pub alone: BTreeMap<String, String>,
+    /// unshare(2) of each flag together with CLONE_NEWUSER.
+    pub with_user: BTreeMap<String, String>,
+    /// setns(2) into the suite namespace file given as argument.
+    pub setns: String,
+}
+
+/// Runs `f` in a forked child (after dropping to `uid`) and returns what it
+/// wrote: each attempt gets a fresh process, since a successful unshare
+/// changes the one that made it.
+fn in_child(uid: Option<u32>, f: impl FnOnce() -> Result<(), Errno>) -> String {
+    let Ok((r, w)) = nix::unistd::pipe() else {
+        return "pipe failed".into();
+    };
+    // SAFETY: the helper is single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(r);
+            let res = drop_to(uid).map_err(|e| format!("drop: {e:?}"));
+            let msg = match res {
+                Ok(()) => errno_name(&f()),
+                Err(e) => e,
+            };
+            let _ = nix::unistd::write(&w, msg.as_bytes());
+            // SAFETY: leave at once, without the parent's atexit work.
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(w);
+            let mut buf = [0u8; 64];
+            let n = nix::unistd::read(r.as_raw_fd(), &mut buf).unwrap_or(0);
+            let _ = nix::sys::wait::waitpid(child, None);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+        Err(e) => format!("fork: {e}"),
+    }
+}
+
+/// `unshare-nocap NSFILE [--as-root]`: as uid 65534 (no capabilities, no
+/// user ns) or as real root, unshare(2) each flag alone and with
+/// CLONE_NEWUSER, and setns(2) into NSFILE (opened before dropping).
+pub(super) fn op_unshare_nocap(args: &[String]) -> i32 {
+    let Some(target) = args.first() else {
+        return die("usage: unshare-nocap NSFILE [--as-root]");
+    };
+    let as_root = args.iter().any(|a| a == "--as-root");
+    let uid = (!as_root).then_some(65534);
+    let fd = match open_ns(target) {
+        Ok(fd) => fd,
+        Err(e) => return die(format!("opening {target}: {e}")),
+    };
+    let try_flags = |extra: i32| -> BTreeMap<String, String> {
+        UNSHARE_FLAGS
+            .iter()
+            .map(|(name, f)| {
+                let flags = CloneFlags::from_bits_retain(f | extra);
+                (name.to_string(), in_child(uid, || nix::sched::unshare(flags)))
+            })
+            .collect()
+    };
+    let raw = fd.as_raw_fd();
+    // SAFETY: setns on a descriptor this process holds open.
+    let setns = in_child(uid, || Errno::result(unsafe { libc::setns(raw, 0) }).map(drop));
+    reply(&UnshareNoCap {
+        as_who: if as_root { "root".into() } else { "uid 65534".into() },
+        alone: try_flags(0),
+        with_user: try_flags(libc::CLONE_NEWUSER),
+        setns,
+    })
+}

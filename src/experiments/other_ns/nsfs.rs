@@ -1,9 +1,9 @@
 //! The `ns.` rows beyond the seed: nsfs's ioctls, the capability
 //! unshare(2) needs, and setns(2) through a pidfd.
 
-use crate::check_eq;
+use crate::{broken, check_eq};
 use crate::experiment::{Ctx, Outcome, Variant};
-use crate::helper::nsfs::NsIoctl;
+use crate::helper::nsfs::{NsIoctl, UnshareNoCap, UNSHARE_FLAGS};
 use crate::namespaces;
 use crate::process::{run_ok, Spawned};
 use serde::Deserialize;
@@ -148,5 +148,73 @@ pub(super) fn ioctl_hierarchy(ctx: &mut Ctx, _v: Variant) -> Outcome {
         want,
         "lsns PNS/ONS of `unshare -U --uts --pid` run by uid 100000"
     );
+    Ok(())
+}
+
+/// unshare(1)'s option for each flag, and whether the kernel has the type.
+fn flag_present(name: &str) -> bool {
+    let kind = if name == "mount" { "mnt" } else { name };
+    std::path::Path::new(&format!("/proc/self/ns/{kind}")).exists()
+}
+
+/// The CLI twin: `unshare --FLAG true` (and `-U --FLAG`), `nsenter --net=`
+/// into the suite netns, as uid 65534 through setpriv or as real root.
+fn unshare_cli(ctx: &Ctx, v: Variant, netns: &str) -> anyhow::Result<UnshareNoCap> {
+    let attempt = |args: &[&str]| -> anyhow::Result<String> {
+        let mut c = ctx.cmd(if v.isolated() { "setpriv" } else { "env" });
+        if v.isolated() {
+            c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
+        }
+        let r = crate::process::run(c.args(args))?;
+        Ok(if r.success() {
+            "ok".into()
+        } else if r.stderr.contains("Operation not permitted") {
+            "EPERM".into()
+        } else {
+            format!("exit {}: {}", r.shell_status(), r.stderr.trim())
+        })
+    };
+    let mut alone = std::collections::BTreeMap::new();
+    let mut with_user = std::collections::BTreeMap::new();
+    for (name, _) in UNSHARE_FLAGS {
+        let opt = format!("--{name}");
+        alone.insert(name.to_string(), attempt(&["unshare", &opt, "true"])?);
+        with_user.insert(name.to_string(), attempt(&["unshare", "-U", &opt, "true"])?);
+    }
+    Ok(UnshareNoCap {
+        as_who: if v.isolated() { "uid 65534" } else { "root" }.into(),
+        alone,
+        with_user,
+        setns: attempt(&["nsenter", &format!("--net={netns}"), "true"])?,
+    })
+}
+
+pub(super) fn unshare_needs_cap(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let ns = crate::netns::Netns::add(ctx, "nocap")?;
+    let path = ns.path().to_string_lossy().into_owned();
+    let mut k = ctx.helper();
+    k.args(["unshare-nocap", &path]);
+    if !v.isolated() {
+        k.arg("--as-root");
+    }
+    let kernel: UnshareNoCap = serde_json::from_str(run_ok(&mut k)?.trim())?;
+    let cli = unshare_cli(ctx, v, &path)?;
+    ctx.observe("kernel", &kernel);
+    ctx.observe("cli", &cli);
+    for (layer, r) in [("unshare(2)", &kernel), ("unshare(1)", &cli)] {
+        for (name, _) in UNSHARE_FLAGS.iter().filter(|(n, _)| flag_present(n)) {
+            let got = r.alone.get(*name).map(String::as_str);
+            check_eq!(got, Some("EPERM"), "{layer} --{name} as {}", r.as_who);
+        }
+        check_eq!(r.setns.as_str(), "EPERM", "{layer}: setns into a suite netns as {}", r.as_who);
+    }
+    for (layer, r) in [("unshare(2)", &kernel), ("unshare(1)", &cli)] {
+        for (name, _) in UNSHARE_FLAGS.iter().filter(|(n, _)| flag_present(n)) {
+            let got = r.with_user.get(*name).map(String::as_str);
+            if got != Some("ok") {
+                broken!("{layer} -U --{name} as {}: {got:?} (the user ns path must work)", r.as_who);
+            }
+        }
+    }
     Ok(())
 }
