@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 mod nsfs;
+mod userns;
 
 /// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
@@ -34,6 +35,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
+    Experiment::new("user.setgroups-deny", userns::setgroups_deny)
+        .asserts("uid 100000's new user ns reads setgroups allow and cannot write its own gid_map (EPERM); after deny it can, then setgroups(2) and writing allow back fail EPERM (helper and unshare -r alike)")
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])
+        .control("real root writes the child's maps from the parent ns: setgroups stays allow and setgroups(2) inside succeeds"),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
         .needs(needs![ROOT, USERNS, cmd::IP, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])

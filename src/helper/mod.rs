@@ -18,6 +18,7 @@ pub mod other_ns;
 pub mod pid;
 pub mod seccomp;
 mod unshare;
+pub mod userns;
 pub mod whoami;
 
 use nix::sys::wait::WaitStatus;
@@ -86,6 +87,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("try-host-resources", other_ns::op_try_host),
     ("ns-ioctl", nsfs::op_ns_ioctl),
     ("unshare-nocap", nsfs::op_unshare_nocap),
+    ("setgroups-deny", userns::op_setgroups_deny),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

@@ -110,7 +110,12 @@ pub fn drop_to(uid: Option<u32>) -> Result<(), Errno> {
     );
     nix::unistd::setgroups(&[])?;
     nix::unistd::setresgid(g, g, g)?;
-    nix::unistd::setresuid(u, u, u)
+    nix::unistd::setresuid(u, u, u)?;
+    // The uid change made the process non-dumpable, which leaves its
+    // /proc/self files (uid_map, setgroups) root's and unwritable to it.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+    Ok(())
 }
 
 fn kill_and_reap(child: Pid) {
@@ -303,15 +308,24 @@ pub(super) fn op_unshare_nocap(args: &[String]) -> i32 {
             .iter()
             .map(|(name, f)| {
                 let flags = CloneFlags::from_bits_retain(f | extra);
-                (name.to_string(), in_child(uid, || nix::sched::unshare(flags)))
+                (
+                    name.to_string(),
+                    in_child(uid, || nix::sched::unshare(flags)),
+                )
             })
             .collect()
     };
     let raw = fd.as_raw_fd();
     // SAFETY: setns on a descriptor this process holds open.
-    let setns = in_child(uid, || Errno::result(unsafe { libc::setns(raw, 0) }).map(drop));
+    let setns = in_child(uid, || {
+        Errno::result(unsafe { libc::setns(raw, 0) }).map(drop)
+    });
     reply(&UnshareNoCap {
-        as_who: if as_root { "root".into() } else { "uid 65534".into() },
+        as_who: if as_root {
+            "root".into()
+        } else {
+            "uid 65534".into()
+        },
         alone: try_flags(0),
         with_user: try_flags(libc::CLONE_NEWUSER),
         setns,

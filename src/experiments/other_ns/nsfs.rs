@@ -1,11 +1,11 @@
 //! The `ns.` rows beyond the seed: nsfs's ioctls, the capability
 //! unshare(2) needs, and setns(2) through a pidfd.
 
-use crate::{broken, check_eq};
 use crate::experiment::{Ctx, Outcome, Variant};
 use crate::helper::nsfs::{NsIoctl, UnshareNoCap, UNSHARE_FLAGS};
 use crate::namespaces;
 use crate::process::{run_ok, Spawned};
+use crate::{broken, check_eq};
 use serde::Deserialize;
 
 /// One namespace of `lsns -J -o NS,TYPE,PNS,ONS`: lsns fills PNS and ONS
@@ -206,13 +206,21 @@ pub(super) fn unshare_needs_cap(ctx: &mut Ctx, v: Variant) -> Outcome {
             let got = r.alone.get(*name).map(String::as_str);
             check_eq!(got, Some("EPERM"), "{layer} --{name} as {}", r.as_who);
         }
-        check_eq!(r.setns.as_str(), "EPERM", "{layer}: setns into a suite netns as {}", r.as_who);
+        check_eq!(
+            r.setns.as_str(),
+            "EPERM",
+            "{layer}: setns into a suite netns as {}",
+            r.as_who
+        );
     }
     for (layer, r) in [("unshare(2)", &kernel), ("unshare(1)", &cli)] {
         for (name, _) in UNSHARE_FLAGS.iter().filter(|(n, _)| flag_present(n)) {
             let got = r.with_user.get(*name).map(String::as_str);
             if got != Some("ok") {
-                broken!("{layer} -U --{name} as {}: {got:?} (the user ns path must work)", r.as_who);
+                broken!(
+                    "{layer} -U --{name} as {}: {got:?} (the user ns path must work)",
+                    r.as_who
+                );
             }
         }
     }

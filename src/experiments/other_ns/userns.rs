@@ -1,0 +1,117 @@
+//! The `user.` rows beyond the seed: where user namespaces broke before
+//! (setgroups, nested maps, capabilities, file capabilities) and the
+//! host's policy for unprivileged ones.
+
+use super::nsfs::find_comm;
+use crate::experiment::{Ctx, Outcome, Variant};
+use crate::helper::userns::SetgroupsDeny;
+use crate::process::{run_ok, Spawned};
+use crate::{broken, check_eq};
+use std::collections::BTreeMap;
+
+/// `key=value` lines of a shell probe.
+fn kv_lines(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// What uid 0 of the namespace sees of setgroups, from a shell.
+const SETGROUPS_PROBE: &str = "echo setgroups=$(cat /proc/self/setgroups)\n\
+    if e=$(setpriv --groups 0 true 2>&1); then echo call=ok; else echo \"call=${e##*: }\"; fi\n\
+    if e=$(env echo allow 2>&1 > /proc/self/setgroups); then echo allow_back=ok; else echo \"allow_back=${e##*: }\"; fi";
+
+/// The CLI twin: `unshare -r` run by uid 100000 (it writes `deny` before
+/// its gid_map, as it must); in the control real root makes the user ns
+/// with `unshare -U`, writes both maps from outside and enters it with
+/// nsenter, setgroups left `allow`.
+fn setgroups_cli(ctx: &Ctx, v: Variant) -> anyhow::Result<BTreeMap<String, String>> {
+    if v.isolated() {
+        let out = run_ok(
+            ctx.cmd("setpriv")
+                .args(["--reuid", "100000", "--regid", "100000", "--clear-groups"])
+                .args(["unshare", "-r", "sh", "-c", SETGROUPS_PROBE]),
+        )?;
+        return Ok(kv_lines(&out));
+    }
+    let mut holder = Spawned::start(ctx.cmd("unshare").args(["-U", "sleep", "60"]))?;
+    let pid = find_comm(holder.pid(), "sleep")?;
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{map}"), "0 100000 1\n")?;
+    }
+    let out = run_ok(ctx.cmd("nsenter").args([
+        "-t",
+        &pid.to_string(),
+        "-U",
+        "sh",
+        "-c",
+        SETGROUPS_PROBE,
+    ]))?;
+    holder.kill();
+    Ok(kv_lines(&out))
+}
+
+pub(super) fn setgroups_deny(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let mut c = ctx.helper();
+    c.arg("setgroups-deny");
+    if !v.isolated() {
+        c.arg("--parent-writes");
+    }
+    let k: SetgroupsDeny = serde_json::from_str(run_ok(&mut c)?.trim())?;
+    let cli = setgroups_cli(ctx, v)?;
+    ctx.observe("kernel", &k);
+    ctx.observe("cli", &cli);
+    let get = |key: &str| cli.get(key).map(String::as_str);
+    check_eq!(
+        k.setgroups_call.as_str(),
+        "EPERM",
+        "setgroups(2) as uid 0 of the ns ({} wrote gid_map)",
+        k.writer
+    );
+    check_eq!(
+        get("call"),
+        Some("Operation not permitted"),
+        "`setpriv --groups 0` as uid 0 of the ns"
+    );
+    check_eq!(
+        k.setgroups_file.as_str(),
+        "deny",
+        "/proc/self/setgroups once gid_map is written"
+    );
+    check_eq!(
+        get("setgroups"),
+        Some("deny"),
+        "/proc/self/setgroups under the CLI"
+    );
+    check_eq!(
+        k.write_allow_back.as_str(),
+        "EPERM",
+        "writing `allow` back to setgroups"
+    );
+    check_eq!(
+        get("allow_back"),
+        Some("Operation not permitted"),
+        "`echo allow > /proc/self/setgroups`"
+    );
+    // Only the creator's own path has these steps (the control has none).
+    check_eq!(
+        k.setgroups_at_start.as_str(),
+        "allow",
+        "/proc/self/setgroups of a new user ns"
+    );
+    check_eq!(
+        k.gid_map_while_allow.as_str(),
+        "EPERM",
+        "the creator's gid_map write while setgroups is allow"
+    );
+    if k.write_deny != "ok" {
+        broken!("writing deny to setgroups: {}", k.write_deny);
+    }
+    check_eq!(
+        k.gid_map_after_deny.as_str(),
+        "ok",
+        "the creator's gid_map write after deny"
+    );
+    Ok(())
+}
