@@ -7,10 +7,12 @@ use crate::helper::{
     pid::{InitDeath, Orphan, Signals},
 };
 use crate::namespaces;
-use crate::needs::{cmd, ROOT};
+use crate::needs::{cmd, ROOT, USERNS};
 use crate::process::{run, run_ok, wait_until, Spawned};
 use crate::{broken, check, check_eq, needs};
 use std::time::Duration;
+
+mod nesting;
 
 /// Section 1's rows (PID namespace), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
@@ -45,6 +47,9 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
         .asserts("an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init")
         .needs(needs![ROOT]),
+    Experiment::new("pid.nesting-limits", nesting::nesting_limits)
+        .asserts("32 pid namespaces nest and the 33rd unshare(CLONE_NEWPID) fails ENOSPC; user namespaces nest at least 32 deep and the next fails ENOSPC; nested unshare(1) agrees at and past each depth; both depths recorded")
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
 ];
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.

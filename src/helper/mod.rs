@@ -88,6 +88,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("ns-ioctl", nsfs::op_ns_ioctl),
     ("unshare-nocap", nsfs::op_unshare_nocap),
     ("setgroups-deny", userns::op_setgroups_deny),
+    ("ns-nesting", nsfs::op_ns_nesting),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

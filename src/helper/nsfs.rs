@@ -331,3 +331,106 @@ pub(super) fn op_unshare_nocap(args: &[String]) -> i32 {
         setns,
     })
 }
+
+/// Reply of `ns-nesting`: how deep the namespaces went below the caller's
+/// and what stopped them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Nesting {
+    /// "pid" or "user".
+    pub kind: String,
+    /// Namespaces made, each inside the previous one.
+    pub depth: u32,
+    /// What the next unshare(2) met (ENOSPC at the kernel's limit).
+    pub stopped_by: String,
+}
+
+/// The most levels tried: past the kernel's 32, so the limit must show.
+const NEST_TRIES: u32 = 40;
+
+/// One more user ns, root mapped to this process's own (root) ids, so the
+/// next level's creator is mapped in its parent as the kernel requires.
+fn nest_user() -> Result<(), Errno> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER)?;
+    write_self("uid_map", "0 0 1\n")?;
+    write_self("setgroups", "deny")?;
+    write_self("gid_map", "0 0 1\n")
+}
+
+fn write_self(file: &str, data: &str) -> Result<(), Errno> {
+    std::fs::write(format!("/proc/self/{file}"), data)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+}
+
+/// Pid namespaces nest through children: unshare(CLONE_NEWPID), fork, and
+/// the child (pid 1 there) goes on; the deepest writes the answer to `w`.
+fn nest_pid(w: &OwnedFd) -> i32 {
+    for depth in 0..NEST_TRIES {
+        if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
+            let _ = nix::unistd::write(w, format!("{depth} {e:?}").as_bytes());
+            return 0;
+        }
+        // SAFETY: single-threaded; each level waits for the next.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => continue,
+            Ok(ForkResult::Parent { child }) => {
+                let _ = nix::sys::wait::waitpid(child, None);
+                return 0;
+            }
+            Err(e) => {
+                let _ = nix::unistd::write(w, format!("{} fork-{e:?}", depth + 1).as_bytes());
+                return 0;
+            }
+        }
+    }
+    let _ = nix::unistd::write(w, format!("{NEST_TRIES} none").as_bytes());
+    0
+}
+
+/// `ns-nesting pid|user`: nests namespaces of KIND until unshare(2) fails.
+pub(super) fn op_ns_nesting(args: &[String]) -> i32 {
+    let kind = args.first().map(String::as_str).unwrap_or("");
+    let (depth, stopped_by) = match kind {
+        "user" => {
+            let mut depth = 0;
+            let mut stop = "none".to_string();
+            while depth < NEST_TRIES {
+                if let Err(e) = nest_user() {
+                    stop = format!("{e:?}");
+                    break;
+                }
+                depth += 1;
+            }
+            (depth, stop)
+        }
+        "pid" => {
+            let Ok((r, w)) = nix::unistd::pipe() else {
+                return die("pipe");
+            };
+            // SAFETY: single-threaded; the subtree only forks and writes.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    drop(r);
+                    let code = nest_pid(&w);
+                    // SAFETY: leave without the helper's exit work.
+                    unsafe { libc::_exit(code) }
+                }
+                Ok(ForkResult::Parent { child }) => {
+                    drop(w);
+                    let mut buf = [0u8; 64];
+                    let n = nix::unistd::read(r.as_raw_fd(), &mut buf).unwrap_or(0);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let (d, why) = text.split_once(' ').unwrap_or(("0", "no answer"));
+                    (d.parse().unwrap_or(0), why.to_string())
+                }
+                Err(e) => return die(format!("fork: {e}")),
+            }
+        }
+        other => return die(format!("ns-nesting: unknown kind {other:?}")),
+    };
+    reply(&Nesting {
+        kind: kind.into(),
+        depth,
+        stopped_by,
+    })
+}
