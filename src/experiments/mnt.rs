@@ -3,13 +3,15 @@
 use crate::experiment::{Ctx, Experiment, Outcome, Variant};
 use crate::helper;
 use crate::host::unescape_mount;
-use crate::needs::{cmd, ROOT};
+use crate::needs::{cmd, Need, ROOT};
 use crate::process::{run, run_ok};
 use crate::{broken, check, check_eq, needs};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+mod beyond;
 
 /// Section 3's rows (mount namespace), in run order; `experiments::all` collects them.
 pub static EXPERIMENTS: &[Experiment] = &[
@@ -29,6 +31,22 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.rootfs-pivot", rootfs_pivot)
         .asserts("a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1")
         .needs(needs![ROOT, cmd::BUSYBOX]),
+    Experiment::new("mnt.propagation-slave-unbindable", beyond::propagation_slave_unbindable)
+        .asserts("under a slave copy of a suite-held mount ns a mount made in the parent appears in the copy and one made in the copy does not appear in the parent (mount(2) and unshare --propagation slave alike); a bind of a dir made unbindable fails EINVAL")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
+        .control("a shared peer (--propagation unchanged): the copy's mount appears in the parent"),
+    Experiment::new("mnt.recursive-readonly", beyond::recursive_readonly)
+        .asserts("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on a suite tmpfs tree makes every submount read-only: a file create fails EROFS in each (helper and touch), findmnt shows ro on all")
+        .needs(needs![ROOT, &[Need::Kernel(5, 12)], cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
+        .control("mount -o remount,ro,bind of the top only: the submounts stay writable"),
+    Experiment::new("mnt.idmapped-mount", beyond::idmapped_mount)
+        .asserts("a detached clone of a suite tmpfs idmapped with a user ns `0 10000 10000` shows a 0:0 file as 10000:10000 through the new mount, 0:0 through the original; idmapping the attached mount fails EINVAL, with the initial user ns EPERM")
+        .needs(needs![ROOT, &[Need::Kernel(5, 12)], cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
+        .control("stat through the original mount: 0:0"),
+    Experiment::new("mnt.proc-subset-pid", beyond::proc_subset_pid)
+        .asserts("proc mounted with subset=pid in a new mnt+pid ns lists only pids, self and thread-self: sys, sysrq-trigger and cpuinfo are ENOENT (helper mount(2) and mount -o subset=pid alike)")
+        .needs(needs![ROOT, &[Need::Kernel(5, 8)], cmd::UNSHARE, cmd::MOUNT])
+        .control("a default proc mount in the same namespaces: sys is there"),
 ];
 
 /// Mount points of a mountinfo text, and their mount ids.

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 mod nsfs;
 mod userns;
 
+pub use nsfs::find_comm;
+
 /// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)

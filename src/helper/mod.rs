@@ -12,6 +12,7 @@ pub mod cgroup;
 pub mod docker;
 pub mod escape;
 pub mod mnt;
+pub mod mount_api;
 pub mod net;
 pub mod nsfs;
 pub mod other_ns;
@@ -89,6 +90,13 @@ const OPS: &[(&str, HelperOp)] = &[
     ("unshare-nocap", nsfs::op_unshare_nocap),
     ("setgroups-deny", userns::op_setgroups_deny),
     ("ns-nesting", nsfs::op_ns_nesting),
+    ("mnt-rro", mount_api::op_rro),
+    ("mnt-write-probe", mount_api::op_write_probe),
+    ("mnt-idmap", mount_api::op_idmap),
+    ("mnt-slave", mount_api::op_slave),
+    ("mnt-remount-flags", mount_api::op_remount_flags),
+    ("mnt-proc-subset", mount_api::op_proc_subset),
+    ("mnt-owner", mount_api::op_owner),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

@@ -82,7 +82,7 @@ pub use release_agent::has_cgroup_v1_fs;
 
 /// A scratch subdirectory every uid can traverse: the rows run commands as
 /// the unprivileged uid (or as root of a user namespace mapped to it).
-fn open_dir(ctx: &mut Ctx, name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn open_dir(ctx: &mut Ctx, name: &str) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let root = ctx.scratch()?;
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))?;
@@ -95,7 +95,7 @@ fn open_dir(ctx: &mut Ctx, name: &str) -> anyhow::Result<PathBuf> {
 /// A suite process holding a private mount namespace in which `setup` (a
 /// shell script run as real root) made its mounts. Whatever the row does,
 /// those mounts exist only there and die with the holder.
-fn hold_mount_ns(ctx: &Ctx, setup: &str) -> anyhow::Result<Spawned> {
+pub(crate) fn hold_mount_ns(ctx: &Ctx, setup: &str) -> anyhow::Result<Spawned> {
     let script = format!("set -e\n{setup}\necho ready\nexec sleep 600\n");
     let mut c = ctx.cmd("unshare");
     c.env("LC_ALL", "C")
@@ -109,7 +109,7 @@ fn hold_mount_ns(ctx: &Ctx, setup: &str) -> anyhow::Result<Spawned> {
 }
 
 /// `nsenter -t HOLDER -m ARGS…` as a tagged command.
-fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
+pub(crate) fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
     let mut c = ctx.cmd("nsenter");
     c.env("LC_ALL", "C")
         .args(["-t", &holder.pid().to_string(), "-m"]);
@@ -119,7 +119,7 @@ fn in_holder(ctx: &Ctx, holder: &Spawned) -> Command {
 /// `nsenter -t HOLDER -m isocheck helper [unshare NS… -- isocheck helper] OP
 /// ARGS…`: a helper op in the holder's mount ns, inside new namespaces when
 /// `ns` is given; its JSON line.
-fn op_in_holder<T: serde::de::DeserializeOwned>(
+pub(crate) fn op_in_holder<T: serde::de::DeserializeOwned>(
     ctx: &Ctx,
     holder: &Spawned,
     ns: Option<&[&str]>,
@@ -135,7 +135,7 @@ fn op_in_holder<T: serde::de::DeserializeOwned>(
 }
 
 /// `key=value` lines of a shell probe.
-fn kv_lines(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn kv_lines(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -143,7 +143,7 @@ fn kv_lines(text: &str) -> BTreeMap<String, String> {
 }
 
 /// The last line of a helper op's stdout as JSON (its reply).
-fn last_json<T: serde::de::DeserializeOwned>(out: &str) -> anyhow::Result<T> {
+pub(crate) fn last_json<T: serde::de::DeserializeOwned>(out: &str) -> anyhow::Result<T> {
     let line = out.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
     serde_json::from_str(line).map_err(|e| anyhow::anyhow!("helper output {out:?}: {e}"))
 }
