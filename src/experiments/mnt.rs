@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 mod beyond;
 
+pub use beyond::mnt_guard;
+
 /// Section 3's rows (mount namespace), in run order; `experiments::all` collects them.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.proc-view-differs", proc_view_differs)

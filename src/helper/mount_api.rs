@@ -348,12 +348,14 @@ pub(super) fn op_slave(args: &[String]) -> i32 {
 }
 
 /// The flag sets `esc.mount-flags-locked` remounts with: each clears one of
-/// ro, nosuid, nodev, noexec; the last keeps all four.
+/// ro, nosuid, nodev, noexec; the last keeps all four. The clearing word is
+/// spelled out: mount(8) on the new mount API leaves a flag it is not told
+/// about as it was (and still exits 0); mount(2) reads its absence.
 pub const REMOUNTS: [(&str, &str); 5] = [
-    ("clear_ro", "nosuid,nodev,noexec"),
-    ("clear_nosuid", "ro,nodev,noexec"),
-    ("clear_nodev", "ro,nosuid,noexec"),
-    ("clear_noexec", "ro,nosuid,nodev"),
+    ("clear_ro", "rw,nosuid,nodev,noexec"),
+    ("clear_nosuid", "ro,suid,nodev,noexec"),
+    ("clear_nodev", "ro,nosuid,dev,noexec"),
+    ("clear_noexec", "ro,nosuid,nodev,exec"),
     ("keep_all", "ro,nosuid,nodev,noexec"),
 ];
 
@@ -369,6 +371,13 @@ fn ms_flags(opts: &str) -> MsFlags {
     })
 }
 
+fn options_of(t: &str) -> String {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    super::escape::mount_entry(&mi, std::path::Path::new(t))
+        .map(|e| e.1)
+        .unwrap_or_default()
+}
+
 /// `mnt-remount-flags T`: mount(MS_REMOUNT|MS_BIND|flags) of T for each
 /// of `REMOUNTS`; the errno names, and T's per-mount options afterwards.
 pub(super) fn op_remount_flags(args: &[String]) -> i32 {
@@ -381,10 +390,12 @@ pub(super) fn op_remount_flags(args: &[String]) -> i32 {
     for (name, opts) in REMOUNTS {
         let f = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | ms_flags(opts);
         out.insert(name.into(), errno_name(&mount(none, t, none, f, none)));
+        // What the first attempt left shows whether `ro` could be cleared.
+        if name == "clear_ro" {
+            out.insert("options_after_clear_ro".into(), options_of(t));
+        }
     }
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let opts = super::escape::mount_entry(&mi, std::path::Path::new(t)).map(|e| e.1);
-    out.insert("options_after".into(), opts.unwrap_or_default());
+    out.insert("options_after".into(), options_of(t));
     reply(&out)
 }
 

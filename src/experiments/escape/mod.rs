@@ -63,10 +63,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
+    Experiment::new("esc.mount-flags-locked", mount_flags_locked)
+        .asserts("real root mounts a suite tmpfs ro,nosuid,nodev,noexec; as uid 0 of a new user+mnt ns a bind remount clearing any of them fails EPERM (mount(2) and unshare -Urm mount alike) and mountinfo keeps all four; a remount keeping them succeeds (CVE-2014-5206/5207)")
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
+        .control("the same remounts in a new mount ns without a user ns: they succeed and the mount shows rw"),
 ];
 
 mod boundaries;
 mod containers;
+mod mounts;
 mod release_agent;
 
 use boundaries::{
@@ -74,6 +79,7 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
+use mounts::mount_flags_locked;
 use release_agent::release_agent_denied;
 
 pub use release_agent::has_cgroup_v1_fs;
