@@ -48,6 +48,9 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("ns.ioctl-hierarchy", nsfs::ioctl_hierarchy)
         .asserts("NS_GET_PARENT of a new user and pid ns gives the caller's, EPERM at its own top; NS_GET_USERNS of a uts ns made with a user ns gives that user ns; NS_GET_OWNER_UID the creator's uid 100000; NS_GET_NSTYPE names each type; ENOTTY on a non-ns fd; lsns PNS/ONS agree")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(4, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::LSNS]),
+    Experiment::new("ns.pidfd-setns", nsfs::pidfd_setns)
+        .asserts("setns(pidfd, NEWUTS|NEWIPC|NEWNET|NEWNS|NEWCGROUP) joins all of a suite target's namespaces at once (inodes equal, as one nsfd per type and nsenter give); an exited child's pidfd gives ESRCH and changes nothing; flags 0 give EINVAL; uid 0 of an unrelated user ns gets EPERM")
+        .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 8)], cmd::NSENTER]),
 ];
 
 fn host_hostname() -> String {

@@ -262,7 +262,7 @@ pub struct UnshareNoCap {
 /// Runs `f` in a forked child (after dropping to `uid`) and returns what it
 /// wrote: each attempt gets a fresh process, since a successful unshare
 /// changes the one that made it.
-fn in_child(uid: Option<u32>, f: impl FnOnce() -> Result<(), Errno>) -> String {
+pub(super) fn in_child_errno(uid: Option<u32>, f: impl FnOnce() -> Result<(), Errno>) -> String {
     let Ok((r, w)) = nix::unistd::pipe() else {
         return "pipe failed".into();
     };
@@ -310,14 +310,14 @@ pub(super) fn op_unshare_nocap(args: &[String]) -> i32 {
                 let flags = CloneFlags::from_bits_retain(f | extra);
                 (
                     name.to_string(),
-                    in_child(uid, || nix::sched::unshare(flags)),
+                    in_child_errno(uid, || nix::sched::unshare(flags)),
                 )
             })
             .collect()
     };
     let raw = fd.as_raw_fd();
     // SAFETY: setns on a descriptor this process holds open.
-    let setns = in_child(uid, || {
+    let setns = in_child_errno(uid, || {
         Errno::result(unsafe { libc::setns(raw, 0) }).map(drop)
     });
     reply(&UnshareNoCap {
@@ -432,5 +432,108 @@ pub(super) fn op_ns_nesting(args: &[String]) -> i32 {
         kind: kind.into(),
         depth,
         stopped_by,
+    })
+}
+
+/// The types `ns.pidfd-setns` joins at once, as their /proc/PID/ns names.
+pub const PIDFD_TYPES: [(&str, i32); 5] = [
+    ("uts", libc::CLONE_NEWUTS),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("net", libc::CLONE_NEWNET),
+    ("mnt", libc::CLONE_NEWNS),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+];
+
+/// Reply of `pidfd-setns`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PidfdSetns {
+    /// "pidfd" (one setns of every flag) or "per-type" (one nsfd each).
+    pub how: String,
+    /// The join into the target.
+    pub join: String,
+    /// The types whose inode equals the target's afterwards.
+    pub equal_after: Vec<String>,
+    /// setns of a pidfd whose process has exited (pidfd way only).
+    pub exited: String,
+    /// Whether that failed attempt left every namespace as it was.
+    pub exited_changed_nothing: bool,
+    /// setns(pidfd, 0).
+    pub flags_zero: String,
+    /// setns(pidfd, CLONE_NEWUTS) from a new user ns of uid 100000.
+    pub from_other_userns: String,
+}
+
+fn pidfd_open(pid: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open(pid, 0) returns a new descriptor.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: the descriptor the kernel just returned.
+    Errno::result(r).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn setns_raw(fd: RawFd, flags: i32) -> Result<(), Errno> {
+    // SAFETY: setns on a descriptor this process holds.
+    Errno::result(unsafe { libc::setns(fd, flags) }).map(drop)
+}
+
+fn my_inodes() -> BTreeMap<String, u64> {
+    crate::namespaces::inodes("self")
+}
+
+/// A pidfd of a child that has exited (and been reaped).
+fn exited_pidfd() -> Result<OwnedFd, Errno> {
+    // SAFETY: single-threaded; the child exits at once.
+    match unsafe { fork() }? {
+        ForkResult::Child => unsafe { libc::_exit(0) },
+        ForkResult::Parent { child } => {
+            let fd = pidfd_open(child.as_raw());
+            let _ = nix::sys::wait::waitpid(child, None);
+            fd
+        }
+    }
+}
+
+/// `pidfd-setns PID [--per-type]`: the refusals first (each leaves this
+/// process where it was), then the join into PID's namespaces.
+pub(super) fn op_pidfd_setns(args: &[String]) -> i32 {
+    let Some(pid) = args.first().and_then(|p| p.parse::<i32>().ok()) else {
+        return die("usage: pidfd-setns PID [--per-type]");
+    };
+    let per_type = args.iter().any(|a| a == "--per-type");
+    let all = PIDFD_TYPES.iter().fold(0, |f, (_, t)| f | t);
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => return die(format!("pidfd_open({pid}): {e}")),
+    };
+    let before = my_inodes();
+    let exited = exited_pidfd().and_then(|fd| setns_raw(fd.as_raw_fd(), all));
+    let exited_changed_nothing = my_inodes() == before;
+    let flags_zero = setns_raw(pidfd.as_raw_fd(), 0);
+    let raw = pidfd.as_raw_fd();
+    let from_other = super::nsfs::in_child_errno(Some(UNPRIV), || {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)?;
+        setns_raw(raw, libc::CLONE_NEWUTS)
+    });
+    let join = if per_type {
+        PIDFD_TYPES.iter().try_for_each(|(k, t)| {
+            let fd = open_ns(&format!("/proc/{pid}/ns/{k}"))?;
+            setns_raw(fd.as_raw_fd(), *t)
+        })
+    } else {
+        setns_raw(raw, all)
+    };
+    let target = crate::namespaces::inodes(&pid.to_string());
+    let mine = my_inodes();
+    reply(&PidfdSetns {
+        how: if per_type { "per-type" } else { "pidfd" }.into(),
+        join: errno_name(&join),
+        equal_after: PIDFD_TYPES
+            .iter()
+            .filter(|(k, _)| mine.get(*k).is_some() && mine.get(*k) == target.get(*k))
+            .map(|(k, _)| k.to_string())
+            .collect(),
+        exited: errno_name(&exited),
+        exited_changed_nothing,
+        flags_zero: errno_name(&flags_zero),
+        from_other_userns: from_other,
     })
 }

@@ -2,10 +2,10 @@
 //! unshare(2) needs, and setns(2) through a pidfd.
 
 use crate::experiment::{Ctx, Outcome, Variant};
-use crate::helper::nsfs::{NsIoctl, UnshareNoCap, UNSHARE_FLAGS};
+use crate::helper::nsfs::{NsIoctl, PidfdSetns, UnshareNoCap, PIDFD_TYPES, UNSHARE_FLAGS};
 use crate::namespaces;
 use crate::process::{run_ok, Spawned};
-use crate::{broken, check_eq};
+use crate::{broken, check, check_eq};
 use serde::Deserialize;
 
 /// One namespace of `lsns -J -o NS,TYPE,PNS,ONS`: lsns fills PNS and ONS
@@ -224,5 +224,87 @@ pub(super) fn unshare_needs_cap(ctx: &mut Ctx, v: Variant) -> Outcome {
             }
         }
     }
+    Ok(())
+}
+
+/// The types nsenter joins, with its options, and their inodes afterwards.
+fn nsenter_join(ctx: &Ctx, pid: i32) -> anyhow::Result<Vec<String>> {
+    let script = "for k in uts ipc net mnt cgroup; do echo $k=$(readlink /proc/self/ns/$k); done";
+    let out = run_ok(
+        ctx.cmd("nsenter")
+            .args(["-t", &pid.to_string(), "-u", "-i", "-n", "-m", "-C"])
+            .args(["sh", "-c", script]),
+    )?;
+    let target = namespaces::inodes(&pid.to_string());
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, v)| {
+            target
+                .get(*k)
+                .is_some_and(|i| namespaces::parse_ns_link(v).map(|x| x.1) == Some(*i))
+        })
+        .map(|(k, _)| k.to_string())
+        .collect())
+}
+
+pub(super) fn pidfd_setns(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    let (_target, pid) = crate::experiments::pid::start_inside(
+        ctx,
+        &["--ns", "uts,ipc,net,mnt,cgroup"],
+        &["sleep", "60"],
+    )?;
+    let p = pid.to_string();
+    let k: PidfdSetns =
+        serde_json::from_str(run_ok(ctx.helper().args(["pidfd-setns", &p]))?.trim())?;
+    let per_type: PidfdSetns =
+        serde_json::from_str(run_ok(ctx.helper().args(["pidfd-setns", &p, "--per-type"]))?.trim())?;
+    let cli = nsenter_join(ctx, pid)?;
+    ctx.observe("pidfd", &k);
+    ctx.observe("per_type", &per_type);
+    ctx.observe("nsenter_equal_after", &cli);
+    if k.join == "EINVAL" && k.flags_zero == "EINVAL" && k.equal_after.is_empty() {
+        return Err(crate::experiment::Problem::Unmet(
+            "setns(2) takes no pidfd: kernel older than 5.8".into(),
+        ));
+    }
+    let all: Vec<String> = PIDFD_TYPES.iter().map(|(t, _)| t.to_string()).collect();
+    check_eq!(
+        k.join.as_str(),
+        "ok",
+        "setns(pidfd, NEWUTS|NEWIPC|NEWNET|NEWNS|NEWCGROUP)"
+    );
+    check_eq!(
+        k.equal_after,
+        all,
+        "types equal to the target's after the pidfd setns"
+    );
+    check_eq!(
+        k.exited.as_str(),
+        "ESRCH",
+        "setns of an exited child's pidfd"
+    );
+    check!(
+        k.exited_changed_nothing,
+        "the failed setns of an exited child's pidfd changed a namespace"
+    );
+    check_eq!(k.flags_zero.as_str(), "EINVAL", "setns(pidfd, 0)");
+    check_eq!(
+        k.from_other_userns.as_str(),
+        "EPERM",
+        "setns(pidfd, NEWUTS) from a new user ns of uid 100000"
+    );
+    // One nsfd per type (the helper, and nsenter(1)) ends in the same state.
+    check_eq!(per_type.join.as_str(), "ok", "setns of one nsfd per type");
+    check_eq!(
+        per_type.equal_after,
+        all,
+        "types equal after one setns per type"
+    );
+    check_eq!(
+        cli,
+        all,
+        "types equal to the target's under nsenter -t -u -i -n -m -C"
+    );
     Ok(())
 }
