@@ -41,6 +41,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("uid 100000's new user ns reads setgroups allow and cannot write its own gid_map (EPERM); after deny it can, then setgroups(2) and writing allow back fail EPERM (helper and unshare -r alike)")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])
         .control("real root writes the child's maps from the parent ns: setgroups stays allow and setgroups(2) inside succeeds"),
+    Experiment::new("user.nested-map-ranges", userns::nested_map_ranges)
+        .asserts("in a user ns nested in one mapped `0 100000 1000`, a uid_map of 6 extents (and of one) still maps the inner root to host uid 100000: opening a root-owned 0700 suite file fails EACCES (helper and nsenter/unshare alike; CVE-2018-18955)")
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER])
+        .control("real root opens the file"),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
         .needs(needs![ROOT, USERNS, cmd::IP, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])

@@ -89,6 +89,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("ns-ioctl", nsfs::op_ns_ioctl),
     ("unshare-nocap", nsfs::op_unshare_nocap),
     ("setgroups-deny", userns::op_setgroups_deny),
+    ("nested-map", userns::op_nested_map),
     ("ns-nesting", nsfs::op_ns_nesting),
     ("pidfd-setns", nsfs::op_pidfd_setns),
     ("mnt-rro", mount_api::op_rro),

@@ -124,3 +124,154 @@ pub(super) fn op_setgroups_deny(args: &[String]) -> i32 {
         Err(e) => die(format!("fork: {e}")),
     }
 }
+
+/// Reply of `nested-map`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NestedMap {
+    /// Extents in the inner uid_map (0 when real root opened the file).
+    pub extents: usize,
+    /// open(FILE, O_RDONLY) as uid 0 of the inner user ns.
+    pub open: String,
+    /// The opener's uids (real, effective, saved, fs) seen from the host.
+    pub host_uids: Vec<String>,
+}
+
+/// The inner map: `n` extents covering 0..1000 of the outer ns, root first.
+pub fn extents(n: usize) -> String {
+    if n <= 1 {
+        return "0 0 1000\n".into();
+    }
+    let mut s: String = (0..n - 1).map(|i| format!("{i} {i} 1\n")).collect();
+    let start = n - 1;
+    s.push_str(&format!("{start} {start} {}\n", 1000 - start));
+    s
+}
+
+fn wait_byte(r: &std::os::fd::OwnedFd) {
+    let mut b = [0u8; 1];
+    let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+}
+
+fn be_root_here() -> Result<(), Errno> {
+    let (u, g) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
+    nix::unistd::setresgid(g, g, g)?;
+    nix::unistd::setresuid(u, u, u)?;
+    // The uid change made it non-dumpable: its /proc files (and its
+    // children's) would stay host root's, which the outer root cannot write.
+    // SAFETY: plain prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+    Ok(())
+}
+
+fn pdeathsig() {
+    // SAFETY: plain prctl in a child.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
+/// The inner process: unshare into U2, wait for its maps, become its root,
+/// open FILE, report `PID ERRNO` on `res` and wait to be killed.
+fn inner(file: &str, n: usize, res: &std::os::fd::OwnedFd) -> ! {
+    let (r1, w1) = nix::unistd::pipe().expect("pipe");
+    let (r2, w2) = nix::unistd::pipe().expect("pipe");
+    // SAFETY: single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            pdeathsig();
+            let _ = nix::sched::unshare(CloneFlags::CLONE_NEWUSER);
+            let _ = nix::unistd::write(&w1, b"u");
+            wait_byte(&r2);
+            let r = be_root_here().and_then(|_| {
+                std::fs::File::open(file)
+                    .map(drop)
+                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            });
+            let msg = format!("{} {}", std::process::id(), errno_name(&r));
+            let _ = nix::unistd::write(res, msg.as_bytes());
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            wait_byte(&r1);
+            let p = child.as_raw();
+            let map = extents(n);
+            let w = write_proc(&format!("/proc/{p}/uid_map"), &map)
+                .and_then(|_| write_proc(&format!("/proc/{p}/gid_map"), &map));
+            if let Err(e) = w {
+                let _ = nix::unistd::write(res, format!("0 map-{e:?}").as_bytes());
+            }
+            let _ = nix::unistd::write(&w2, b"g");
+            let _ = nix::sys::wait::waitpid(child, None);
+            // SAFETY: leave at once.
+            unsafe { libc::_exit(0) }
+        }
+        Err(_) => unsafe { libc::_exit(125) },
+    }
+}
+
+/// `nested-map FILE EXTENTS|--as-root`: real root maps an outer user ns
+/// `0 100000 1000`; its root maps an inner one with EXTENTS extents; the
+/// inner root opens FILE. With --as-root this process opens it instead.
+pub(super) fn op_nested_map(args: &[String]) -> i32 {
+    let (Some(file), Some(how)) = (args.first(), args.get(1)) else {
+        return die("usage: nested-map FILE EXTENTS|--as-root");
+    };
+    if how == "--as-root" {
+        let r = std::fs::File::open(file)
+            .map(drop)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)));
+        let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        return reply(&NestedMap {
+            extents: 0,
+            open: errno_name(&r),
+            host_uids: crate::process::status_values(&st, "Uid"),
+        });
+    }
+    let n: usize = how.parse().unwrap_or(1);
+    let (Ok((r1, w1)), Ok((r2, w2)), Ok((rr, rw))) = (
+        nix::unistd::pipe(),
+        nix::unistd::pipe(),
+        nix::unistd::pipe(),
+    ) else {
+        return die("pipe");
+    };
+    // SAFETY: single-threaded.
+    let outer = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            pdeathsig();
+            let _ = nix::sched::unshare(CloneFlags::CLONE_NEWUSER);
+            let _ = nix::unistd::write(&w1, b"u");
+            wait_byte(&r2);
+            if be_root_here().is_err() {
+                let _ = nix::unistd::write(&rw, b"0 outer-root-failed");
+                // SAFETY: leave at once.
+                unsafe { libc::_exit(125) }
+            }
+            inner(file, n, &rw)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return die(format!("fork: {e}")),
+    };
+    drop(rw);
+    wait_byte(&r1);
+    let p = outer.as_raw();
+    let w = write_proc(&format!("/proc/{p}/uid_map"), "0 100000 1000\n")
+        .and_then(|_| write_proc(&format!("/proc/{p}/gid_map"), "0 100000 1000\n"));
+    let _ = nix::unistd::write(&w2, b"g");
+    let mut buf = [0u8; 64];
+    let k = nix::unistd::read(rr.as_raw_fd(), &mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..k]).into_owned();
+    let (pid, open) = text.split_once(' ').unwrap_or(("0", "no answer"));
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let host_uids = crate::process::status_values(&st, "Uid");
+    let _ = nix::sys::signal::kill(outer, nix::sys::signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(outer, None);
+    if let Err(e) = w {
+        return die(format!("the outer maps: {e}"));
+    }
+    reply(&NestedMap {
+        extents: n,
+        open: open.to_string(),
+        host_uids,
+    })
+}

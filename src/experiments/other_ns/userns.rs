@@ -4,8 +4,8 @@
 
 use super::nsfs::find_comm;
 use crate::experiment::{Ctx, Outcome, Variant};
-use crate::helper::userns::SetgroupsDeny;
-use crate::process::{run_ok, Spawned};
+use crate::helper::userns::{NestedMap, SetgroupsDeny};
+use crate::process::{run, run_ok, Spawned};
 use crate::{broken, check_eq};
 use std::collections::BTreeMap;
 
@@ -113,5 +113,101 @@ pub(super) fn setgroups_deny(ctx: &mut Ctx, v: Variant) -> Outcome {
         "ok",
         "the creator's gid_map write after deny"
     );
+    Ok(())
+}
+
+/// The CLI twin of `nested-map` with util-linux alone: `unshare -U` (maps
+/// written by real root), a second `unshare -U` entered into it with
+/// nsenter, whose maps its root writes from the outer ns with printf; then
+/// `cat FILE` as the inner root.
+fn nested_map_cli(ctx: &Ctx, file: &str, n: usize) -> anyhow::Result<String> {
+    let mut outer = Spawned::start(ctx.cmd("unshare").args(["-U", "sleep", "60"]))?;
+    let p1 = find_comm(outer.pid(), "sleep")?.to_string();
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{p1}/{map}"), "0 100000 1000\n")?;
+    }
+    let mut inner = Spawned::start(
+        ctx.cmd("nsenter")
+            .args(["-t", &p1, "-U", "unshare", "-U", "sleep", "60"]),
+    )?;
+    let p2 = find_comm(inner.pid(), "sleep")?.to_string();
+    let map = crate::helper::userns::extents(n).replace('\n', "\\n");
+    let script =
+        format!("printf '{map}' > /proc/{p2}/uid_map && printf '{map}' > /proc/{p2}/gid_map");
+    run_ok(
+        ctx.cmd("nsenter")
+            .args(["-t", &p1, "-U", "sh", "-c", &script]),
+    )?;
+    let r = run(ctx.cmd("nsenter").args(["-t", &p2, "-U", "cat", file]))?;
+    inner.kill();
+    outer.kill();
+    Ok(if r.success() {
+        "ok".into()
+    } else if r.stderr.contains("Permission denied") {
+        "EACCES".into()
+    } else {
+        r.stderr.trim().to_string()
+    })
+}
+
+pub(super) fn nested_map_ranges(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::experiments::escape::open_dir(ctx, "nested-map")?;
+    let file = dir.join("root-only");
+    std::fs::write(&file, "root only\n")?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o700))?;
+    let f = file.to_string_lossy().into_owned();
+    let mut kernel = Vec::new();
+    let mut cli = BTreeMap::new();
+    let hows: &[&str] = if v.isolated() {
+        &["6", "1"]
+    } else {
+        &["--as-root"]
+    };
+    for how in hows {
+        let k: NestedMap =
+            serde_json::from_str(run_ok(ctx.helper().args(["nested-map", &f, how]))?.trim())?;
+        kernel.push(k);
+    }
+    if v.isolated() {
+        for n in [6, 1] {
+            cli.insert(format!("extents_{n}"), nested_map_cli(ctx, &f, n)?);
+        }
+    } else {
+        let r = run(ctx.cmd("cat").arg(&f))?;
+        cli.insert(
+            "real_root".into(),
+            if r.success() {
+                "ok".into()
+            } else {
+                r.stderr.trim().to_string()
+            },
+        );
+    }
+    ctx.observe("kernel", &kernel);
+    ctx.observe("cli", &cli);
+    if let Some(k) = kernel
+        .iter()
+        .find(|k| !k.open.starts_with('E') && k.open != "ok")
+    {
+        broken!("the nested user namespaces were not set up: {}", k.open);
+    }
+    for k in &kernel {
+        check_eq!(
+            k.open.as_str(),
+            "EACCES",
+            "open of a root-only 0700 file as the inner root ({} extents)",
+            k.extents
+        );
+        check_eq!(
+            k.host_uids.get(1).map(String::as_str),
+            Some("100000"),
+            "the inner root's euid seen from the host ({} extents)",
+            k.extents
+        );
+    }
+    for (how, got) in &cli {
+        check_eq!(got.as_str(), "EACCES", "cat of the root-only file ({how})");
+    }
     Ok(())
 }
