@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 mod beyond;
 
-pub use beyond::mnt_guard;
+pub use beyond::{mnt_guard, ns_guard};
 
 /// Section 3's rows (mount namespace), in run order; `experiments::all` collects them.
 pub static EXPERIMENTS: &[Experiment] = &[

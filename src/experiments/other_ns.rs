@@ -45,6 +45,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("in a user ns nested in one mapped `0 100000 1000`, a uid_map of 6 extents (and of one) still maps the inner root to host uid 100000: opening a root-owned 0700 suite file fails EACCES (helper and nsenter/unshare alike; CVE-2018-18955)")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER])
         .control("real root opens the file"),
+    Experiment::new("user.caps-scoped-to-own-netns", userns::caps_scoped_to_own_netns)
+        .asserts("uid 0 of a new user+net ns (mapped to 100000) adds a veth pair and an iptables rule, opens a raw socket and sets SO_MARK in its own netns; uid 0 of a new user ns sharing a suite netns owned by the init user ns gets EPERM for each")
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::IP, cmd::IPTABLES])
+        .control("real root in that suite netns: the steps succeed"),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
         .needs(needs![ROOT, USERNS, cmd::IP, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])

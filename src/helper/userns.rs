@@ -275,3 +275,45 @@ pub(super) fn op_nested_map(args: &[String]) -> i32 {
         host_uids,
     })
 }
+
+/// Reply of `net-caps`: capability-gated socket steps in this netns.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetCaps {
+    /// socket(AF_INET, SOCK_RAW, IPPROTO_ICMP): CAP_NET_RAW over the netns.
+    pub raw_socket: String,
+    /// setsockopt(SO_MARK): CAP_NET_ADMIN over the netns.
+    pub so_mark: String,
+}
+
+/// `net-caps`: what this process's capabilities get from its netns, by
+/// steps that change nothing outside the process.
+pub(super) fn op_net_caps(_args: &[String]) -> i32 {
+    if let Err(e) = super::refuse_in_host_ns("net") {
+        return die(e);
+    }
+    // SAFETY: plain socket(2) calls; each descriptor is closed below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
+    let raw_r = Errno::result(raw).map(|fd| unsafe { libc::close(fd) });
+    // SAFETY: as above.
+    let udp = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    let mark: libc::c_int = 7;
+    let mark_r = Errno::result(udp).and_then(|fd| {
+        // SAFETY: an int option of the size passed, on a socket this process owns.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_MARK,
+                &mark as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        // SAFETY: closes the socket just made.
+        unsafe { libc::close(fd) };
+        Errno::result(r).map(drop)
+    });
+    reply(&NetCaps {
+        raw_socket: errno_name(&raw_r.map(drop)),
+        so_mark: errno_name(&mark_r),
+    })
+}

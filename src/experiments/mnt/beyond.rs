@@ -14,8 +14,22 @@ use std::collections::BTreeMap;
 /// A shell line that stops a script (exit 99) still in the run's own mount
 /// namespace: its mounts would land on the host's table.
 pub fn mnt_guard() -> String {
-    let host = crate::namespaces::inode("self", "mnt").unwrap_or(0);
-    format!("[ \"$(readlink /proc/self/ns/mnt)\" != \"mnt:[{host}]\" ] || exit 99\n")
+    ns_guard(&["mnt"])
+}
+
+/// Shell lines that stop a script (exit 99) still in the run's own
+/// namespace of any of `kinds` (mnt, net, …): its steps would change the host.
+pub fn ns_guard(kinds: &[&str]) -> String {
+    kinds
+        .iter()
+        .map(|k| match crate::namespaces::inode("self", k) {
+            Ok(host) => {
+                format!("[ \"$(readlink /proc/self/ns/{k})\" != \"{k}:[{host}]\" ] || exit 99\n")
+            }
+            // No reference, no proof: refuse.
+            Err(_) => "exit 99\n".to_string(),
+        })
+        .collect()
 }
 
 // ------------------------------------------------------ mnt.proc-subset-pid

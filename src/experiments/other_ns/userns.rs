@@ -211,3 +211,109 @@ pub(super) fn nested_map_ranges(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     Ok(())
 }
+
+/// A veth pair and an iptables rule (TEST-NET-2, in whatever netns the
+/// script runs in; the guard refuses the host's).
+fn net_admin_script() -> String {
+    format!(
+        "{}if e=$(ip link add isoc-a type veth peer name isoc-b 2>&1); then echo veth=ok; else echo \"veth=$e\"; fi\n\
+         if e=$(iptables -w -A INPUT -s 198.51.100.7 -j DROP 2>&1); then echo iptables=ok; else echo \"iptables=$e\"; fi",
+        crate::experiments::mnt::ns_guard(&["net"])
+    )
+}
+
+/// How a `net_admin_script` run went: "ok", or "EPERM" when the kernel
+/// refused (each tool words it its own way).
+fn net_admin_outcome(out: &BTreeMap<String, String>, key: &str) -> String {
+    match out.get(key).map(String::as_str) {
+        Some("ok") => "ok".into(),
+        Some(e) if e.contains("Operation not permitted") || e.contains("Permission denied") => {
+            "EPERM".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+const AS_UNPRIV: [&str; 5] = ["--reuid", "100000", "--regid", "100000", "--clear-groups"];
+
+pub(super) fn caps_scoped_to_own_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use crate::helper::userns::NetCaps;
+    let suite = crate::netns::Netns::add(ctx, "capsns")?;
+    let exe = crate::helper::helper_path();
+    let map = ["--map-root-to", "100000", "--"];
+    // Its own user+net ns.
+    let own_cli = kv_lines(&run_ok(ctx.cmd("setpriv").args(AS_UNPRIV).args([
+        "unshare",
+        "-Urn",
+        "sh",
+        "-c",
+        &net_admin_script(),
+    ]))?);
+    let own_k: NetCaps = serde_json::from_str(
+        run_ok(
+            ctx.helper()
+                .args(["unshare", "--ns", "user,net"])
+                .args(map)
+                .arg(&exe)
+                .args(["helper", "net-caps"]),
+        )?
+        .trim(),
+    )?;
+    // The suite netns (owned by the init user ns): a new user ns alone, or
+    // real root in the control.
+    let (shared_cli, shared_k): (_, NetCaps) = if v.isolated() {
+        let cli = run_ok(suite.enter("setpriv").args(AS_UNPRIV).args([
+            "unshare",
+            "-Ur",
+            "sh",
+            "-c",
+            &net_admin_script(),
+        ]))?;
+        let k = run_ok(
+            suite
+                .enter(&exe)
+                .args(["helper", "unshare", "--ns", "user"])
+                .args(map)
+                .arg(&exe)
+                .args(["helper", "net-caps"]),
+        )?;
+        (kv_lines(&cli), serde_json::from_str(k.trim())?)
+    } else {
+        let cli = run_ok(suite.enter("sh").args(["-c", &net_admin_script()]))?;
+        (
+            kv_lines(&cli),
+            serde_json::from_str(run_ok(&mut suite.helper("net-caps"))?.trim())?,
+        )
+    };
+    let summary = |cli: &BTreeMap<String, String>, k: &NetCaps| {
+        BTreeMap::from([
+            ("ip_link_add_veth", net_admin_outcome(cli, "veth")),
+            ("iptables_append", net_admin_outcome(cli, "iptables")),
+            ("raw_socket", k.raw_socket.clone()),
+            ("so_mark", k.so_mark.clone()),
+        ])
+    };
+    let (own, shared) = (summary(&own_cli, &own_k), summary(&shared_cli, &shared_k));
+    ctx.observe("own_user_and_net_ns", &own);
+    ctx.observe(
+        if v.isolated() {
+            "new_user_ns_in_suite_netns"
+        } else {
+            "real_root_in_suite_netns"
+        },
+        &shared,
+    );
+    for (step, got) in &shared {
+        check_eq!(
+            got.as_str(),
+            "EPERM",
+            "{step} in a suite netns owned by the init user ns"
+        );
+    }
+    for (step, got) in &own {
+        if got != "ok" {
+            broken!("{step} as uid 0 of its own user+net ns: {got} (the positive side must work)");
+        }
+    }
+    Ok(())
+}
