@@ -49,6 +49,9 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("uid 0 of a new user+net ns (mapped to 100000) adds a veth pair and an iptables rule, opens a raw socket and sets SO_MARK in its own netns; uid 0 of a new user ns sharing a suite netns owned by the init user ns gets EPERM for each")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::IP, cmd::IPTABLES])
         .control("real root in that suite netns: the steps succeed"),
+    Experiment::new("user.unprivileged-userns-policy", userns::unprivileged_userns_policy)
+        .asserts("what uid 100000 gets from a new user+mnt ns (a full CapEff and a tmpfs mount as its root; helper and setpriv+unshare -Urm alike) matches the policy its knobs declare (unprivileged_userns_clone, max_user_namespaces, apparmor_restrict_unprivileged_userns, recorded); real root's same steps are the baseline")
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::MOUNT]),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
         .needs(needs![ROOT, USERNS, cmd::IP, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])

@@ -91,6 +91,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("setgroups-deny", userns::op_setgroups_deny),
     ("nested-map", userns::op_nested_map),
     ("net-caps", userns::op_net_caps),
+    ("userns-policy", userns::op_userns_policy),
     ("ns-nesting", nsfs::op_ns_nesting),
     ("pidfd-setns", nsfs::op_pidfd_setns),
     ("mnt-rro", mount_api::op_rro),

@@ -317,3 +317,76 @@ pub(super) fn op_net_caps(_args: &[String]) -> i32 {
         so_mark: errno_name(&mark_r),
     })
 }
+
+/// Reply of `userns-policy`: each step an unprivileged uid takes into a
+/// user+mnt ns, with the errno of the first that failed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UsernsPolicy {
+    /// unshare(CLONE_NEWUSER|CLONE_NEWNS) as uid 100000 (or as real root).
+    pub unshare: String,
+    /// Writing its own maps (0 → its uid).
+    pub maps: String,
+    /// CapEff of uid 0 inside, hex.
+    pub cap_eff: String,
+    /// mount(tmpfs) on the given dir inside the new mount ns.
+    pub mount_tmpfs: String,
+}
+
+/// `userns-policy DIR [--as-root]`: as uid 100000 (or real root), make a
+/// user+mnt ns with its own one-line maps, read CapEff, mount a tmpfs.
+pub(super) fn op_userns_policy(args: &[String]) -> i32 {
+    let dir = args.first().cloned().unwrap_or_default();
+    let uid = if args.iter().any(|a| a == "--as-root") {
+        0
+    } else {
+        100_000
+    };
+    let mut r = UsernsPolicy {
+        unshare: "not-tried".into(),
+        maps: "not-tried".into(),
+        cap_eff: String::new(),
+        mount_tmpfs: "not-tried".into(),
+    };
+    if let Err(e) = drop_to(Some(uid)) {
+        return die(format!("dropping to {uid}: {e}"));
+    }
+    let flags = CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS;
+    let un = nix::sched::unshare(flags);
+    r.unshare = errno_name(&un);
+    if un.is_err() {
+        return reply(&r);
+    }
+    let map = format!("0 {uid} 1\n");
+    let maps = write_proc("/proc/self/uid_map", &map)
+        .and_then(|_| write_proc("/proc/self/setgroups", "deny"))
+        .and_then(|_| write_proc("/proc/self/gid_map", &map))
+        .and_then(|_| be_root_here());
+    r.maps = errno_name(&maps);
+    let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    r.cap_eff = crate::process::status_values(&st, "CapEff").join("");
+    if maps.is_err() {
+        return reply(&r);
+    }
+    if let Err(e) = super::refuse_in_host_ns("mnt") {
+        return die(e);
+    }
+    let none = None::<&str>;
+    let m = nix::mount::mount(
+        none,
+        "/",
+        none,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        none,
+    )
+    .and_then(|_| {
+        nix::mount::mount(
+            Some("isocheck"),
+            dir.as_str(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+    });
+    r.mount_tmpfs = errno_name(&m);
+    reply(&r)
+}

@@ -317,3 +317,129 @@ pub(super) fn caps_scoped_to_own_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     Ok(())
 }
+
+/// The knobs distributions gate unprivileged user namespaces with, as
+/// read (absent where the kernel lacks them).
+fn userns_knobs() -> BTreeMap<&'static str, String> {
+    [
+        (
+            "kernel.unprivileged_userns_clone",
+            "/proc/sys/kernel/unprivileged_userns_clone",
+        ),
+        (
+            "user.max_user_namespaces",
+            "/proc/sys/user/max_user_namespaces",
+        ),
+        (
+            "kernel.apparmor_restrict_unprivileged_userns",
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, p)| {
+        (
+            k,
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "absent".into()),
+        )
+    })
+    .collect()
+}
+
+/// The gate the knobs name, or None where they allow unprivileged userns.
+pub fn declared_gate(knobs: &BTreeMap<&str, String>) -> Option<&'static str> {
+    let is = |k: &str, v: &str| knobs.get(k).is_some_and(|x| x == v);
+    if is("kernel.unprivileged_userns_clone", "0") {
+        Some("kernel.unprivileged_userns_clone=0")
+    } else if is("user.max_user_namespaces", "0") {
+        Some("user.max_user_namespaces=0")
+    } else if is("kernel.apparmor_restrict_unprivileged_userns", "1") {
+        Some("kernel.apparmor_restrict_unprivileged_userns=1")
+    } else {
+        None
+    }
+}
+
+/// The CLI twin: `unshare -Urm` (as uid 100000 through setpriv, or as real
+/// root), CapEff and a tmpfs mount inside.
+fn policy_cli(ctx: &Ctx, dir: &str, as_root: bool) -> anyhow::Result<BTreeMap<String, String>> {
+    let script = format!(
+        "{}echo cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)\n\
+         if e=$(mount -t tmpfs -o size=1m isocheck {dir} 2>&1); then echo mount_tmpfs=ok; else echo \"mount_tmpfs=$e\"; fi",
+        crate::experiments::mnt::mnt_guard()
+    );
+    let mut c = ctx.cmd(if as_root { "env" } else { "setpriv" });
+    if !as_root {
+        c.args(AS_UNPRIV);
+    }
+    let r = run(c.args(["unshare", "-Urm", "sh", "-c", &script]))?;
+    let mut out = kv_lines(&r.stdout);
+    out.insert(
+        "unshare".into(),
+        if r.stdout.contains("cap_eff=") {
+            "ok".into()
+        } else {
+            r.stderr.trim().to_string()
+        },
+    );
+    Ok(out)
+}
+
+/// A full CapEff for this kernel (every capability up to cap_last_cap).
+fn full_caps() -> anyhow::Result<String> {
+    let last: u32 = crate::experiment::read("/proc/sys/kernel/cap_last_cap")?
+        .trim()
+        .parse()?;
+    Ok(format!("{:016x}", (1u64 << (last + 1)) - 1))
+}
+
+pub(super) fn unprivileged_userns_policy(ctx: &mut Ctx, _v: Variant) -> Outcome {
+    use crate::helper::userns::UsernsPolicy;
+    let dir = crate::experiments::escape::open_dir(ctx, "policy")?;
+    let d = dir.to_string_lossy().into_owned();
+    let knobs = userns_knobs();
+    let gate = declared_gate(&knobs);
+    let full = full_caps()?;
+    let kernel: UsernsPolicy =
+        serde_json::from_str(run_ok(ctx.helper().args(["userns-policy", &d]))?.trim())?;
+    let cli = policy_cli(ctx, &d, false)?;
+    let root_k: UsernsPolicy = serde_json::from_str(
+        run_ok(ctx.helper().args(["userns-policy", &d, "--as-root"]))?.trim(),
+    )?;
+    let root_cli = policy_cli(ctx, &d, true)?;
+    // The namespace limit scales with the machine's memory: its raw value
+    // is a measurement, whether it is zero the fact.
+    ctx.measure("knobs", &knobs);
+    let mut facts = knobs.clone();
+    facts.entry("user.max_user_namespaces").and_modify(|v| {
+        if v != "0" && v != "absent" {
+            *v = "nonzero".into();
+        }
+    });
+    ctx.observe("knobs", &facts);
+    ctx.observe("declared_gate", gate);
+    ctx.observe("kernel", &kernel);
+    ctx.observe("cli", &cli);
+    ctx.observe("real_root_kernel", &root_k);
+    ctx.observe("real_root_cli", &root_cli);
+    // Real root's baseline: the same steps must work, or nothing is measured.
+    if root_k.mount_tmpfs != "ok" || root_cli.get("mount_tmpfs").map(String::as_str) != Some("ok") {
+        broken!("real root's unshare -Urm + tmpfs failed: {root_k:?} / {root_cli:?}");
+    }
+    let k_allowed = kernel.mount_tmpfs == "ok" && kernel.cap_eff == full;
+    let c_allowed = cli.get("mount_tmpfs").map(String::as_str) == Some("ok")
+        && cli.get("cap_eff") == Some(&full);
+    ctx.observe("allowed", json_pair(k_allowed, c_allowed));
+    check_eq!(k_allowed, gate.is_none(), "uid 100000 got a full CapEff ({full}) and a tmpfs mount (helper), the knobs declaring {gate:?}");
+    check_eq!(
+        c_allowed,
+        gate.is_none(),
+        "the same under setpriv + unshare -Urm, the knobs declaring {gate:?}"
+    );
+    Ok(())
+}
+
+fn json_pair(kernel: bool, cli: bool) -> BTreeMap<&'static str, bool> {
+    BTreeMap::from([("kernel", kernel), ("cli", cli)])
+}
