@@ -10,7 +10,7 @@ set -euo pipefail
 
 want=(iproute2 iptables iputils-ping util-linux procps cgroup-tools
       libseccomp-dev gcc pkg-config busybox-static python3 nftables
-      hostname tar)  # hostname, tar: Essential on Debian; listed because rows run them
+      hostname tar libcap2-bin e2fsprogs)  # hostname, tar: Essential on Debian; listed because rows run them
 locales=()
 for arg in "$@"; do
   case "$arg" in

@@ -86,6 +86,10 @@ pub mod cmd {
         TAR = Tar,
         PYTHON3 = Python3,
         DOCKER = Docker,
+        SETCAP = Setcap,
+        GETCAP = Getcap,
+        LOSETUP = Losetup,
+        MKFS_EXT4 = MkfsExt4,
         QEMU_SYSTEM = QemuSystem,
     );
 }

@@ -47,6 +47,14 @@ pub enum Tool {
     Python3,
     /// `docker`: the engine's CLI for section 7.
     Docker,
+    /// `setcap` (libcap2-bin): writes a file capability (user.file-caps-namespaced).
+    Setcap,
+    /// `getcap` (libcap2-bin): reads a file capability back.
+    Getcap,
+    /// `losetup` (util-linux): the loop device of a suite ext4 image.
+    Losetup,
+    /// `mkfs.ext4` (e2fsprogs): makes that image's filesystem.
+    MkfsExt4,
     /// `qemu-system-x86_64`: boots the kernels of ci/kernel-run.sh; no experiment runs it.
     QemuSystem,
 }
@@ -74,6 +82,10 @@ impl Tool {
         Tool::Tar,
         Tool::Python3,
         Tool::Docker,
+        Tool::Setcap,
+        Tool::Getcap,
+        Tool::Losetup,
+        Tool::MkfsExt4,
         Tool::QemuSystem,
     ];
 
@@ -100,6 +112,10 @@ impl Tool {
             Tool::Tar => "tar",
             Tool::Python3 => "python3",
             Tool::Docker => "docker",
+            Tool::Setcap => "setcap",
+            Tool::Getcap => "getcap",
+            Tool::Losetup => "losetup",
+            Tool::MkfsExt4 => "mkfs.ext4",
             Tool::QemuSystem => "qemu-system-x86_64",
         }
     }
@@ -125,6 +141,9 @@ impl Tool {
             Tool::Tar => "tar",
             Tool::Python3 => "python3",
             Tool::Docker => "docker.io",
+            Tool::Setcap | Tool::Getcap => "libcap2-bin",
+            Tool::Losetup => "util-linux",
+            Tool::MkfsExt4 => "e2fsprogs",
             Tool::QemuSystem => "qemu-system-x86",
         }
     }
@@ -144,6 +163,9 @@ impl Tool {
             Tool::Busybox => &[],
             Tool::Hostname => &["-V"],
             Tool::Cgcreate | Tool::Cgexec | Tool::Cgdelete => &["-h"],
+            // libcap's tools have no version flag; -h prints their usage.
+            Tool::Setcap | Tool::Getcap => &["-h"],
+            Tool::MkfsExt4 => &["-V"],
             _ => &["--version"],
         }
     }

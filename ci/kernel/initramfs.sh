@@ -48,7 +48,7 @@ copy_bin() {
 # /opt/busybox/bin, later on PATH than the real tools.
 GUEST_TOOLS="ip iptables iptables-save iptables-restore ip6tables iptables-legacy iptables-nft nft ping
   unshare nsenter lsns findmnt mount umount ps ipcs hostname cgcreate cgexec cgdelete cgset cgget
-  tar setpriv prlimit chroot pivot_root switch_root nproc timeout
+  tar setpriv prlimit chroot pivot_root switch_root nproc timeout setcap getcap losetup mkfs.ext4 mke2fs
   stat mountpoint dash bash sleep cat true false env kill pgrep pkill
   ls cp mv rm mkdir rmdir ln chmod chown touch readlink realpath basename dirname echo printf
   head tail grep sed mawk awk sort uniq wc cut tr tee id whoami seq yes test find xargs date

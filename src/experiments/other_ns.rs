@@ -49,6 +49,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("uid 0 of a new user+net ns (mapped to 100000) adds a veth pair and an iptables rule, opens a raw socket and sets SO_MARK in its own netns; uid 0 of a new user ns sharing a suite netns owned by the init user ns gets EPERM for each")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::IP, cmd::IPTABLES])
         .control("real root in that suite netns: the steps succeed"),
+    Experiment::new("user.file-caps-namespaced", userns::file_caps_namespaced)
+        .asserts("setcap cap_net_raw+ep by uid 0 of a user ns mapped to 100000 (setcap and the helper's setxattr) on a suite file writes a v3 security.capability with rootid 100000 (read from the host); exec of it by host uid 100000 gets no CAP_NET_RAW")
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::SETCAP, cmd::GETCAP])
+        .control("the same setcap by real root: a v2 xattr, and the same exec gets CAP_NET_RAW"),
     Experiment::new("user.unprivileged-userns-policy", userns::unprivileged_userns_policy)
         .asserts("what uid 100000 gets from a new user+mnt ns (a full CapEff and a tmpfs mount as its root; helper and setpriv+unshare -Urm alike) matches the policy its knobs declare (unprivileged_userns_clone, max_user_namespaces, apparmor_restrict_unprivileged_userns, recorded); real root's same steps are the baseline")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::MOUNT]),

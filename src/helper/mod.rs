@@ -92,6 +92,8 @@ const OPS: &[(&str, HelperOp)] = &[
     ("nested-map", userns::op_nested_map),
     ("net-caps", userns::op_net_caps),
     ("userns-policy", userns::op_userns_policy),
+    ("fcap-set", userns::op_fcap_set),
+    ("fcap-read", userns::op_fcap_read),
     ("ns-nesting", nsfs::op_ns_nesting),
     ("pidfd-setns", nsfs::op_pidfd_setns),
     ("mnt-rro", mount_api::op_rro),

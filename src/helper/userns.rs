@@ -390,3 +390,93 @@ pub(super) fn op_userns_policy(args: &[String]) -> i32 {
     r.mount_tmpfs = errno_name(&m);
     reply(&r)
 }
+
+const CAP_NET_RAW: u32 = 13;
+const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+const VFS_CAP_REVISION_3: u32 = 0x0300_0000;
+const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x1;
+
+/// A file's `security.capability`, decoded.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileCap {
+    /// getxattr's errno name, or "ok".
+    pub read: String,
+    /// The format revision (2, or 3 with a rootid).
+    pub version: Option<u32>,
+    /// The v3 rootid: the host uid that is root where the caps apply.
+    pub rootid: Option<u32>,
+    /// Whether CAP_NET_RAW is in the permitted set.
+    pub net_raw: bool,
+}
+
+/// `fcap-set FILE`: writes `cap_net_raw+ep` as a v2 `security.capability`
+/// (the kernel rewrites it as v3 for a writer inside a user namespace).
+pub(super) fn op_fcap_set(args: &[String]) -> i32 {
+    let f = cpath_of(args.first());
+    let mut v = Vec::with_capacity(20);
+    for w in [
+        VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE,
+        1 << CAP_NET_RAW,
+        0,
+        0,
+        0,
+    ] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    let name = c"security.capability";
+    // SAFETY: NUL-terminated names, a buffer of the length passed.
+    let r = unsafe { libc::setxattr(f.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+    reply(&std::collections::BTreeMap::from([(
+        "setxattr",
+        errno_name(&Errno::result(r).map(drop)),
+    )]))
+}
+
+fn cpath_of(a: Option<&String>) -> std::ffi::CString {
+    std::ffi::CString::new(a.map(String::as_str).unwrap_or("/nonexistent")).unwrap_or_default()
+}
+
+/// Decodes a raw `security.capability` value.
+pub fn decode_fcap(raw: &[u8]) -> FileCap {
+    let word = |i: usize| {
+        raw.get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let magic = word(0).unwrap_or(0) & 0xff00_0000;
+    let version = match magic {
+        VFS_CAP_REVISION_2 => Some(2),
+        VFS_CAP_REVISION_3 => Some(3),
+        _ => None,
+    };
+    FileCap {
+        read: "ok".into(),
+        version,
+        rootid: if version == Some(3) { word(5) } else { None },
+        net_raw: word(1).is_some_and(|p| p & (1 << CAP_NET_RAW) != 0),
+    }
+}
+
+/// `fcap-read FILE`: the raw xattr as this process's namespace reads it.
+pub(super) fn op_fcap_read(args: &[String]) -> i32 {
+    let f = cpath_of(args.first());
+    let name = c"security.capability";
+    let mut buf = [0u8; 64];
+    // SAFETY: NUL-terminated names, a buffer of the length passed.
+    let n = unsafe {
+        libc::getxattr(
+            f.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    match Errno::result(n) {
+        Ok(n) => reply(&decode_fcap(&buf[..n as usize])),
+        Err(e) => reply(&FileCap {
+            read: format!("{e:?}"),
+            version: None,
+            rootid: None,
+            net_raw: false,
+        }),
+    }
+}

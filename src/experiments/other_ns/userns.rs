@@ -443,3 +443,91 @@ pub(super) fn unprivileged_userns_policy(ctx: &mut Ctx, _v: Variant) -> Outcome 
 fn json_pair(kernel: bool, cli: bool) -> BTreeMap<&'static str, bool> {
     BTreeMap::from([("kernel", kernel), ("cli", cli)])
 }
+
+/// Bit 13 of a `CapEff:` hex value.
+fn has_net_raw(status: &str) -> Option<bool> {
+    let eff = crate::process::status_values(status, "CapEff")
+        .first()
+        .cloned()?;
+    u64::from_str_radix(&eff, 16)
+        .ok()
+        .map(|e| e & (1 << 13) != 0)
+}
+
+/// Why the host is safe: both capability-carrying copies of `cat` live in
+/// a tmpfs that only the holder's private mount ns has; they vanish with it.
+pub(super) fn file_caps_namespaced(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use crate::experiments::escape::{hold_mount_ns, in_holder, op_in_holder, open_dir};
+    use crate::helper::userns::FileCap;
+    let t = open_dir(ctx, "fcaps")?.join("t");
+    std::fs::create_dir_all(&t)?;
+    let ts = t.to_string_lossy().into_owned();
+    let cat = crate::host::which("cat").ok_or_else(|| anyhow::anyhow!("no cat on PATH"))?;
+    let setup = format!(
+        "{}mount -t tmpfs -o size=8m,mode=0755 {} {ts}\nfor f in cli k; do cp {} {ts}/$f-cat; chown 100000:100000 {ts}/$f-cat; done",
+        crate::experiments::mnt::mnt_guard(),
+        ctx.tag,
+        cat.display()
+    );
+    let holder = hold_mount_ns(ctx, &setup)?;
+    let (cli_f, k_f) = (format!("{ts}/cli-cat"), format!("{ts}/k-cat"));
+    let mut set = in_holder(ctx, &holder);
+    if v.isolated() {
+        set.arg("setpriv").args(AS_UNPRIV).args(["unshare", "-Ur"]);
+    }
+    run_ok(set.args(["setcap", "cap_net_raw+ep", &cli_f]))?;
+    let ns: &[&str] = &["--ns", "user", "--map-root-to", "100000"];
+    let _: BTreeMap<String, String> = op_in_holder(
+        ctx,
+        &holder,
+        v.isolated().then_some(ns),
+        &["fcap-set", &k_f],
+    )?;
+    let getcap = run_ok(in_holder(ctx, &holder).args(["getcap", "-n", &cli_f]))?.replace(&ts, "T");
+    let mut xattr = BTreeMap::new();
+    let mut exec = BTreeMap::new();
+    for (layer, f) in [("cli", &cli_f), ("kernel", &k_f)] {
+        let c: FileCap = op_in_holder(ctx, &holder, None, &["fcap-read", f])?;
+        xattr.insert(layer, c);
+    }
+    let cli_exec = run_ok(
+        in_holder(ctx, &holder)
+            .arg("setpriv")
+            .args(AS_UNPRIV)
+            .args([&cli_f, "/proc/self/status"]),
+    )?;
+    let exe = crate::helper::helper_path();
+    let k_exec = run_ok(in_holder(ctx, &holder).arg(&exe).args([
+        "helper",
+        "esc-exec-as",
+        "100000",
+        "plain",
+        &k_f,
+        "/proc/self/status",
+    ]))?;
+    drop(holder);
+    exec.insert("cli", has_net_raw(&cli_exec));
+    exec.insert("kernel", has_net_raw(&k_exec));
+    ctx.observe("getcap_from_host", getcap.trim());
+    ctx.observe("xattr_from_host", &xattr);
+    ctx.observe("exec_by_uid_100000_has_net_raw", &exec);
+    for (layer, c) in &xattr {
+        check_eq!(
+            c.version,
+            Some(3),
+            "security.capability revision ({layer} setcap), read from the host"
+        );
+        check_eq!(c.rootid, Some(100_000), "its rootid ({layer})");
+    }
+    for (layer, e) in &exec {
+        check_eq!(
+            *e,
+            Some(false),
+            "CAP_NET_RAW in CapEff of the file exec'd by host uid 100000 ({layer})"
+        );
+    }
+    if xattr.values().any(|c| !c.net_raw) {
+        broken!("the written capability set lacks cap_net_raw: {xattr:?}");
+    }
+    Ok(())
+}
