@@ -103,6 +103,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("mnt-remount-flags", mount_api::op_remount_flags),
     ("mnt-proc-subset", mount_api::op_proc_subset),
     ("mnt-owner", mount_api::op_owner),
+    ("overlay-copyup", mount_api::op_overlay_copyup),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

@@ -481,3 +481,45 @@ pub(super) fn op_owner(args: &[String]) -> i32 {
     let p = args.first().map(String::as_str).unwrap_or("/nonexistent");
     reply(&BTreeMap::from([("owner", owner_of(p))]))
 }
+
+/// Reply of `overlay-copyup`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Copyup {
+    /// mount(overlay) in this (user-owned) mount ns.
+    pub mount: String,
+    /// open(MERGED/FILE, O_WRONLY|O_APPEND): the copy-up.
+    pub open_for_write: String,
+}
+
+/// `overlay-copyup LOWER UPPER WORK MERGED FILE`: mount an overlay and open
+/// FILE through it for writing, which copies it up.
+pub(super) fn op_overlay_copyup(args: &[String]) -> i32 {
+    if let Err(c) = guard() {
+        return c;
+    }
+    let [lower, upper, work, merged, file] = args else {
+        return die("usage: overlay-copyup LOWER UPPER WORK MERGED FILE");
+    };
+    let opts = format!("lowerdir={lower},upperdir={upper},workdir={work}");
+    let m = mount(
+        Some("overlay"),
+        merged.as_str(),
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    );
+    let open = if m.is_ok() {
+        let r = std::fs::OpenOptions::new()
+            .append(true)
+            .open(format!("{merged}/{file}"))
+            .map(drop)
+            .map_err(io_errno);
+        errno_name(&r)
+    } else {
+        "not-tried".into()
+    };
+    reply(&Copyup {
+        mount: errno_name(&m),
+        open_for_write: open,
+    })
+}

@@ -67,6 +67,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("real root mounts a suite tmpfs ro,nosuid,nodev,noexec; as uid 0 of a new user+mnt ns a bind remount clearing any of them fails EPERM (mount(2) and unshare -Urm mount alike) and mountinfo keeps all four; a remount keeping them succeeds (CVE-2014-5206/5207)")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
         .control("the same remounts in a new mount ns without a user ns: they succeed and the mount shows rw"),
+    Experiment::new("esc.overlay-copyup-unmapped", overlay_copyup_unmapped)
+        .asserts("in a user+mnt ns (0 → 100000) an overlay over a suite lower dir holding a 0666 file owned by an unmapped uid: opening it for write (copy-up) fails EOVERFLOW (helper and unshare -Urm alike) and the upper dirs stay empty, seen from the host; never a setuid bit (CVE-2023-0386)")
+        .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT])
+        .control("the lower file owned by the mapped uid 100000: the copy-up succeeds and the upper file is 100000's on the host"),
 ];
 
 mod boundaries;
@@ -79,7 +83,7 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
-use mounts::mount_flags_locked;
+use mounts::{mount_flags_locked, overlay_copyup_unmapped};
 use release_agent::release_agent_denied;
 
 pub use release_agent::has_cgroup_v1_fs;

@@ -96,3 +96,129 @@ pub(super) fn mount_flags_locked(ctx: &mut Ctx, v: Variant) -> Outcome {
     );
     Ok(())
 }
+
+// ---------------------------------------------- esc.overlay-copyup-unmapped
+
+/// The lower file's owner: a host uid the namespace does not map (the
+/// isolated run), or the mapped 100000 (the control).
+const UNMAPPED: u32 = 12_345;
+
+/// lower/f (0666, owned by `owner`), upper and work owned by 100000 (the
+/// namespace's root), merged: one set per layer.
+fn overlay_dirs(ctx: &mut Ctx, name: &str, owner: u32) -> anyhow::Result<[String; 4]> {
+    use std::os::unix::fs::PermissionsExt;
+    let d = open_dir(ctx, name)?;
+    let ids = |u: u32| {
+        (
+            Some(nix::unistd::Uid::from_raw(u)),
+            Some(nix::unistd::Gid::from_raw(u)),
+        )
+    };
+    let mut out = Vec::new();
+    for sub in ["lower", "upper", "work", "merged"] {
+        let p = d.join(sub);
+        std::fs::create_dir_all(&p)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        if sub == "upper" || sub == "work" {
+            let (u, g) = ids(100_000);
+            nix::unistd::chown(&p, u, g)?;
+        }
+        out.push(p.to_string_lossy().into_owned());
+    }
+    let f = d.join("lower/f");
+    std::fs::write(&f, "lower\n")?;
+    // No setuid or setgid bit, ever: a plain 0666 file.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666))?;
+    let (u, g) = ids(owner);
+    nix::unistd::chown(&f, u, g)?;
+    Ok([
+        out[0].clone(),
+        out[1].clone(),
+        out[2].clone(),
+        out[3].clone(),
+    ])
+}
+
+/// The upper dir as the host sees it: each entry with its owner uid.
+fn upper_seen(upper: &str) -> anyhow::Result<BTreeMap<String, u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut m = BTreeMap::new();
+    for e in std::fs::read_dir(upper)?.flatten() {
+        m.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            e.metadata()?.uid(),
+        );
+    }
+    Ok(m)
+}
+
+/// Why the host is safe: every dir is the suite's scratch; the overlay is
+/// mounted only in a user-owned mount ns made inside the holder's private
+/// one, and dies with it; the file is a plain 0666 file, never setuid.
+pub(super) fn overlay_copyup_unmapped(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use crate::helper::mount_api::Copyup;
+    let owner = if v.isolated() { UNMAPPED } else { 100_000 };
+    let [cl, cu, cw, cm] = overlay_dirs(ctx, "ovl-cli", owner)?;
+    let [kl, ku, kw, km] = overlay_dirs(ctx, "ovl-kernel", owner)?;
+    let holder = hold_mount_ns(ctx, &mnt_guard())?;
+    let script = format!(
+        "{}if e=$(mount -t overlay overlay -o lowerdir={cl},upperdir={cu},workdir={cw} {cm} 2>&1); then echo mount=ok; else echo \"mount=$e\"; fi\n\
+         if e=$( (echo more >> {cm}/f) 2>&1); then echo open_for_write=ok; else echo \"open_for_write=${{e##*: }}\"; fi",
+        mnt_guard()
+    );
+    let cli = kv_lines(&run_ok(
+        in_holder(ctx, &holder)
+            .arg("setpriv")
+            .args(["--reuid", UNPRIV_S, "--regid", UNPRIV_S, "--clear-groups"])
+            .args(["unshare", "-Urm", "sh", "-c", &script]),
+    )?);
+    let ns: &[&str] = &["--ns", "user,mnt", "--map-root-to", UNPRIV_S];
+    let kernel: Copyup = op_in_holder(
+        ctx,
+        &holder,
+        Some(ns),
+        &["overlay-copyup", &kl, &ku, &kw, &km, "f"],
+    )?;
+    drop(holder);
+    let (cli_upper, k_upper) = (upper_seen(&cu)?, upper_seen(&ku)?);
+    ctx.observe(
+        "lower_owner",
+        if v.isolated() {
+            "unmapped uid"
+        } else {
+            "mapped uid 100000"
+        },
+    );
+    ctx.observe("cli", &cli);
+    ctx.observe("kernel", &kernel);
+    ctx.observe(
+        "upper_from_host",
+        BTreeMap::from([("cli", &cli_upper), ("kernel", &k_upper)]),
+    );
+    if kernel.mount == "ENODEV" {
+        return Err(crate::experiment::Problem::Unmet(
+            "no overlay filesystem in this kernel (CONFIG_OVERLAY_FS, module overlay)".into(),
+        ));
+    }
+    if kernel.mount == "EPERM" || kernel.mount == "EINVAL" {
+        return Err(crate::experiment::Problem::Unmet(format!(
+            "overlay cannot be mounted in a user namespace here ({}): kernel older than 5.11",
+            kernel.mount
+        )));
+    }
+    check_eq!(
+        kernel.open_for_write.as_str(),
+        "EOVERFLOW",
+        "copy-up of a file owned by an unmapped uid (helper)"
+    );
+    check_eq!(
+        cli.get("open_for_write").map(String::as_str),
+        Some("Value too large for defined data type"),
+        "`echo >> f` through the overlay of `unshare -Urm`"
+    );
+    check!(
+        k_upper.is_empty() && cli_upper.is_empty(),
+        "the upper dirs, seen from the host: {k_upper:?} {cli_upper:?}"
+    );
+    Ok(())
+}
