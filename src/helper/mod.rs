@@ -104,6 +104,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("mnt-proc-subset", mount_api::op_proc_subset),
     ("mnt-owner", mount_api::op_owner),
     ("overlay-copyup", mount_api::op_overlay_copyup),
+    ("mount-gate", mount_api::op_mount_gate),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),

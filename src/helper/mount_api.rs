@@ -523,3 +523,95 @@ pub(super) fn op_overlay_copyup(args: &[String]) -> i32 {
         open_for_write: open,
     })
 }
+
+/// The filesystem types `mount-gate` tries, with their mount data.
+pub const GATE_TYPES: [&str; 9] = [
+    "tmpfs", "ramfs", "proc", "sysfs", "mqueue", "devpts", "cgroup2", "overlay", "ext4",
+];
+
+/// Reply of `mount-gate`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MountGate {
+    /// mount(2) of each type on DIR/TYPE: "ok" (then unmounted) or the errno.
+    pub mount: BTreeMap<String, String>,
+    /// fsopen("ext4"): "ok" or the errno.
+    pub fsopen: String,
+    /// fsconfig(FSCONFIG_SET_STRING, "source", LOOPDEV).
+    pub fsconfig_source: String,
+    /// fsconfig(FSCONFIG_CMD_CREATE): where a block filesystem is refused.
+    pub fsconfig_create: String,
+}
+
+fn fsopen(fs: &str) -> Result<OwnedFd, Errno> {
+    let f = cpath(fs);
+    // SAFETY: fsopen(name, FSOPEN_CLOEXEC) returns a new descriptor.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, f.as_ptr(), 1) };
+    // SAFETY: the descriptor the kernel just returned.
+    Errno::result(r).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn fsconfig(fd: &OwnedFd, cmd: u32, key: Option<&str>, value: Option<&str>) -> Result<(), Errno> {
+    let (k, v) = (key.map(cpath), value.map(cpath));
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: NUL-terminated strings or NULL, as the command takes them.
+    let r = unsafe { libc::syscall(libc::SYS_fsconfig, fd.as_raw_fd(), cmd, ptr(&k), ptr(&v), 0) };
+    Errno::result(r).map(drop)
+}
+
+/// ext4 through the new mount API: fsopen, the source, then the superblock.
+fn fsopen_ext4(dev: &str) -> (String, String, String) {
+    const FSCONFIG_SET_STRING: u32 = 1;
+    const FSCONFIG_CMD_CREATE: u32 = 6;
+    let fd = match fsopen("ext4") {
+        Ok(fd) => fd,
+        Err(e) => return (format!("{e:?}"), "not-tried".into(), "not-tried".into()),
+    };
+    let src = fsconfig(&fd, FSCONFIG_SET_STRING, Some("source"), Some(dev));
+    let create = if src.is_ok() {
+        errno_name(&fsconfig(&fd, FSCONFIG_CMD_CREATE, None, None))
+    } else {
+        "not-tried".into()
+    };
+    ("ok".into(), errno_name(&src), create)
+}
+
+/// `mount-gate DIR LOOPDEV`: mount each of `GATE_TYPES` on DIR/TYPE (ext4
+/// from LOOPDEV, overlay over DIR/ovl-{lower,upper,work}), unmounting each
+/// that worked; then ext4 through fsopen/fsconfig.
+pub(super) fn op_mount_gate(args: &[String]) -> i32 {
+    if let Err(c) = guard() {
+        return c;
+    }
+    let [dir, dev] = args else {
+        return die("usage: mount-gate DIR LOOPDEV");
+    };
+    let ovl = format!("lowerdir={dir}/ovl-lower,upperdir={dir}/ovl-upper,workdir={dir}/ovl-work");
+    let mut out = BTreeMap::new();
+    for fs in GATE_TYPES {
+        let target = format!("{dir}/{fs}");
+        let (source, data) = match fs {
+            "ext4" => (dev.as_str(), None),
+            "overlay" => ("overlay", Some(ovl.as_str())),
+            "tmpfs" | "ramfs" => ("isocheck", Some("size=1m")),
+            other => (other, None),
+        };
+        let r = mount(
+            Some(source),
+            target.as_str(),
+            Some(fs),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            data,
+        );
+        if r.is_ok() {
+            let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        out.insert(fs.to_string(), errno_name(&r));
+    }
+    let (fsopen, fsconfig_source, fsconfig_create) = fsopen_ext4(dev);
+    reply(&MountGate {
+        mount: out,
+        fsopen,
+        fsconfig_source,
+        fsconfig_create,
+    })
+}

@@ -71,6 +71,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("in a user+mnt ns (0 → 100000) an overlay over a suite lower dir holding a 0666 file owned by an unmapped uid: opening it for write (copy-up) fails EOVERFLOW (helper and unshare -Urm alike) and the upper dirs stay empty, seen from the host; never a setuid bit (CVE-2023-0386)")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT])
         .control("the lower file owned by the mapped uid 100000: the copy-up succeeds and the upper file is 100000's on the host"),
+    Experiment::new("esc.userns-mount-gate", userns_mount_gate)
+        .asserts("uid 0 of a new user+mnt(+pid, net, ipc, cgroup) ns mapped to 100000 mounts tmpfs (the allowed set of tmpfs, ramfs, proc, sysfs, mqueue, devpts, cgroup2, overlay recorded per kernel) but not ext4 from a suite loop image: mount(2), mount(8) and fsopen+FSCONFIG_CMD_CREATE give EPERM (CVE-2022-0185's surface)")
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::LOSETUP, cmd::MKFS_EXT4])
+        .control("real root: the ext4 mount of the same image succeeds"),
 ];
 
 mod boundaries;
@@ -83,7 +87,7 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
-use mounts::{mount_flags_locked, overlay_copyup_unmapped};
+use mounts::{mount_flags_locked, overlay_copyup_unmapped, userns_mount_gate};
 use release_agent::release_agent_denied;
 
 pub use release_agent::has_cgroup_v1_fs;

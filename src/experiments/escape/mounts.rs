@@ -8,7 +8,7 @@ use crate::experiment::{Ctx, Outcome, Variant};
 use crate::experiments::mnt::mnt_guard;
 use crate::helper::mount_api::REMOUNTS;
 use crate::process::run_ok;
-use crate::{check, check_eq};
+use crate::{broken, check, check_eq};
 use std::collections::BTreeMap;
 
 // -------------------------------------------------- esc.mount-flags-locked
@@ -220,5 +220,137 @@ pub(super) fn overlay_copyup_unmapped(ctx: &mut Ctx, v: Variant) -> Outcome {
         k_upper.is_empty() && cli_upper.is_empty(),
         "the upper dirs, seen from the host: {k_upper:?} {cli_upper:?}"
     );
+    Ok(())
+}
+
+// ------------------------------------------------------ esc.userns-mount-gate
+
+/// A 16 MiB ext4 image under the row's scratch dir, attached to a loop
+/// device that teardown detaches (and the sweeper, by the image's path,
+/// after a SIGKILL).
+fn suite_loop_image(ctx: &mut Ctx, dir: &std::path::Path) -> anyhow::Result<String> {
+    let img = dir.join("img.ext4");
+    std::fs::File::create(&img)?.set_len(16 << 20)?;
+    run_ok(ctx.cmd("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
+    let dev = run_ok(ctx.cmd("losetup").args(["-f", "--show"]).arg(&img))?
+        .trim()
+        .to_string();
+    if !dev.starts_with("/dev/loop") {
+        anyhow::bail!("losetup printed {dev:?}, not a loop device");
+    }
+    let d2 = dev.clone();
+    ctx.defer("detach the suite's loop device", move || {
+        if let Err(e) = crate::cleanup::detach_loop(&d2) {
+            eprintln!("isocheck: {e}");
+        }
+    });
+    Ok(dev)
+}
+
+fn gate_dirs(ctx: &mut Ctx) -> anyhow::Result<String> {
+    use crate::helper::mount_api::GATE_TYPES;
+    let d = open_dir(ctx, "gate")?;
+    let subs = GATE_TYPES.iter().copied().chain([
+        "ovl-lower",
+        "ovl-upper",
+        "ovl-work",
+        "cli-tmpfs",
+        "cli-ext4",
+    ]);
+    for s in subs {
+        let p = d.join(s);
+        std::fs::create_dir_all(&p)?;
+        if s == "ovl-upper" || s == "ovl-work" {
+            let (u, g) = (
+                nix::unistd::Uid::from_raw(100_000),
+                nix::unistd::Gid::from_raw(100_000),
+            );
+            nix::unistd::chown(&p, Some(u), Some(g))?;
+        }
+    }
+    Ok(d.to_string_lossy().into_owned())
+}
+
+/// Why the host is safe: ext4 is only ever mounted from the suite's own
+/// loop image, in the holder's private mount ns (or in a user-owned copy
+/// of it), and unmounted at once; the loop device is detached at teardown.
+pub(super) fn userns_mount_gate(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use crate::helper::mount_api::MountGate;
+    if !std::path::Path::new("/dev/loop-control").exists() {
+        return Err(crate::experiment::Problem::Unmet(
+            "no loop devices: /dev/loop-control is missing (CONFIG_BLK_DEV_LOOP, module loop)"
+                .into(),
+        ));
+    }
+    let d = gate_dirs(ctx)?;
+    let dev = suite_loop_image(ctx, std::path::Path::new(&d))?;
+    let holder = hold_mount_ns(ctx, &mnt_guard())?;
+    let script = format!(
+        "{}for t in tmpfs ext4; do if [ $t = ext4 ]; then src={dev}; else src=isocheck; fi\n\
+         if e=$(mount -t $t $src {d}/cli-$t 2>&1); then echo $t=ok; umount {d}/cli-$t; else echo \"$t=$(echo \"$e\" | head -1)\"; fi; done",
+        mnt_guard()
+    );
+    let mut c = in_holder(ctx, &holder);
+    if v.isolated() {
+        c.arg("setpriv")
+            .args(["--reuid", UNPRIV_S, "--regid", UNPRIV_S, "--clear-groups"])
+            .args(["unshare", "-Urm"]);
+    }
+    let cli = kv_lines(
+        &run_ok(c.args(["sh", "-c", &script]))?
+            .replace(&d, "D")
+            .replace(&dev, "LOOPDEV"),
+    );
+    let ns: &[&str] = &[
+        "--ns",
+        "user,mnt,pid,net,ipc,cgroup",
+        "--map-root-to",
+        UNPRIV_S,
+    ];
+    let k: MountGate = op_in_holder(
+        ctx,
+        &holder,
+        v.isolated().then_some(ns),
+        &["mount-gate", &d, &dev],
+    )?;
+    drop(holder);
+    let allowed: Vec<&String> = k
+        .mount
+        .iter()
+        .filter(|(_, r)| *r == "ok")
+        .map(|(t, _)| t)
+        .collect();
+    ctx.observe("allowed_types", &allowed);
+    ctx.observe("kernel", &k);
+    ctx.observe("cli", &cli);
+    check_eq!(
+        k.mount.get("ext4").map(String::as_str),
+        Some("EPERM"),
+        "mount(2) of ext4 from the suite's loop image"
+    );
+    let c_ext4 = cli.get("ext4").map(String::as_str).unwrap_or("");
+    check!(
+        c_ext4.contains("permission denied"),
+        "mount -t ext4 of the suite's loop image: {c_ext4:?}"
+    );
+    let refused = if k.fsopen == "ok" {
+        k.fsconfig_create.as_str()
+    } else {
+        k.fsopen.as_str()
+    };
+    check_eq!(
+        refused,
+        "EPERM",
+        "ext4 through fsopen/fsconfig(FSCONFIG_CMD_CREATE)"
+    );
+    if k.mount.get("tmpfs").map(String::as_str) != Some("ok")
+        || cli.get("tmpfs").map(String::as_str) != Some("ok")
+    {
+        broken!(
+            "not even tmpfs could be mounted: {:?} / {:?}",
+            k.mount.get("tmpfs"),
+            cli.get("tmpfs")
+        );
+    }
     Ok(())
 }
