@@ -528,7 +528,7 @@ pub(super) fn op_pidfd_setns(args: &[String]) -> i32 {
         join: errno_name(&join),
         equal_after: PIDFD_TYPES
             .iter()
-            .filter(|(k, _)| mine.get(*k).is_some() && mine.get(*k) == target.get(*k))
+            .filter(|(k, _)| mine.contains_key(*k) && mine.get(*k) == target.get(*k))
             .map(|(k, _)| k.to_string())
             .collect(),
         exited: errno_name(&exited),

@@ -57,6 +57,39 @@ fn an_unshare_that_did_nothing_is_refused_before_its_mounts() {
         ));
 }
 
+/// Every mount op of the deeper mount and escape rows refuses in the run's
+/// own mount namespace before its first step (the paths are never reached).
+#[test]
+fn the_mount_api_ops_refuse_in_the_hosts_mount_namespace() {
+    let ops: [&[&str]; 6] = [
+        &["mnt-rro", "/nonexistent"],
+        &["mnt-idmap", "/nonexistent/a", "/nonexistent/b"],
+        &[
+            "mnt-slave",
+            "/nonexistent/a",
+            "/nonexistent/b",
+            "/nonexistent/c",
+        ],
+        &["mnt-remount-flags", "/nonexistent"],
+        &["overlay-copyup", "/n/l", "/n/u", "/n/w", "/n/m", "f"],
+        &["mount-gate", "/nonexistent", "/dev/null"],
+    ];
+    for op in ops {
+        isocheck()
+            .env(
+                isocheck::helper::ENV_HOST_NS,
+                isocheck::helper::host_ns_env(),
+            )
+            .arg("helper")
+            .args(op)
+            .assert()
+            .code(125)
+            .stderr(predicate::str::contains(
+                "refusing: still in the host's mount namespace",
+            ));
+    }
+}
+
 // ---- the net section's host guard ----
 
 fn ip(args: &[&str]) {

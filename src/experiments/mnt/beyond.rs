@@ -94,7 +94,7 @@ pub(super) fn proc_subset_pid(ctx: &mut Ctx, v: Variant) -> Outcome {
         others.is_empty(),
         "ls of proc (subset=pid) lists {others:?}"
     );
-    if !kernel.has_pids || cli.get("pid").is_none() {
+    if !kernel.has_pids || !cli.contains_key("pid") {
         broken!("the proc mount lists no pid directory at all");
     }
     Ok(())
@@ -428,4 +428,20 @@ pub(super) fn propagation_slave_unbindable(ctx: &mut Ctx, v: Variant) -> Outcome
         get("bind_unbindable")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The shell guard stops a script in the run's own namespaces (this
+    /// test process never leaves them) before its first step.
+    #[test]
+    fn the_shell_guard_stops_a_script_in_the_runs_own_namespaces() {
+        let script = format!("{}echo reached", super::ns_guard(&["mnt", "net"]));
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(99));
+        assert!(out.stdout.is_empty());
+    }
 }
