@@ -39,8 +39,24 @@ pub fn detach_loop(dev: &str) -> Result<(), String> {
     let f = std::fs::File::open(dev).map_err(|e| format!("opening {dev}: {e}"))?;
     // SAFETY: LOOP_CLR_FD takes no argument, on a loop device this opened.
     let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&f), LOOP_CLR_FD, 0) };
+    drop(f);
     match nix::errno::Errno::result(r) {
-        Ok(_) | Err(nix::errno::Errno::ENXIO) => Ok(()),
-        Err(e) => Err(format!("LOOP_CLR_FD {dev}: {e}")),
+        Ok(_) | Err(nix::errno::Errno::ENXIO) => {}
+        Err(e) => return Err(format!("LOOP_CLR_FD {dev}: {e}")),
+    }
+    // A device someone still has open (a mount whose namespace is being
+    // torn down, a udev probe) is only marked autoclear and detaches at
+    // that last close: wait for it, bounded.
+    let backing = format!(
+        "/sys/block/{}/loop/backing_file",
+        dev.trim_start_matches("/dev/")
+    );
+    let gone = crate::process::wait_until(std::time::Duration::from_secs(5), || {
+        !Path::new(&backing).exists()
+    });
+    if gone {
+        Ok(())
+    } else {
+        Err(format!("{dev} still attached 5 s after LOOP_CLR_FD"))
     }
 }

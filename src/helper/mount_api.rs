@@ -263,6 +263,37 @@ fn signal_wait(w: &OwnedFd, r: &OwnedFd) {
     let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
 }
 
+/// The copy's side of `mnt-slave`: a new mount ns (a slave unless
+/// `peer`), then, once told, look for the parent's mount, make its own and
+/// say what it saw; the copy's mounts die with it.
+fn copy_side(peer: bool, from_parent: &str, from_copy: &str, [w1, r2, w3]: [&OwnedFd; 3]) -> ! {
+    let none = None::<&str>;
+    let r = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).and_then(|_| {
+        if peer {
+            return Ok(());
+        }
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none)
+    });
+    if r.is_err() || refuse_in_host_ns("mnt").is_err() {
+        // SAFETY: leave at once.
+        unsafe { libc::_exit(125) }
+    }
+    signal_wait(w1, r2);
+    let seen = mounted(from_parent);
+    let _ = tmpfs(from_copy);
+    let _ = nix::unistd::write(w3, if seen { b"1" } else { b"0" });
+    // SAFETY: leave at once.
+    unsafe { libc::_exit(0) }
+}
+
+/// UNB bound on itself and made unbindable, then bound on TARGET.
+fn bind_unbindable(unb: &str, target: &str) -> Result<(), Errno> {
+    let none = None::<&str>;
+    mount(Some(unb), unb, none, MsFlags::MS_BIND, none)
+        .and_then(|_| mount(none, unb, none, MsFlags::MS_UNBINDABLE, none))
+        .and_then(|_| mount(Some(unb), target, none, MsFlags::MS_BIND, none))
+}
+
 /// `mnt-slave SHARED UNBINDABLE TARGET [--shared]`: a child copies this
 /// mount ns (as a slave, or unchanged: a shared peer); this process mounts
 /// under SHARED/from-parent, the child under SHARED/from-copy; each looks
@@ -289,25 +320,7 @@ pub(super) fn op_slave(args: &[String]) -> i32 {
     };
     // SAFETY: the helper is single-threaded.
     let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let r = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).and_then(|_| {
-                if peer {
-                    return Ok(());
-                }
-                let none = None::<&str>;
-                mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none)
-            });
-            if r.is_err() || refuse_in_host_ns("mnt").is_err() {
-                // SAFETY: leave at once.
-                unsafe { libc::_exit(125) }
-            }
-            signal_wait(&w1, &r2);
-            let seen = mounted(&from_parent);
-            let _ = tmpfs(&from_copy);
-            let _ = nix::unistd::write(&w3, if seen { b"1" } else { b"0" });
-            // SAFETY: leave at once; the copy's mounts die with it.
-            unsafe { libc::_exit(0) }
-        }
+        Ok(ForkResult::Child) => copy_side(peer, &from_parent, &from_copy, [&w1, &r2, &w3]),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => return die(format!("fork: {e}")),
     };
@@ -321,24 +334,7 @@ pub(super) fn op_slave(args: &[String]) -> i32 {
         return die(format!("the parent's mount ({first:?}) or the copy failed"));
     }
     let copy_to_parent = mounted(&from_copy);
-    let none = None::<&str>;
-    let unbindable = mount(
-        Some(unb.as_str()),
-        unb.as_str(),
-        none,
-        MsFlags::MS_BIND,
-        none,
-    )
-    .and_then(|_| mount(none, unb.as_str(), none, MsFlags::MS_UNBINDABLE, none))
-    .and_then(|_| {
-        mount(
-            Some(unb.as_str()),
-            target.as_str(),
-            none,
-            MsFlags::MS_BIND,
-            none,
-        )
-    });
+    let unbindable = bind_unbindable(unb, target);
     reply(&Slave {
         copy: if peer { "unchanged" } else { "slave" }.into(),
         parent_to_copy: b[0] == b'1',
@@ -412,6 +408,38 @@ pub struct ProcSubset {
     pub lookups: BTreeMap<String, String>,
 }
 
+/// What a proc mount at `dir` lists and which of three files it has.
+fn proc_look(dir: &str, mount: String) -> ProcSubset {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let is_pid = |n: &String| n.chars().all(|c| c.is_ascii_digit());
+    let lookups = ["sys", "sysrq-trigger", "cpuinfo"]
+        .iter()
+        .map(|n| {
+            let r = std::fs::symlink_metadata(format!("{dir}/{n}"))
+                .map(drop)
+                .map_err(io_errno);
+            (n.to_string(), errno_name(&r))
+        })
+        .collect();
+    ProcSubset {
+        mount,
+        has_pids: names.iter().any(is_pid),
+        other_entries: names
+            .iter()
+            .filter(|n| !is_pid(n) && *n != "self" && *n != "thread-self")
+            .cloned()
+            .collect(),
+        lookups,
+    }
+}
+
 /// `mnt-proc-subset DIR [--default]`: new mnt+pid namespaces; the child
 /// (pid 1) mounts proc on DIR with subset=pid (or default) and looks.
 pub(super) fn op_proc_subset(args: &[String]) -> i32 {
@@ -440,34 +468,7 @@ pub(super) fn op_proc_subset(args: &[String]) -> i32 {
                 MsFlags::empty(),
                 data,
             );
-            let mut names: Vec<String> = std::fs::read_dir(dir)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            let is_pid = |n: &String| n.chars().all(|c| c.is_ascii_digit());
-            let lookups = ["sys", "sysrq-trigger", "cpuinfo"]
-                .iter()
-                .map(|n| {
-                    let r = std::fs::symlink_metadata(format!("{dir}/{n}"))
-                        .map(drop)
-                        .map_err(io_errno);
-                    (n.to_string(), errno_name(&r))
-                })
-                .collect();
-            reply(&ProcSubset {
-                mount: errno_name(&m),
-                has_pids: names.iter().any(is_pid),
-                other_entries: names
-                    .iter()
-                    .filter(|n| !is_pid(n) && *n != "self" && *n != "thread-self")
-                    .cloned()
-                    .collect(),
-                lookups,
-            })
+            reply(&proc_look(dir, errno_name(&m)))
         }
         Ok(ForkResult::Parent { child }) => nix::sys::wait::waitpid(child, None)
             .map(super::status_code)

@@ -59,6 +59,23 @@ fn finish_setgroups(mut r: SetgroupsDeny) -> i32 {
     reply(&r)
 }
 
+/// The creator's own map writes (none when the parent writes them).
+fn creator_steps(r: &mut SetgroupsDeny, parent_writes: bool) -> Result<(), String> {
+    if parent_writes {
+        r.writer = "parent".into();
+        r.gid_map_while_allow = "not-tried".into();
+        r.write_deny = "not-tried".into();
+        r.gid_map_after_deny = "not-tried".into();
+        return Ok(());
+    }
+    r.writer = "self".into();
+    write_proc("/proc/self/uid_map", MAP).map_err(|e| format!("the creator's own uid_map: {e}"))?;
+    r.gid_map_while_allow = errno_name(&write_proc("/proc/self/gid_map", MAP));
+    r.write_deny = errno_name(&write_proc("/proc/self/setgroups", "deny"));
+    r.gid_map_after_deny = errno_name(&write_proc("/proc/self/gid_map", MAP));
+    Ok(())
+}
+
 /// `setgroups-deny [--parent-writes]`: a child drops to uid 100000 and
 /// makes a user ns. By default it writes its own maps (gid_map first while
 /// setgroups is `allow`, then after `deny`); with --parent-writes this
@@ -85,19 +102,8 @@ pub(super) fn op_setgroups_deny(args: &[String]) -> i32 {
             let _ = nix::unistd::write(&w1, b"u");
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(r2.as_raw_fd(), &mut b);
-            if parent_writes {
-                r.writer = "parent".into();
-                r.gid_map_while_allow = "not-tried".into();
-                r.write_deny = "not-tried".into();
-                r.gid_map_after_deny = "not-tried".into();
-            } else {
-                r.writer = "self".into();
-                if let Err(e) = write_proc("/proc/self/uid_map", MAP) {
-                    return die(format!("the creator's own uid_map: {e}"));
-                }
-                r.gid_map_while_allow = errno_name(&write_proc("/proc/self/gid_map", MAP));
-                r.write_deny = errno_name(&write_proc("/proc/self/setgroups", "deny"));
-                r.gid_map_after_deny = errno_name(&write_proc("/proc/self/gid_map", MAP));
+            if let Err(e) = creator_steps(&mut r, parent_writes) {
+                return die(e);
             }
             finish_setgroups(r)
         }
@@ -209,6 +215,19 @@ fn inner(file: &str, n: usize, res: &std::os::fd::OwnedFd) -> ! {
     }
 }
 
+/// The control's open: this process (real root) opens FILE.
+fn open_as_root(file: &str) -> NestedMap {
+    let r = std::fs::File::open(file)
+        .map(drop)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)));
+    let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    NestedMap {
+        extents: 0,
+        open: errno_name(&r),
+        host_uids: crate::process::status_values(&st, "Uid"),
+    }
+}
+
 /// `nested-map FILE EXTENTS|--as-root`: real root maps an outer user ns
 /// `0 100000 1000`; its root maps an inner one with EXTENTS extents; the
 /// inner root opens FILE. With --as-root this process opens it instead.
@@ -217,15 +236,7 @@ pub(super) fn op_nested_map(args: &[String]) -> i32 {
         return die("usage: nested-map FILE EXTENTS|--as-root");
     };
     if how == "--as-root" {
-        let r = std::fs::File::open(file)
-            .map(drop)
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)));
-        let st = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        return reply(&NestedMap {
-            extents: 0,
-            open: errno_name(&r),
-            host_uids: crate::process::status_values(&st, "Uid"),
-        });
+        return reply(&open_as_root(file));
     }
     let n: usize = how.parse().unwrap_or(1);
     let (Ok((r1, w1)), Ok((r2, w2)), Ok((rr, rw))) = (

@@ -25,15 +25,7 @@ pub(super) fn mount_flags_locked(ctx: &mut Ctx, v: Variant) -> Outcome {
         ctx.tag
     );
     let holder = hold_mount_ns(ctx, &setup)?;
-    let script: String = REMOUNTS
-        .iter()
-        .map(|(name, opts)| {
-            format!("if e=$(mount -o remount,bind,{opts} {ts} 2>&1); then echo {name}=ok; else echo \"{name}=$(echo \"$e\" | head -1)\"; fi\n")
-        })
-        .chain(std::iter::once(format!(
-            "echo options_after=$(findmnt -n -o VFS-OPTIONS --mountpoint {ts})\n"
-        )))
-        .collect();
+    let script = remount_script(&ts);
     let flags = if v.isolated() { "-Urm" } else { "-m" };
     let cli = kv_lines(
         &run_ok(in_holder(ctx, &holder).args([
@@ -55,6 +47,23 @@ pub(super) fn mount_flags_locked(ctx: &mut Ctx, v: Variant) -> Outcome {
     drop(holder);
     ctx.observe("kernel", &kernel);
     ctx.observe("cli", &cli);
+    judge_locked(&kernel, &cli)
+}
+
+/// Each of `REMOUNTS` by mount(8), then the options findmnt shows.
+fn remount_script(ts: &str) -> String {
+    REMOUNTS
+        .iter()
+        .map(|(name, opts)| {
+            format!("if e=$(mount -o remount,bind,{opts} {ts} 2>&1); then echo {name}=ok; else echo \"{name}=$(echo \"$e\" | head -1)\"; fi\n")
+        })
+        .chain(std::iter::once(format!(
+            "echo options_after=$(findmnt -n -o VFS-OPTIONS --mountpoint {ts})\n"
+        )))
+        .collect()
+}
+
+fn judge_locked(kernel: &BTreeMap<String, String>, cli: &BTreeMap<String, String>) -> Outcome {
     let has_all = |o: Option<&String>| {
         o.is_some_and(|o| {
             ["ro", "nosuid", "nodev", "noexec"]
@@ -152,6 +161,39 @@ fn upper_seen(upper: &str) -> anyhow::Result<BTreeMap<String, u32>> {
     Ok(m)
 }
 
+/// The CLI twin: mount(8) of the overlay and `echo >>` through it, as uid
+/// 0 of `unshare -Urm` run by uid 100000, in the holder's mount ns.
+fn copyup_cli(
+    ctx: &Ctx,
+    holder: &crate::process::Spawned,
+    [cl, cu, cw, cm]: [&str; 4],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let script = format!(
+        "{}if e=$(mount -t overlay overlay -o lowerdir={cl},upperdir={cu},workdir={cw} {cm} 2>&1); then echo mount=ok; else echo \"mount=$e\"; fi\n\
+         if e=$( (echo more >> {cm}/f) 2>&1); then echo open_for_write=ok; else echo \"open_for_write=${{e##*: }}\"; fi",
+        mnt_guard()
+    );
+    Ok(kv_lines(&run_ok(
+        in_holder(ctx, holder)
+            .arg("setpriv")
+            .args(["--reuid", UNPRIV_S, "--regid", UNPRIV_S, "--clear-groups"])
+            .args(["unshare", "-Urm", "sh", "-c", &script]),
+    )?))
+}
+
+/// Why an overlay cannot be tried here, from the mount's errno.
+fn overlay_unmet(mount: &str) -> Option<String> {
+    match mount {
+        "ENODEV" => {
+            Some("no overlay filesystem in this kernel (CONFIG_OVERLAY_FS, module overlay)".into())
+        }
+        "EPERM" | "EINVAL" => Some(format!(
+            "overlay cannot be mounted in a user namespace here ({mount}): kernel older than 5.11"
+        )),
+        _ => None,
+    }
+}
+
 /// Why the host is safe: every dir is the suite's scratch; the overlay is
 /// mounted only in a user-owned mount ns made inside the holder's private
 /// one, and dies with it; the file is a plain 0666 file, never setuid.
@@ -161,17 +203,7 @@ pub(super) fn overlay_copyup_unmapped(ctx: &mut Ctx, v: Variant) -> Outcome {
     let [cl, cu, cw, cm] = overlay_dirs(ctx, "ovl-cli", owner)?;
     let [kl, ku, kw, km] = overlay_dirs(ctx, "ovl-kernel", owner)?;
     let holder = hold_mount_ns(ctx, &mnt_guard())?;
-    let script = format!(
-        "{}if e=$(mount -t overlay overlay -o lowerdir={cl},upperdir={cu},workdir={cw} {cm} 2>&1); then echo mount=ok; else echo \"mount=$e\"; fi\n\
-         if e=$( (echo more >> {cm}/f) 2>&1); then echo open_for_write=ok; else echo \"open_for_write=${{e##*: }}\"; fi",
-        mnt_guard()
-    );
-    let cli = kv_lines(&run_ok(
-        in_holder(ctx, &holder)
-            .arg("setpriv")
-            .args(["--reuid", UNPRIV_S, "--regid", UNPRIV_S, "--clear-groups"])
-            .args(["unshare", "-Urm", "sh", "-c", &script]),
-    )?);
+    let cli = copyup_cli(ctx, &holder, [&cl, &cu, &cw, &cm])?;
     let ns: &[&str] = &["--ns", "user,mnt", "--map-root-to", UNPRIV_S];
     let kernel: Copyup = op_in_holder(
         ctx,
@@ -195,16 +227,8 @@ pub(super) fn overlay_copyup_unmapped(ctx: &mut Ctx, v: Variant) -> Outcome {
         "upper_from_host",
         BTreeMap::from([("cli", &cli_upper), ("kernel", &k_upper)]),
     );
-    if kernel.mount == "ENODEV" {
-        return Err(crate::experiment::Problem::Unmet(
-            "no overlay filesystem in this kernel (CONFIG_OVERLAY_FS, module overlay)".into(),
-        ));
-    }
-    if kernel.mount == "EPERM" || kernel.mount == "EINVAL" {
-        return Err(crate::experiment::Problem::Unmet(format!(
-            "overlay cannot be mounted in a user namespace here ({}): kernel older than 5.11",
-            kernel.mount
-        )));
+    if let Some(why) = overlay_unmet(&kernel.mount) {
+        return Err(crate::experiment::Problem::Unmet(why));
     }
     check_eq!(
         kernel.open_for_write.as_str(),
@@ -271,6 +295,33 @@ fn gate_dirs(ctx: &mut Ctx) -> anyhow::Result<String> {
     Ok(d.to_string_lossy().into_owned())
 }
 
+/// The CLI twin: mount(8) of tmpfs and of the image's ext4, as uid 0 of
+/// `unshare -Urm` run by uid 100000 (the control: real root), in the holder.
+fn gate_cli(
+    ctx: &Ctx,
+    v: Variant,
+    holder: &crate::process::Spawned,
+    d: &str,
+    dev: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let script = format!(
+        "{}for t in tmpfs ext4; do if [ $t = ext4 ]; then src={dev}; else src=isocheck; fi\n\
+         if e=$(mount -t $t $src {d}/cli-$t 2>&1); then echo $t=ok; umount {d}/cli-$t; else echo \"$t=$(echo \"$e\" | head -1)\"; fi; done",
+        mnt_guard()
+    );
+    let mut c = in_holder(ctx, holder);
+    if v.isolated() {
+        c.arg("setpriv")
+            .args(["--reuid", UNPRIV_S, "--regid", UNPRIV_S, "--clear-groups"])
+            .args(["unshare", "-Urm"]);
+    }
+    Ok(kv_lines(
+        &run_ok(c.args(["sh", "-c", &script]))?
+            .replace(d, "D")
+            .replace(dev, "LOOPDEV"),
+    ))
+}
+
 /// Why the host is safe: ext4 is only ever mounted from the suite's own
 /// loop image, in the holder's private mount ns (or in a user-owned copy
 /// of it), and unmounted at once; the loop device is detached at teardown.
@@ -285,22 +336,7 @@ pub(super) fn userns_mount_gate(ctx: &mut Ctx, v: Variant) -> Outcome {
     let d = gate_dirs(ctx)?;
     let dev = suite_loop_image(ctx, std::path::Path::new(&d))?;
     let holder = hold_mount_ns(ctx, &mnt_guard())?;
-    let script = format!(
-        "{}for t in tmpfs ext4; do if [ $t = ext4 ]; then src={dev}; else src=isocheck; fi\n\
-         if e=$(mount -t $t $src {d}/cli-$t 2>&1); then echo $t=ok; umount {d}/cli-$t; else echo \"$t=$(echo \"$e\" | head -1)\"; fi; done",
-        mnt_guard()
-    );
-    let mut c = in_holder(ctx, &holder);
-    if v.isolated() {
-        c.arg("setpriv")
-            .args(["--reuid", UNPRIV_S, "--regid", UNPRIV_S, "--clear-groups"])
-            .args(["unshare", "-Urm"]);
-    }
-    let cli = kv_lines(
-        &run_ok(c.args(["sh", "-c", &script]))?
-            .replace(&d, "D")
-            .replace(&dev, "LOOPDEV"),
-    );
+    let cli = gate_cli(ctx, v, &holder, &d, &dev)?;
     let ns: &[&str] = &[
         "--ns",
         "user,mnt,pid,net,ipc,cgroup",
@@ -323,6 +359,10 @@ pub(super) fn userns_mount_gate(ctx: &mut Ctx, v: Variant) -> Outcome {
     ctx.observe("allowed_types", &allowed);
     ctx.observe("kernel", &k);
     ctx.observe("cli", &cli);
+    judge_gate(&k, &cli)
+}
+
+fn judge_gate(k: &crate::helper::mount_api::MountGate, cli: &BTreeMap<String, String>) -> Outcome {
     check_eq!(
         k.mount.get("ext4").map(String::as_str),
         Some("EPERM"),

@@ -7,7 +7,7 @@
 use crate::experiment::{Ctx, Outcome, Problem, Variant};
 use crate::experiments::escape::{hold_mount_ns, in_holder, kv_lines, op_in_holder, open_dir};
 use crate::helper::mount_api::{Idmap, ProcSubset, Rro, Slave};
-use crate::process::{run, run_ok};
+use crate::process::{run, run_ok, Spawned};
 use crate::{broken, check, check_eq};
 use std::collections::BTreeMap;
 
@@ -34,6 +34,33 @@ pub fn ns_guard(kinds: &[&str]) -> String {
 
 // ------------------------------------------------------ mnt.proc-subset-pid
 
+/// The CLI twin: mount(8) of proc (with `-o subset=pid` unless the
+/// control) in `unshare -m --pid --fork`; the lookups, and the entries that
+/// are not pids, self or thread-self.
+fn proc_subset_cli(
+    ctx: &Ctx,
+    v: Variant,
+    c: &str,
+) -> anyhow::Result<(BTreeMap<String, String>, Vec<String>)> {
+    let opts = if v.isolated() { "-o subset=pid" } else { "" };
+    let script = format!(
+        "{}mount -t proc {opts} proc {c}\nfor e in $(ls -A {c}); do case $e in *[!0-9]*) echo other=$e;; *) echo pid=1;; esac; done\n\
+         for f in sys sysrq-trigger cpuinfo; do if [ -e {c}/$f ]; then echo $f=present; else echo $f=absent; fi; done",
+        mnt_guard()
+    );
+    let out = run_ok(
+        ctx.cmd("unshare")
+            .args(["-m", "--pid", "--fork", "sh", "-c", &script]),
+    )?;
+    let others = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("other="))
+        .filter(|e| *e != "self" && *e != "thread-self")
+        .map(String::from)
+        .collect();
+    Ok((kv_lines(&out), others))
+}
+
 pub(super) fn proc_subset_pid(ctx: &mut Ctx, v: Variant) -> Outcome {
     let dir = open_dir(ctx, "procsub")?;
     let (kd, cd) = (dir.join("kernel"), dir.join("cli"));
@@ -45,23 +72,7 @@ pub(super) fn proc_subset_pid(ctx: &mut Ctx, v: Variant) -> Outcome {
         k.arg("--default");
     }
     let kernel: ProcSubset = serde_json::from_str(run_ok(&mut k)?.trim())?;
-    let c = cd.to_string_lossy();
-    let opts = if v.isolated() { "-o subset=pid" } else { "" };
-    let script = format!(
-        "{}mount -t proc {opts} proc {c}\nfor e in $(ls -A {c}); do case $e in *[!0-9]*) echo other=$e;; *) echo pid=1;; esac; done\n\
-         for f in sys sysrq-trigger cpuinfo; do if [ -e {c}/$f ]; then echo $f=present; else echo $f=absent; fi; done",
-        mnt_guard()
-    );
-    let out = run_ok(
-        ctx.cmd("unshare")
-            .args(["-m", "--pid", "--fork", "sh", "-c", &script]),
-    )?;
-    let others: Vec<&str> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("other="))
-        .filter(|e| *e != "self" && *e != "thread-self")
-        .collect();
-    let cli = kv_lines(&out);
+    let (cli, others) = proc_subset_cli(ctx, v, &cd.to_string_lossy())?;
     ctx.observe("kernel", &kernel);
     ctx.observe("cli_lookups", &cli);
     ctx.observe("cli_other_entries", &others);
@@ -112,41 +123,45 @@ fn tree_setup(ctx: &Ctx, top: &str) -> String {
     )
 }
 
-pub(super) fn recursive_readonly(ctx: &mut Ctx, v: Variant) -> Outcome {
-    let top = open_dir(ctx, "rro")?.join("top");
-    std::fs::create_dir_all(&top)?;
-    let t = top.to_string_lossy().into_owned();
-    let holder = hold_mount_ns(ctx, &tree_setup(ctx, &t))?;
-    // No mount(8) before util-linux 2.39 sets ro recursively, so the change
-    // is the helper's mount_setattr; the control is mount(8)'s plain one.
-    let change = if v.isolated() {
-        let r: Rro = op_in_holder(ctx, &holder, None, &["mnt-rro", &t])?;
+/// The change under test: the helper's mount_setattr (no mount(8) before
+/// util-linux 2.39 sets ro recursively), or in the control mount(8)'s plain
+/// `remount,ro,bind`. "ok", or what went wrong.
+fn make_read_only(ctx: &Ctx, v: Variant, holder: &Spawned, t: &str) -> Result<String, Problem> {
+    if v.isolated() {
+        let r: Rro = op_in_holder(ctx, holder, None, &["mnt-rro", t])?;
         if r.setattr == "ENOSYS" {
             return Err(Problem::Unmet(
                 "mount_setattr(2) is ENOSYS: kernel older than 5.12".into(),
             ));
         }
-        r.setattr
-    } else {
-        let r = run(in_holder(ctx, &holder).args(["mount", "-o", "remount,ro,bind", &t]))?;
-        if r.success() {
-            "ok".into()
-        } else {
-            r.stderr.trim().to_string()
-        }
-    };
-    if change != "ok" {
-        broken!("making {t} read-only: {change}");
+        return Ok(r.setattr);
     }
-    let dirs = [
-        ("top", t.clone()),
-        ("a", format!("{t}/a")),
-        ("b", format!("{t}/a/b")),
-    ];
+    let r = run(in_holder(ctx, holder).args(["mount", "-o", "remount,ro,bind", t]))?;
+    Ok(if r.success() {
+        "ok".into()
+    } else {
+        r.stderr.trim().to_string()
+    })
+}
+
+type Probes = (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    BTreeMap<String, bool>,
+);
+
+/// A file create in each mount of the tree: by the helper (errno), by
+/// touch (its message), and whether findmnt shows each mount ro.
+fn write_probes(
+    ctx: &Ctx,
+    holder: &Spawned,
+    dirs: &[(&str, String)],
+    t: &str,
+) -> anyhow::Result<Probes> {
     let args: Vec<String> = dirs.iter().map(|(n, d)| format!("{n}={d}")).collect();
     let mut op = vec!["mnt-write-probe"];
     op.extend(args.iter().map(String::as_str));
-    let kernel: BTreeMap<String, String> = op_in_holder(ctx, &holder, None, &op)?;
+    let kernel: BTreeMap<String, String> = op_in_holder(ctx, holder, None, &op)?;
     let script: String = dirs
         .iter()
         .map(|(n, d)| {
@@ -155,24 +170,40 @@ pub(super) fn recursive_readonly(ctx: &mut Ctx, v: Variant) -> Outcome {
             )
         })
         .collect();
-    let cli = kv_lines(&run_ok(
-        in_holder(ctx, &holder).args(["sh", "-c", &script]),
-    )?);
-    let findmnt = run_ok(in_holder(ctx, &holder).args([
+    let cli = kv_lines(&run_ok(in_holder(ctx, holder).args(["sh", "-c", &script]))?);
+    let findmnt = run_ok(in_holder(ctx, holder).args([
         "findmnt",
         "-R",
         "-n",
         "-r",
         "-o",
         "TARGET,VFS-OPTIONS",
-        &t,
+        t,
     ]))?;
-    drop(holder);
-    let ro: BTreeMap<String, bool> = findmnt
+    let ro = findmnt
         .lines()
         .filter_map(|l| l.split_once(' '))
-        .map(|(p, o)| (p.replace(&t, "TOP"), o.split(',').any(|x| x == "ro")))
+        .map(|(p, o)| (p.replace(t, "TOP"), o.split(',').any(|x| x == "ro")))
         .collect();
+    Ok((kernel, cli, ro))
+}
+
+pub(super) fn recursive_readonly(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let top = open_dir(ctx, "rro")?.join("top");
+    std::fs::create_dir_all(&top)?;
+    let t = top.to_string_lossy().into_owned();
+    let holder = hold_mount_ns(ctx, &tree_setup(ctx, &t))?;
+    let change = make_read_only(ctx, v, &holder, &t)?;
+    if change != "ok" {
+        broken!("making {t} read-only: {change}");
+    }
+    let dirs = [
+        ("top", t.clone()),
+        ("a", format!("{t}/a")),
+        ("b", format!("{t}/a/b")),
+    ];
+    let (kernel, cli, ro) = write_probes(ctx, &holder, &dirs, &t)?;
+    drop(holder);
     ctx.observe("kernel_writes", &kernel);
     ctx.observe("cli_writes", &cli);
     ctx.observe("findmnt_ro", &ro);
@@ -197,6 +228,65 @@ pub(super) fn recursive_readonly(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 // ------------------------------------------------------- mnt.idmapped-mount
 
+/// What the file looks like through the mount under test and the original.
+#[derive(serde::Serialize)]
+struct IdmapSeen {
+    /// `stat -c %u:%g` through the mount looked at.
+    stat_through_mount: String,
+    /// stat(2) by the helper through it.
+    stat_kernel_through_mount: String,
+    /// `stat -c %u:%g` through the original mount.
+    stat_original: String,
+    /// findmnt lists `idmapped` among the new mount's options.
+    findmnt_idmapped: bool,
+}
+
+fn idmap_seen(
+    ctx: &Ctx,
+    holder: &Spawned,
+    look: &str,
+    s: &str,
+    d: &str,
+) -> anyhow::Result<IdmapSeen> {
+    let stat = |p: &str| -> anyhow::Result<String> {
+        Ok(
+            run_ok(in_holder(ctx, holder).args(["stat", "-c", "%u:%g", p]))?
+                .trim()
+                .to_string(),
+        )
+    };
+    let k: BTreeMap<String, String> =
+        op_in_holder(ctx, holder, None, &["mnt-owner", &format!("{look}/f")])?;
+    let opts = run(in_holder(ctx, holder).args([
+        "findmnt",
+        "-n",
+        "-o",
+        "VFS-OPTIONS",
+        "--mountpoint",
+        d,
+    ]))?;
+    Ok(IdmapSeen {
+        stat_through_mount: stat(&format!("{look}/f"))?,
+        stat_kernel_through_mount: k.get("owner").cloned().unwrap_or_default(),
+        stat_original: stat(&format!("{s}/f"))?,
+        findmnt_idmapped: opts.stdout.split(',').any(|o| o.trim() == "idmapped"),
+    })
+}
+
+/// Why idmapped tmpfs mounts cannot be tried on this kernel.
+fn idmap_unmet(k: &Idmap) -> Option<String> {
+    if k.open_tree == "ENOSYS" || k.idmap_detached == "ENOSYS" {
+        return Some("open_tree/mount_setattr are ENOSYS: kernel older than 5.12".into());
+    }
+    let kv = crate::host::HostFacts::get().kernel_version;
+    (k.idmap_detached == "EINVAL" && kv < (6, 3, 0)).then(|| {
+        format!(
+            "tmpfs supports idmapped mounts from kernel 6.3 (this kernel: {}.{})",
+            kv.0, kv.1
+        )
+    })
+}
+
 pub(super) fn idmapped_mount(ctx: &mut Ctx, v: Variant) -> Outcome {
     let dir = open_dir(ctx, "idmap")?;
     let (src, dst) = (dir.join("src"), dir.join("dst"));
@@ -215,56 +305,37 @@ pub(super) fn idmapped_mount(ctx: &mut Ctx, v: Variant) -> Outcome {
     let k: Idmap = op_in_holder(ctx, &holder, None, &["mnt-idmap", &s, &d])?;
     // The control looks through the original mount, where nothing changed.
     let look = if v.isolated() { &d } else { &s };
-    let stat = |p: &str| -> anyhow::Result<String> {
-        Ok(
-            run_ok(in_holder(ctx, &holder).args(["stat", "-c", "%u:%g", p]))?
-                .trim()
-                .to_string(),
-        )
-    };
-    let (through, original) = (stat(&format!("{look}/f"))?, stat(&format!("{s}/f"))?);
-    let kernel_owner: BTreeMap<String, String> =
-        op_in_holder(ctx, &holder, None, &["mnt-owner", &format!("{look}/f")])?;
-    let opts = run(in_holder(ctx, &holder).args([
-        "findmnt",
-        "-n",
-        "-o",
-        "VFS-OPTIONS",
-        "--mountpoint",
-        &d,
-    ]))?;
+    let seen = idmap_seen(ctx, &holder, look, &s, &d)?;
     drop(holder);
     ctx.observe("kernel", &k);
-    ctx.observe("stat_through_mount", &through);
-    ctx.observe("stat_kernel_through_mount", &kernel_owner);
-    ctx.observe("stat_original", &original);
-    ctx.observe(
-        "findmnt_idmapped",
-        opts.stdout.split(',').any(|o| o.trim() == "idmapped"),
-    );
-    if k.open_tree == "ENOSYS" || k.idmap_detached == "ENOSYS" {
-        return Err(Problem::Unmet(
-            "open_tree/mount_setattr are ENOSYS: kernel older than 5.12".into(),
-        ));
+    ctx.observe("seen", &seen);
+    if let Some(why) = idmap_unmet(&k) {
+        return Err(Problem::Unmet(why));
     }
-    let kv = crate::host::HostFacts::get().kernel_version;
-    if k.idmap_detached == "EINVAL" && kv < (6, 3, 0) {
-        return Err(Problem::Unmet(format!(
-            "tmpfs supports idmapped mounts from kernel 6.3 (this kernel: {}.{})",
-            kv.0, kv.1
-        )));
-    }
+    judge_idmap(&k, &seen, v)
+}
+
+fn judge_idmap(k: &Idmap, seen: &IdmapSeen, v: Variant) -> Outcome {
+    let through = if v.isolated() {
+        "the idmapped mount"
+    } else {
+        "the original mount"
+    };
     check_eq!(
-        through.as_str(),
+        seen.stat_through_mount.as_str(),
         "10000:10000",
-        "stat -c %u:%g of the 0:0 file through {look}"
+        "stat -c %u:%g of the 0:0 file through {through}"
     );
     check_eq!(
-        kernel_owner.get("owner").map(String::as_str),
-        Some("10000:10000"),
-        "stat(2) of the 0:0 file through {look}"
+        seen.stat_kernel_through_mount.as_str(),
+        "10000:10000",
+        "stat(2) of the 0:0 file through {through}"
     );
-    check_eq!(original.as_str(), "0:0", "stat through the original mount");
+    check_eq!(
+        seen.stat_original.as_str(),
+        "0:0",
+        "stat through the original mount"
+    );
     check_eq!(
         k.idmap_detached.as_str(),
         "ok",
@@ -299,6 +370,30 @@ fn shared_setup(sh: &str) -> String {
     )
 }
 
+/// mount(8) --bind of a dir made unbindable: "ok" or its first message line.
+fn unbindable_cli(ctx: &Ctx, holder: &Spawned, u: &str, target: &str) -> anyhow::Result<String> {
+    let script =
+        format!("mount --bind {u} {u} && mount --make-unbindable {u} && mount --bind {u} {target}");
+    let r = run(in_holder(ctx, holder).args(["sh", "-c", &script]))?;
+    Ok(if r.success() {
+        "ok".into()
+    } else {
+        r.stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .replace(u, "U")
+            .replace(target, "T")
+    })
+}
+
+/// `unshare -m --propagation slave|unchanged sleep` in the holder's mount ns.
+fn start_copy(ctx: &Ctx, v: Variant, holder: &Spawned) -> anyhow::Result<Spawned> {
+    let prop = if v.isolated() { "slave" } else { "unchanged" };
+    let args = ["unshare", "-m", "--propagation", prop, "sleep", "60"];
+    Ok(Spawned::start(in_holder(ctx, holder).args(args))?.leader_first())
+}
+
 /// The CLI twin: `unshare -m --propagation slave|unchanged` copies the
 /// holder's namespace; mount(8) in each, findmnt in the other.
 fn slave_cli(
@@ -309,16 +404,7 @@ fn slave_cli(
     target: &str,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let holder = hold_mount_ns(ctx, &shared_setup(sh))?;
-    let prop = if v.isolated() { "slave" } else { "unchanged" };
-    let mut copy = crate::process::Spawned::start(in_holder(ctx, &holder).args([
-        "unshare",
-        "-m",
-        "--propagation",
-        prop,
-        "sleep",
-        "60",
-    ]))?
-    .leader_first();
+    let mut copy = start_copy(ctx, v, &holder)?;
     let cp = crate::experiments::other_ns::find_comm(copy.pid(), "sleep")?.to_string();
     let seen = |who: &str, p: &str| -> anyhow::Result<String> {
         let r = run(ctx
@@ -332,15 +418,19 @@ fn slave_cli(
         c
     };
     let mut out = BTreeMap::new();
-    run_ok(in_holder(ctx, &holder).args([
-        "mount",
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=1m",
-        ctx.tag.as_str(),
-        &format!("{sh}/from-parent"),
-    ]))?;
+    let tmpfs = |at: String| {
+        [
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=1m",
+            ctx.tag.as_str(),
+            &at,
+        ]
+        .map(String::from)
+    };
+    run_ok(in_holder(ctx, &holder).args(tmpfs(format!("{sh}/from-parent"))))?;
     out.insert(
         "parent_to_copy".to_string(),
         seen(&cp, &format!("{sh}/from-parent"))?,
@@ -358,25 +448,9 @@ fn slave_cli(
         "copy_to_parent".to_string(),
         seen(&holder.pid().to_string(), &format!("{sh}/from-copy"))?,
     );
-    let r = run(in_holder(ctx, &holder).args([
-        "sh",
-        "-c",
-        &format!(
-            "mount --bind {u} {u} && mount --make-unbindable {u} && mount --bind {u} {target}"
-        ),
-    ]))?;
     out.insert(
         "bind_unbindable".to_string(),
-        if r.success() {
-            "ok".into()
-        } else {
-            r.stderr
-                .lines()
-                .next()
-                .unwrap_or("")
-                .replace(u, "U")
-                .replace(target, "T")
-        },
+        unbindable_cli(ctx, &holder, u, target)?,
     );
     copy.kill();
     drop(holder);

@@ -89,6 +89,23 @@ const NSTYPES: [(&str, &str); 8] = [
     ("uts", "CLONE_NEWUTS"),
 ];
 
+/// NS_GET_NSTYPE of each namespace link, and of a file that is none.
+fn judge_nstype(k: &NsIoctl) -> Outcome {
+    for (kind, name) in NSTYPES {
+        // A type the kernel lacks has no link to ask (ns.lsns-types reports it).
+        let got = k.nstype.get(kind).map(String::as_str);
+        if got != Some("ENOENT") {
+            check_eq!(got, Some(name), "NS_GET_NSTYPE of /proc/self/ns/{kind}");
+        }
+    }
+    check_eq!(
+        k.non_ns_fd.as_str(),
+        "ENOTTY",
+        "NS_GET_NSTYPE of /proc/self/status"
+    );
+    Ok(())
+}
+
 pub(super) fn ioctl_hierarchy(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let k: NsIoctl = serde_json::from_str(run_ok(ctx.helper().arg("ns-ioctl"))?.trim())?;
     let cli = cli_relations(ctx)?;
@@ -129,18 +146,7 @@ pub(super) fn ioctl_hierarchy(ctx: &mut Ctx, _v: Variant) -> Outcome {
         Some(100_000),
         "NS_GET_OWNER_UID of a user ns made by uid 100000"
     );
-    for (kind, name) in NSTYPES {
-        // A type the kernel lacks has no link to ask (ns.lsns-types reports it).
-        let got = k.nstype.get(kind).map(String::as_str);
-        if got != Some("ENOENT") {
-            check_eq!(got, Some(name), "NS_GET_NSTYPE of /proc/self/ns/{kind}");
-        }
-    }
-    check_eq!(
-        k.non_ns_fd.as_str(),
-        "ENOTTY",
-        "NS_GET_NSTYPE of /proc/self/status"
-    );
+    judge_nstype(&k)?;
     let want = serde_json::json!({"user_parent": "host-user", "pid_parent": "host-pid",
                                   "uts_owner": "child-user", "pid_owner": "child-user"});
     check_eq!(

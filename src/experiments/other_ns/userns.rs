@@ -94,7 +94,11 @@ pub(super) fn setgroups_deny(ctx: &mut Ctx, v: Variant) -> Outcome {
         Some("Operation not permitted"),
         "`echo allow > /proc/self/setgroups`"
     );
-    // Only the creator's own path has these steps (the control has none).
+    judge_creator_path(&k)
+}
+
+/// The creator's own steps before setgroups(2) (the control has none).
+fn judge_creator_path(k: &SetgroupsDeny) -> Outcome {
     check_eq!(
         k.setgroups_at_start.as_str(),
         "allow",
@@ -150,6 +154,26 @@ fn nested_map_cli(ctx: &Ctx, file: &str, n: usize) -> anyhow::Result<String> {
     })
 }
 
+/// The CLI layer: both maps through util-linux, or in the control `cat`
+/// as real root.
+fn nested_cli_all(ctx: &Ctx, v: Variant, f: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut cli = BTreeMap::new();
+    if v.isolated() {
+        for n in [6, 1] {
+            cli.insert(format!("extents_{n}"), nested_map_cli(ctx, f, n)?);
+        }
+    } else {
+        let r = run(ctx.cmd("cat").arg(f))?;
+        let got = if r.success() {
+            "ok".into()
+        } else {
+            r.stderr.trim().to_string()
+        };
+        cli.insert("real_root".into(), got);
+    }
+    Ok(cli)
+}
+
 pub(super) fn nested_map_ranges(ctx: &mut Ctx, v: Variant) -> Outcome {
     use std::os::unix::fs::PermissionsExt;
     let dir = crate::experiments::escape::open_dir(ctx, "nested-map")?;
@@ -158,7 +182,6 @@ pub(super) fn nested_map_ranges(ctx: &mut Ctx, v: Variant) -> Outcome {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o700))?;
     let f = file.to_string_lossy().into_owned();
     let mut kernel = Vec::new();
-    let mut cli = BTreeMap::new();
     let hows: &[&str] = if v.isolated() {
         &["6", "1"]
     } else {
@@ -169,21 +192,7 @@ pub(super) fn nested_map_ranges(ctx: &mut Ctx, v: Variant) -> Outcome {
             serde_json::from_str(run_ok(ctx.helper().args(["nested-map", &f, how]))?.trim())?;
         kernel.push(k);
     }
-    if v.isolated() {
-        for n in [6, 1] {
-            cli.insert(format!("extents_{n}"), nested_map_cli(ctx, &f, n)?);
-        }
-    } else {
-        let r = run(ctx.cmd("cat").arg(&f))?;
-        cli.insert(
-            "real_root".into(),
-            if r.success() {
-                "ok".into()
-            } else {
-                r.stderr.trim().to_string()
-            },
-        );
-    }
+    let cli = nested_cli_all(ctx, v, &f)?;
     ctx.observe("kernel", &kernel);
     ctx.observe("cli", &cli);
     if let Some(k) = kernel
@@ -236,32 +245,50 @@ fn net_admin_outcome(out: &BTreeMap<String, String>, key: &str) -> String {
 
 const AS_UNPRIV: [&str; 5] = ["--reuid", "100000", "--regid", "100000", "--clear-groups"];
 
-pub(super) fn caps_scoped_to_own_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
-    use crate::helper::userns::NetCaps;
-    let suite = crate::netns::Netns::add(ctx, "capsns")?;
+type NetSteps = BTreeMap<&'static str, String>;
+
+/// The four steps' outcomes: the script's two tools and the helper's two.
+fn net_steps(cli: &BTreeMap<String, String>, k: &crate::helper::userns::NetCaps) -> NetSteps {
+    BTreeMap::from([
+        ("ip_link_add_veth", net_admin_outcome(cli, "veth")),
+        ("iptables_append", net_admin_outcome(cli, "iptables")),
+        ("raw_socket", k.raw_socket.clone()),
+        ("so_mark", k.so_mark.clone()),
+    ])
+}
+
+/// `helper unshare --ns NS --map-root-to 100000 -- helper net-caps` through `c`.
+fn net_caps_in(
+    c: &mut std::process::Command,
+    ns: &str,
+) -> anyhow::Result<crate::helper::userns::NetCaps> {
     let exe = crate::helper::helper_path();
-    let map = ["--map-root-to", "100000", "--"];
-    // Its own user+net ns.
-    let own_cli = kv_lines(&run_ok(ctx.cmd("setpriv").args(AS_UNPRIV).args([
+    c.args(["unshare", "--ns", ns, "--map-root-to", "100000", "--"])
+        .arg(&exe)
+        .args(["helper", "net-caps"]);
+    Ok(serde_json::from_str(run_ok(c)?.trim())?)
+}
+
+/// Uid 0 of its own user+net ns (mapped to 100000).
+fn own_netns_steps(ctx: &Ctx) -> anyhow::Result<NetSteps> {
+    let cli = run_ok(ctx.cmd("setpriv").args(AS_UNPRIV).args([
         "unshare",
         "-Urn",
         "sh",
         "-c",
         &net_admin_script(),
-    ]))?);
-    let own_k: NetCaps = serde_json::from_str(
-        run_ok(
-            ctx.helper()
-                .args(["unshare", "--ns", "user,net"])
-                .args(map)
-                .arg(&exe)
-                .args(["helper", "net-caps"]),
-        )?
-        .trim(),
-    )?;
-    // The suite netns (owned by the init user ns): a new user ns alone, or
-    // real root in the control.
-    let (shared_cli, shared_k): (_, NetCaps) = if v.isolated() {
+    ]))?;
+    Ok(net_steps(
+        &kv_lines(&cli),
+        &net_caps_in(&mut ctx.helper(), "user,net")?,
+    ))
+}
+
+/// In the suite netns (owned by the init user ns): a new user ns alone, or
+/// real root in the control.
+fn suite_netns_steps(v: Variant, suite: &crate::netns::Netns) -> anyhow::Result<NetSteps> {
+    let exe = crate::helper::helper_path();
+    if v.isolated() {
         let cli = run_ok(suite.enter("setpriv").args(AS_UNPRIV).args([
             "unshare",
             "-Ur",
@@ -269,40 +296,25 @@ pub(super) fn caps_scoped_to_own_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
             "-c",
             &net_admin_script(),
         ]))?;
-        let k = run_ok(
-            suite
-                .enter(&exe)
-                .args(["helper", "unshare", "--ns", "user"])
-                .args(map)
-                .arg(&exe)
-                .args(["helper", "net-caps"]),
-        )?;
-        (kv_lines(&cli), serde_json::from_str(k.trim())?)
-    } else {
-        let cli = run_ok(suite.enter("sh").args(["-c", &net_admin_script()]))?;
-        (
-            kv_lines(&cli),
-            serde_json::from_str(run_ok(&mut suite.helper("net-caps"))?.trim())?,
-        )
-    };
-    let summary = |cli: &BTreeMap<String, String>, k: &NetCaps| {
-        BTreeMap::from([
-            ("ip_link_add_veth", net_admin_outcome(cli, "veth")),
-            ("iptables_append", net_admin_outcome(cli, "iptables")),
-            ("raw_socket", k.raw_socket.clone()),
-            ("so_mark", k.so_mark.clone()),
-        ])
-    };
-    let (own, shared) = (summary(&own_cli, &own_k), summary(&shared_cli, &shared_k));
+        let k = net_caps_in(suite.enter(&exe).arg("helper"), "user")?;
+        return Ok(net_steps(&kv_lines(&cli), &k));
+    }
+    let cli = run_ok(suite.enter("sh").args(["-c", &net_admin_script()]))?;
+    let k = serde_json::from_str(run_ok(&mut suite.helper("net-caps"))?.trim())?;
+    Ok(net_steps(&kv_lines(&cli), &k))
+}
+
+pub(super) fn caps_scoped_to_own_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
+    let suite = crate::netns::Netns::add(ctx, "capsns")?;
+    let own = own_netns_steps(ctx)?;
+    let shared = suite_netns_steps(v, &suite)?;
     ctx.observe("own_user_and_net_ns", &own);
-    ctx.observe(
-        if v.isolated() {
-            "new_user_ns_in_suite_netns"
-        } else {
-            "real_root_in_suite_netns"
-        },
-        &shared,
-    );
+    let who = if v.isolated() {
+        "new_user_ns_in_suite_netns"
+    } else {
+        "real_root_in_suite_netns"
+    };
+    ctx.observe(who, &shared);
     for (step, got) in &shared {
         check_eq!(
             got.as_str(),
@@ -454,11 +466,51 @@ fn has_net_raw(status: &str) -> Option<bool> {
         .map(|e| e & (1 << 13) != 0)
 }
 
+type FcapEffects = (
+    BTreeMap<&'static str, crate::helper::userns::FileCap>,
+    BTreeMap<&'static str, Option<bool>>,
+);
+
+/// Each file's capability xattr read from the host (the holder's mount ns,
+/// real root), and whether an exec of it by host uid 100000 has
+/// CAP_NET_RAW: through setpriv (cli) and the helper (kernel).
+fn fcap_effects(
+    ctx: &Ctx,
+    holder: &Spawned,
+    cli_f: &str,
+    k_f: &str,
+) -> anyhow::Result<FcapEffects> {
+    use crate::experiments::escape::{in_holder, op_in_holder};
+    let mut xattr = BTreeMap::new();
+    for (layer, f) in [("cli", cli_f), ("kernel", k_f)] {
+        xattr.insert(layer, op_in_holder(ctx, holder, None, &["fcap-read", f])?);
+    }
+    let cli_exec = run_ok(
+        in_holder(ctx, holder)
+            .arg("setpriv")
+            .args(AS_UNPRIV)
+            .args([cli_f, "/proc/self/status"]),
+    )?;
+    let exe = crate::helper::helper_path();
+    let k_exec = run_ok(in_holder(ctx, holder).arg(&exe).args([
+        "helper",
+        "esc-exec-as",
+        "100000",
+        "plain",
+        k_f,
+        "/proc/self/status",
+    ]))?;
+    let exec = BTreeMap::from([
+        ("cli", has_net_raw(&cli_exec)),
+        ("kernel", has_net_raw(&k_exec)),
+    ]);
+    Ok((xattr, exec))
+}
+
 /// Why the host is safe: both capability-carrying copies of `cat` live in
 /// a tmpfs that only the holder's private mount ns has; they vanish with it.
 pub(super) fn file_caps_namespaced(ctx: &mut Ctx, v: Variant) -> Outcome {
     use crate::experiments::escape::{hold_mount_ns, in_holder, op_in_holder, open_dir};
-    use crate::helper::userns::FileCap;
     let t = open_dir(ctx, "fcaps")?.join("t");
     std::fs::create_dir_all(&t)?;
     let ts = t.to_string_lossy().into_owned();
@@ -484,30 +536,8 @@ pub(super) fn file_caps_namespaced(ctx: &mut Ctx, v: Variant) -> Outcome {
         &["fcap-set", &k_f],
     )?;
     let getcap = run_ok(in_holder(ctx, &holder).args(["getcap", "-n", &cli_f]))?.replace(&ts, "T");
-    let mut xattr = BTreeMap::new();
-    let mut exec = BTreeMap::new();
-    for (layer, f) in [("cli", &cli_f), ("kernel", &k_f)] {
-        let c: FileCap = op_in_holder(ctx, &holder, None, &["fcap-read", f])?;
-        xattr.insert(layer, c);
-    }
-    let cli_exec = run_ok(
-        in_holder(ctx, &holder)
-            .arg("setpriv")
-            .args(AS_UNPRIV)
-            .args([&cli_f, "/proc/self/status"]),
-    )?;
-    let exe = crate::helper::helper_path();
-    let k_exec = run_ok(in_holder(ctx, &holder).arg(&exe).args([
-        "helper",
-        "esc-exec-as",
-        "100000",
-        "plain",
-        &k_f,
-        "/proc/self/status",
-    ]))?;
+    let (xattr, exec) = fcap_effects(ctx, &holder, &cli_f, &k_f)?;
     drop(holder);
-    exec.insert("cli", has_net_raw(&cli_exec));
-    exec.insert("kernel", has_net_raw(&k_exec));
     ctx.observe("getcap_from_host", getcap.trim());
     ctx.observe("xattr_from_host", &xattr);
     ctx.observe("exec_by_uid_100000_has_net_raw", &exec);
