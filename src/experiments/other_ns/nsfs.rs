@@ -166,32 +166,37 @@ fn flag_present(name: &str) -> bool {
 /// The CLI twin: `unshare --FLAG true` (and `-U --FLAG`), `nsenter --net=`
 /// into the suite netns, as uid 65534 through setpriv or as real root.
 fn unshare_cli(ctx: &Ctx, v: Variant, netns: &str) -> anyhow::Result<UnshareNoCap> {
-    let attempt = |args: &[&str]| -> anyhow::Result<String> {
-        let mut c = ctx.cmd(if v.isolated() { "setpriv" } else { "env" });
-        if v.isolated() {
-            c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
-        }
-        let r = crate::process::run(c.args(args))?;
-        Ok(if r.success() {
-            "ok".into()
-        } else if r.stderr.contains("Operation not permitted") {
-            "EPERM".into()
-        } else {
-            format!("exit {}: {}", r.shell_status(), r.stderr.trim())
-        })
-    };
-    let mut alone = std::collections::BTreeMap::new();
-    let mut with_user = std::collections::BTreeMap::new();
-    for (name, _) in UNSHARE_FLAGS {
-        let opt = format!("--{name}");
-        alone.insert(name.to_string(), attempt(&["unshare", &opt, "true"])?);
-        with_user.insert(name.to_string(), attempt(&["unshare", "-U", &opt, "true"])?);
+    // One shell (dropped to 65534 by setpriv, or real root) tries them all.
+    let flags: Vec<&str> = UNSHARE_FLAGS.iter().map(|(n, _)| *n).collect();
+    let script = format!(
+        "try() {{ if e=$(\"$@\" 2>&1); then echo ok; else case $e in *'Operation not permitted'*) echo EPERM;; *) echo \"$e\" | head -1;; esac; fi; }}\n\
+         for f in {}; do echo \"alone_$f=$(try unshare --$f true)\"; echo \"user_$f=$(try unshare -U --$f true)\"; done\n\
+         echo \"setns=$(try nsenter --net={netns} true)\"",
+        flags.join(" ")
+    );
+    let mut c = ctx.cmd(if v.isolated() { "setpriv" } else { "env" });
+    if v.isolated() {
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]);
     }
+    let out = crate::experiments::escape::kv_lines(&run_ok(c.args(["sh", "-c", &script]))?);
+    let pick = |prefix: &str| -> std::collections::BTreeMap<String, String> {
+        flags
+            .iter()
+            .map(|f| {
+                (
+                    f.to_string(),
+                    out.get(&format!("{prefix}_{f}"))
+                        .cloned()
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
     Ok(UnshareNoCap {
         as_who: if v.isolated() { "uid 65534" } else { "root" }.into(),
-        alone,
-        with_user,
-        setns: attempt(&["nsenter", &format!("--net={netns}"), "true"])?,
+        alone: pick("alone"),
+        with_user: pick("user"),
+        setns: out.get("setns").cloned().unwrap_or_default(),
     })
 }
 
