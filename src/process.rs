@@ -1,6 +1,6 @@
 //! Running child commands and reading what they did.
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -90,12 +90,30 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// The errno a guarded child (`namespaces::private_mounts`, a netns
+/// `enter`) fails its spawn with when the namespace it was to run in is
+/// the run's own. ENOTRECOVERABLE: no step the suite starts gives it.
+pub const REFUSED_ERRNO: i32 = libc::ENOTRECOVERABLE;
+
+/// What a failed spawn says: a guard's refusal in words, else the OS error.
+fn spawn_failed(e: std::io::Error, cmd: &Command) -> anyhow::Error {
+    if e.raw_os_error() == Some(REFUSED_ERRNO) {
+        anyhow!(
+            "refusing to start `{}`: its namespace is still the run's own (unshare(2) or setns(2) \
+             returned success without changing it)",
+            describe(cmd)
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("starting `{}`", describe(cmd)))
+    }
+}
+
 /// Runs to completion with stdin closed, capturing stdout and stderr.
 pub fn run(cmd: &mut Command) -> anyhow::Result<Ran> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("starting `{}`", describe(cmd)))?;
+        .map_err(|e| spawn_failed(e, cmd))?;
     Ok(Ran::from(out.status, out.stdout, out.stderr))
 }
 
@@ -129,7 +147,7 @@ impl Spawned {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting `{}`", describe(cmd)))?;
+            .map_err(|e| spawn_failed(e, cmd))?;
         let lines = child.stdout.take().map(BufReader::new);
         Ok(Spawned {
             child,

@@ -47,7 +47,10 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "--uts",
         "sh",
         "-c",
-        &format!("hostname {name} && hostname"),
+        &format!(
+            "{}hostname {name} && hostname",
+            namespaces::sh_guard(&["uts"])
+        ),
     ]))?;
     let kernel = whoami_in(ctx, &["--ns", "uts", "--hostname", &name])?;
     let after = host_hostname();
