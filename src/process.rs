@@ -203,7 +203,9 @@ impl Spawned {
         if n == 0 {
             // Its stderr is complete once stdout closed with its exit.
             let _ = self.child.wait();
-            wait_until(Duration::from_millis(200), || !self.stderr_text().is_empty());
+            wait_until(Duration::from_millis(200), || {
+                !self.stderr_text().is_empty()
+            });
             let said = self.stderr_text();
             return Err(anyhow!(
                 "child exited before printing a line{}",
