@@ -508,6 +508,18 @@ impl Drop for Ctx {
 
 pub use crate::process::read;
 
+/// Writes the experiment's own tag as `<tag>` in every string of a fact:
+/// the names it gave (a hostname, a scratch path in a tool's message) are
+/// the same fact on every run, and `diff` compares facts as recorded.
+fn untag(v: &mut Value, tag: &str) {
+    match v {
+        Value::String(s) if s.contains(tag) => *s = s.replace(tag, "<tag>"),
+        Value::Array(a) => a.iter_mut().for_each(|x| untag(x, tag)),
+        Value::Object(m) => m.values_mut().for_each(|x| untag(x, tag)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,17 +557,5 @@ mod tests {
         assert!(mine.is_dir() && !theirs.exists());
         drop(ctx);
         assert!(!mine.exists());
-    }
-}
-
-/// Writes the experiment's own tag as `<tag>` in every string of a fact:
-/// the names it gave (a hostname, a scratch path in a tool's message) are
-/// the same fact on every run, and `diff` compares facts as recorded.
-fn untag(v: &mut Value, tag: &str) {
-    match v {
-        Value::String(s) if s.contains(tag) => *s = s.replace(tag, "<tag>"),
-        Value::Array(a) => a.iter_mut().for_each(|x| untag(x, tag)),
-        Value::Object(m) => m.values_mut().for_each(|x| untag(x, tag)),
-        _ => {}
     }
 }

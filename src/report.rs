@@ -359,7 +359,6 @@ pub fn stable(key: &str, v: &Value) -> Option<Value> {
     Some(v.clone())
 }
 
-
 /// Compares two reports row by row (by id) and observation by observation, leaving measurements out.
 pub fn diff(old: &Report, new: &Report) -> Diff {
     let index = |r: &Report| -> BTreeMap<String, ExperimentResult> {

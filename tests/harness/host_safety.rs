@@ -74,6 +74,25 @@ fn own_namespace_state() -> (Vec<String>, String, String) {
     )
 }
 
+const FAKED_ROWS: [&str; 16] = [
+    "pid.init-is-pid-1",
+    "pid.ps-sees-only-namespace",
+    "pid.nsenter-joins",
+    "net.new-ns-only-lo-down",
+    "net.lo-ping-fails-before-up",
+    "mnt.proc-view-differs",
+    "mnt.findmnt-sees-own-table",
+    "mnt.bind-mount-invisible-to-host",
+    "mnt.rootfs-pivot",
+    "uts.hostname-isolated",
+    "ipc.sysv-isolated",
+    "user.uid-map",
+    "cgroupns.root-view",
+    "time.offsets",
+    "esc.locked-mounts",
+    "esc.setns-out-denied",
+];
+
 /// As under a sandbox whose seccomp filter makes unshare(2) and setns(2)
 /// return 0 without doing anything: rows of every namespace section run,
 /// none passes (each is broken or failed), and the run's own mount table,
@@ -85,24 +104,6 @@ fn with_unshare_and_setns_faked_no_row_passes_and_nothing_of_the_host_changes() 
         eprintln!("skipping: needs root");
         return;
     }
-    let rows = [
-        "pid.init-is-pid-1",
-        "pid.ps-sees-only-namespace",
-        "pid.nsenter-joins",
-        "net.new-ns-only-lo-down",
-        "net.lo-ping-fails-before-up",
-        "mnt.proc-view-differs",
-        "mnt.findmnt-sees-own-table",
-        "mnt.bind-mount-invisible-to-host",
-        "mnt.rootfs-pivot",
-        "uts.hostname-isolated",
-        "ipc.sysv-isolated",
-        "user.uid-map",
-        "cgroupns.root-view",
-        "time.offsets",
-        "esc.locked-mounts",
-        "esc.setns-out-denied",
-    ];
     let before = own_namespace_state();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("faked.json");
@@ -121,7 +122,7 @@ fn with_unshare_and_setns_faked_no_row_passes_and_nothing_of_the_host_changes() 
     .arg("run")
     .arg("--json")
     .arg(&json);
-    for r in rows {
+    for r in FAKED_ROWS {
         c.args(["--filter", r]);
     }
     let out = c.output().unwrap();
@@ -142,7 +143,7 @@ fn with_unshare_and_setns_faked_no_row_passes_and_nothing_of_the_host_changes() 
             )
         })
         .collect();
-    assert_eq!(statuses.len(), rows.len(), "{statuses:?}");
+    assert_eq!(statuses.len(), FAKED_ROWS.len(), "{statuses:?}");
     let passed: Vec<_> = statuses.iter().filter(|(_, s)| s == "passed").collect();
     assert!(
         passed.is_empty(),
