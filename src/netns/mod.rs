@@ -107,12 +107,12 @@ impl Netns {
         file_inode(&self.path())
     }
 
+    /// `ip` inside by our own `setns()`, proven to have taken before exec
+    /// (see `enter`), rather than `ip -n`: every link, address and route
+    /// change then happens only in a namespace that is not the run's, and
+    /// no `/sys` remount is needed for netlink.
     fn ip_cmd(&self) -> Command {
-        let mut c = crate::cleanup::tagged_command("ip", &self.tag);
-        c.args(["-n", &self.name]);
-        // `ip -n` unshares a mount namespace and remounts /sys in it.
-        crate::namespaces::private_mounts(&mut c);
-        c
+        self.enter("ip")
     }
 
     /// `ip -n NS ARGS…`, insisting on success; returns stdout.
