@@ -42,14 +42,17 @@ pub(super) fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     // The id in it names this run's container; the binary is the fact.
     ctx.measure("shim_cmdline", &shim_cmd);
     ctx.observe("shim_binary", shim_cmd.first());
-    ctx.observe(
+    // Their pids name this boot; that each runs is the fact.
+    ctx.measure(
         "dockerd_pids",
         dockerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
     );
-    ctx.observe(
+    ctx.measure(
         "containerd_pids",
         containerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
     );
+    ctx.observe("dockerd_running", !dockerd.is_empty());
+    ctx.observe("containerd_running", !containerd.is_empty());
     ctx.observe("runc_for_this_container", runc_of(&c.id));
     check_shim(&shim_cmd, &c.id)?;
     check!(!dockerd.is_empty(), "no dockerd process");
