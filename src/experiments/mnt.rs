@@ -26,11 +26,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("the same bind mount without a new mount ns"),
     Experiment::new("mnt.propagation", propagation)
         .asserts("under a shared parent a mount made after unshare -m --propagation unchanged propagates to the host; with private it does not")
-        .anchor("LTP mountns01")
-        .anchor("LTP mountns02")
-        .anchor("runtime-tools linux_rootfs_propagation")
-        .anchor("runtime-tools linux_rootfs_propagation_shared")
-        .anchor("youki rootfs_propagation")
+        .anchor("LTP mountns01").anchor("LTP mountns02").anchor("runtime-tools linux_rootfs_propagation").anchor("runtime-tools linux_rootfs_propagation_shared").anchor("youki rootfs_propagation")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::MOUNT]),
     Experiment::new("mnt.rootfs-pivot", rootfs_pivot)
         .asserts("a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1")

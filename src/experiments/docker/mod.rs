@@ -46,9 +46,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ENGINE, cmd::NSENTER]),
     Experiment::new("docker.namespaces-created", namespaces_created)
         .asserts("the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2")
-        .anchor("youki ns_itype")
-        .anchor("runtime-tools linux_ns_itype")
-        .anchor("runtime-tools linux_ns_nopath")
+        .anchor("youki ns_itype").anchor("runtime-tools linux_ns_itype").anchor("runtime-tools linux_ns_nopath")
         .needs(needs![ENGINE, cmd::LSNS]),
     Experiment::new("docker.nprocs-rises", nprocs_rises)
         .asserts("NPROCS of the container's pid ns (lsns) rises by exactly 1 while `sleep 60` runs inside")
@@ -67,8 +65,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(ENGINE),
     Experiment::new("docker.default-seccomp", default_seccomp)
         .asserts("default profile: Seccomp: 2 and `unshare -U true` fails with EPERM; the project's profile file does the same")
-        .anchor("youki seccomp")
-        .anchor("runtime-tools linux_seccomp")
+        .anchor("youki seccomp").anchor("runtime-tools linux_seccomp")
         .needs(ENGINE),
     Experiment::new("docker.seccomp-unconfined", seccomp_unconfined)
         .asserts("--security-opt seccomp=unconfined: Seccomp: 0 and `unshare -U true` succeeds")

@@ -60,10 +60,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("without no_new_privs: euid 0"),
     Experiment::new("esc.docker-masked-paths", docker_masked_paths)
         .asserts("each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'")
-        .anchor("youki masked_paths")
-        .anchor("youki readonly_paths")
-        .anchor("runtime-tools linux_masked_paths")
-        .anchor("runtime-tools linux_readonly_paths")
+        .anchor("youki masked_paths").anchor("youki readonly_paths").anchor("runtime-tools linux_masked_paths").anchor("runtime-tools linux_readonly_paths")
         .needs(ENGINE)
         .control("--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)"),
     Experiment::new("esc.docker-caps-dropped", docker_caps_dropped)

@@ -53,8 +53,7 @@ pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
         .needs(ROOT_IP),
     Experiment::new("net.veth-moves-between-namespaces", veth_moves_between_namespaces)
         .asserts("`ip link set v-ethc netns ns1` moves the peer out of h's link list into ns1's; deleting ns1 destroys both ends")
-        .anchor("LTP netns_breakns.sh")
-        .anchor("youki net_devices")
+        .anchor("LTP netns_breakns.sh").anchor("youki net_devices")
         .needs(ROOT_IP),
     Experiment::new("net.veth-connectivity", veth_connectivity)
         .asserts("h <-> ns1 ping both ways over 10.200.1.0/24")
