@@ -192,3 +192,72 @@ fn html_shows_anchors_under_the_id() {
         "{row}"
     );
 }
+
+fn apply_anchors(root: &std::path::Path, check: bool) -> std::process::Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ci/apply-anchors.py");
+    let mut c = std::process::Command::new("python3");
+    c.arg(script).arg("--root").arg(root);
+    if check {
+        c.arg("--check");
+    }
+    c.output().expect("python3 runs ci/apply-anchors.py")
+}
+
+/// The script leaves this tree as it is: the calls sit where it puts them.
+#[test]
+fn apply_anchors_has_nothing_to_do_here() {
+    let out = apply_anchors(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), true);
+    assert!(
+        out.status.success(),
+        "run ci/apply-anchors.py: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// On a copy: calls land after `.asserts(..)` (or at the end of an entry
+/// without one, however it is wrapped), old ones are replaced, a second run
+/// changes nothing, and an entry without a tsv line is refused.
+#[test]
+fn apply_anchors_rewrites_entries_idempotently() {
+    let dir = std::env::temp_dir().join(format!("isocheck-apply-{}", std::process::id()));
+    let src = dir.join("src/experiments");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(dir.join("fixtures")).unwrap();
+    let rs = src.join("a.rs");
+    std::fs::write(
+        &rs,
+        "pub static EXPERIMENTS: &[Experiment] = &[\n    Experiment::new(\"pid.a\", a)\n        \
+         .asserts(\"x, (y) ]\")\n        .cve(\"CVE-1999-0001\")\n        .anchor(\n            \"old\",\n        )\n        \
+         .needs(needs![ROOT]), // a comment, with ]\n    Experiment::new(\n        \"pid.b\",\n        b,\n    )\n    \
+         .control(r#\"raw \", ]\"#)\n];\n",
+    )
+    .unwrap();
+    let tsv = dir.join("fixtures/anchors.tsv");
+    std::fs::write(
+        &tsv,
+        "pid.a\tLTP x; LTP y\tCVE-2021-4197\npid.b\tLTP z\t\npid.c\t\t\n",
+    )
+    .unwrap();
+    assert!(apply_anchors(&dir, false).status.success());
+    let text = std::fs::read_to_string(&rs).unwrap();
+    assert!(
+        text.contains(".asserts(\"x, (y) ]\")\n        .anchor(\"LTP x\").anchor(\"LTP y\").cve(\"CVE-2021-4197\")\n        .needs("),
+        "{text}"
+    );
+    assert!(
+        text.contains(".control(r#\"raw \", ]\"#)\n    .anchor(\"LTP z\")\n];"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("old") && !text.contains("CVE-1999"),
+        "{text}"
+    );
+    assert!(
+        apply_anchors(&dir, true).status.success(),
+        "a second run has nothing to do"
+    );
+    std::fs::write(&tsv, "pid.a\t\t\n").unwrap();
+    let refused = apply_anchors(&dir, false);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!refused.status.success(), "pid.b has no tsv line");
+}
