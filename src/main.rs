@@ -461,6 +461,16 @@ fn cmd_list() -> ExitCode {
             meets,
             exp.asserts
         );
+        let mut refs = Vec::new();
+        if !exp.cves.as_slice().is_empty() {
+            refs.push(format!("guards {}", exp.cves.as_slice().join(", ")));
+        }
+        if !exp.anchors.as_slice().is_empty() {
+            refs.push(format!("follows {}", exp.anchors.as_slice().join(", ")));
+        }
+        if !refs.is_empty() {
+            let _ = writeln!(out, "    {}", refs.join("; "));
+        }
     }
     ExitCode::SUCCESS
 }
