@@ -56,6 +56,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("real root: setns succeeds (in a child that exits at once)"),
     Experiment::new("esc.no-new-privs", no_new_privs)
         .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
+        .anchor("LTP prctl06")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::SETPRIV])
         .control("without no_new_privs: euid 0"),
     Experiment::new("esc.docker-masked-paths", docker_masked_paths)
