@@ -163,6 +163,13 @@ A row *follows* an upstream test when it asserts the boundary that test
 checks, in isocheck's own way (a suite-made object, a negative control, two
 layers where a CLI exists); it does not run the upstream program. A row
 marked *not built yet* is a catalogue row still pending: it counts apart.
+
+What is listed: every program of LTP's `runtest/containers`; of
+`runtest/controllers` the cgroup core, memcg, pids, cpuset, cpuacct and io
+programs (the 264 `cgroup_fj_*` lines as their two scripts); of `runtest/cve`
+the bugs reachable from inside a container or a user namespace; of the
+kernel's selftests the isolation files, seccomp_bpf by test group; youki's
+contest groups and runtime-tools' validations, all of them.
 ";
 
 /// docs/coverage.md.
