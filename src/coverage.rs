@@ -255,8 +255,8 @@ fn cve_table(out: &mut String, rows: &[Row]) {
     }
     let _ = write!(
         out,
-        "\n## CVEs ({})\n\nA row names a CVE when it fails on a kernel or engine without that CVE's fix \
-         (`isocheck list --cve` shows this host's verdicts).\n\n| CVE | rows |\n|---|---|\n",
+        "\n## CVEs ({})\n\nA row names a CVE when it asserts the boundary that CVE crossed, as the \
+         fix restored it; it does not run the exploit (`isocheck list --cve` shows this host's verdicts).\n\n| CVE | rows |\n|---|---|\n",
         by_cve.len()
     );
     for (c, rs) in by_cve.values() {
