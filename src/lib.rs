@@ -7,6 +7,7 @@
 pub mod apparmor;
 pub mod cgroups;
 pub mod cleanup;
+pub mod coverage;
 pub mod docker;
 pub mod dockerapi;
 pub mod experiment;

@@ -214,7 +214,13 @@ pub fn ignored(exp: &Experiment, why: String) -> ExperimentResult {
         observations: BTreeMap::new(),
         measurements: BTreeMap::new(),
         duration_ms: 0,
+        anchors: names(exp.anchors.as_slice()),
+        cves: names(exp.cves.as_slice()),
     }
+}
+
+fn names(refs: &[&str]) -> Vec<String> {
+    refs.iter().map(|s| s.to_string()).collect()
 }
 
 /// Runs one experiment (its isolated run and, at the same time, its
@@ -233,6 +239,8 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
         observations: BTreeMap::new(),
         measurements: BTreeMap::new(),
         duration_ms: 0,
+        anchors: names(exp.anchors.as_slice()),
+        cves: names(exp.cves.as_slice()),
     };
     let lock = exp.exclusive.map(exclusive_lock);
     let _guard = lock

@@ -33,6 +33,8 @@ fn result(id: &str, status: Status, obs: serde_json::Value) -> ExperimentResult 
         observations: serde_json::from_value::<BTreeMap<String, serde_json::Value>>(obs).unwrap(),
         measurements: BTreeMap::new(),
         duration_ms: 1,
+        anchors: Vec::new(),
+        cves: Vec::new(),
     }
 }
 

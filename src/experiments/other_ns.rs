@@ -15,12 +15,15 @@ use std::collections::BTreeMap;
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
         .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
+        .anchor("LTP utsname03").anchor("youki hostname").anchor("runtime-tools hostname")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME]),
     Experiment::new("ipc.sysv-isolated", sysv_isolated)
         .asserts("a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns")
+        .anchor("LTP shmnstest").anchor("LTP shmem_2nstest").anchor("LTP shm_comm").anchor("LTP mqns_01").anchor("LTP mqns_02")
         .needs(needs![ROOT, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
     Experiment::new("user.uid-map", uid_map)
         .asserts("uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources")
+        .anchor("LTP userns01").anchor("LTP userns02").anchor("youki uid_mappings").anchor("runtime-tools linux_uid_mappings").anchor("runtime-tools linux_gid_mappings")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
     Experiment::new("cgroupns.root-view", cgroupns_root_view)
         .asserts("/proc/self/cgroup inside a new cgroup ns shows / for the process's own group")
@@ -28,9 +31,11 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("the same process in the same group without --cgroup"),
     Experiment::new("time.offsets", time_offsets)
         .asserts("a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime")
+        .anchor("LTP clock_gettime03").anchor("kselftest timens timens")
         .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
+        .anchor("LTP userns05")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
 ];
 

@@ -46,6 +46,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ENGINE, cmd::NSENTER]),
     Experiment::new("docker.namespaces-created", namespaces_created)
         .asserts("the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2")
+        .anchor("youki ns_itype").anchor("runtime-tools linux_ns_itype").anchor("runtime-tools linux_ns_nopath")
         .needs(needs![ENGINE, cmd::LSNS]),
     Experiment::new("docker.nprocs-rises", nprocs_rises)
         .asserts("NPROCS of the container's pid ns (lsns) rises by exactly 1 while `sleep 60` runs inside")
@@ -58,12 +59,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ENGINE, cmd::IP]),
     Experiment::new("docker.memory-limit-matches", memory_limit_matches)
         .asserts("--memory 33554432: the host cgroup limit file reads 33554432; the seed's 4194304 is refused with the engine's minimum")
+        .anchor("youki cgroup_v1_memory").anchor("runtime-tools linux_cgroups_memory")
         .needs(ENGINE),
     Experiment::new("docker.oom-killed", oom_killed)
         .asserts("over the limit: exit 137, State.OOMKilled=true, and the container cgroup's oom_kill counter rose")
+        .anchor("moby TestRunOOMExitCode")
         .needs(ENGINE),
     Experiment::new("docker.default-seccomp", default_seccomp)
         .asserts("default profile: Seccomp: 2 and `unshare -U true` fails with EPERM; the project's profile file does the same")
+        .anchor("youki seccomp").anchor("runtime-tools linux_seccomp").anchor("moby TestRunSeccompProfileDenyUnshare")
         .needs(ENGINE),
     Experiment::new("docker.seccomp-unconfined", seccomp_unconfined)
         .asserts("--security-opt seccomp=unconfined: Seccomp: 0 and `unshare -U true` succeeds")

@@ -33,10 +33,12 @@ const USERNS_TOOLS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, c
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.release-agent-denied", release_agent_denied)
         .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")
+        .cve("CVE-2022-0492")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::MOUNT])
         .control("real root in the init user ns: the mount and the write succeed (then cleared, unmounted)"),
     Experiment::new("esc.abstract-socket-per-netns", abstract_socket_per_netns)
         .asserts("an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED")
+        .cve("CVE-2020-15257")
         .needs(needs![ROOT, cmd::IP])
         .control("the client in the server's netns: connects and reads the reply"),
     Experiment::new("esc.locked-mounts", locked_mounts)
@@ -49,18 +51,22 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("real root: mknod of the same device (1:3) succeeds"),
     Experiment::new("esc.setns-out-denied", setns_out_denied)
         .asserts("uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM")
+        .anchor("LTP userns04")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
         .control("real root: setns succeeds (in a child that exits at once)"),
     Experiment::new("esc.no-new-privs", no_new_privs)
         .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
+        .anchor("LTP prctl06")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::SETPRIV])
         .control("without no_new_privs: euid 0"),
     Experiment::new("esc.docker-masked-paths", docker_masked_paths)
         .asserts("each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'")
+        .anchor("youki masked_paths").anchor("youki readonly_paths").anchor("runtime-tools linux_masked_paths").anchor("runtime-tools linux_readonly_paths")
         .needs(ENGINE)
         .control("--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)"),
     Experiment::new("esc.docker-caps-dropped", docker_caps_dropped)
         .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
+        .anchor("runtime-tools process_capabilities")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
 ];
