@@ -14,7 +14,8 @@
 
 use crate::cleanup::{self, Tag};
 pub use crate::dockerapi::{
-    api, connect_error, engine_present, parse_response, probe_engine, socket_path, Response,
+    api, api_version, connect_error, engine_path, engine_pid, engine_present, negotiate,
+    parse_api_version, parse_response, probe_engine, socket_path, Response,
 };
 use crate::process::{run, Ran};
 use crate::scope::Scope;
@@ -393,6 +394,16 @@ pub fn inspect(scope: &impl Scope, c: &Container) -> anyhow::Result<Value> {
         .ok_or_else(|| anyhow!("docker inspect {} returned no object", c.name))
 }
 
+/// The container's gateway on `network` (`bridge` for a default `docker
+/// run`), from `NetworkSettings.Networks`: API 1.52 drops the top-level
+/// `NetworkSettings.Gateway`, the per-network one is there at every version.
+pub fn gateway(inspect: &Value, network: &str) -> Option<String> {
+    inspect["NetworkSettings"]["Networks"][network]["Gateway"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .map(String::from)
+}
+
 /// The host pid of the container's init (`State.Pid`).
 pub fn init_pid(scope: &impl Scope, c: &Container) -> anyhow::Result<i32> {
     let v = inspect(scope, c)?;
@@ -620,6 +631,27 @@ mod tests {
     #[case("", false)]
     fn tells_an_exec_that_never_ran(#[case] stderr: &str, #[case] want: bool) {
         assert_eq!(exec_never_ran(stderr), want);
+    }
+
+    /// `NetworkSettings` recorded from docker.io 20.10.24 (API 1.41, both
+    /// gateways) and as API 1.52 gives it (no top-level `Gateway`).
+    const NET_1_41: &str = r#"{"NetworkSettings":{"Bridge":"","SandboxKey":"/var/run/docker/netns/7a074d8e5281","Gateway":"172.17.0.1","IPAddress":"172.17.0.2","Networks":{"bridge":{"NetworkID":"2021685d9f5a","Gateway":"172.17.0.1","IPAddress":"172.17.0.2","IPPrefixLen":16}}}}"#;
+    const NET_1_52: &str = r#"{"NetworkSettings":{"SandboxKey":"/var/run/docker/netns/7a074d8e5281","Networks":{"bridge":{"NetworkID":"2021685d9f5a","Gateway":"172.17.0.1","IPAddress":"172.17.0.2"}}}}"#;
+    const NET_NONE: &str =
+        r#"{"NetworkSettings":{"Gateway":"","Networks":{"none":{"Gateway":"","IPAddress":""}}}}"#;
+
+    #[rstest]
+    #[case(NET_1_41, "bridge", Some("172.17.0.1"))]
+    #[case(NET_1_52, "bridge", Some("172.17.0.1"))]
+    #[case(NET_NONE, "bridge", None)]
+    #[case(NET_NONE, "none", None)]
+    fn the_gateway_comes_from_networks(
+        #[case] doc: &str,
+        #[case] net: &str,
+        #[case] want: Option<&str>,
+    ) {
+        let v: Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(gateway(&v, net).as_deref(), want);
     }
 
     fn elf(interp: bool) -> Vec<u8> {

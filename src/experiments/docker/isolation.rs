@@ -216,7 +216,10 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let sandbox_ino = std::fs::metadata(&sandbox).map(|m| m.ino()).ok();
+    // The engine's path, in the engine's mount namespace (which is the
+    // host's only for an engine started on the host itself).
+    let sandbox_seen = dk::engine_path(&sandbox).map_err(anyhow::Error::msg)?;
+    let sandbox_ino = std::fs::metadata(&sandbox_seen).map(|m| m.ino()).ok();
     let listed = lsns_nprocs("net", netns)?.is_some();
     let ipn = crate::process::run_ok(ctx.cmd("ip").args(["netns", "list"]))?;
     let names: Vec<String> = ipn
@@ -237,6 +240,7 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .collect();
     ctx.observe("container_netns", netns);
     ctx.measure("sandbox_key", &sandbox);
+    ctx.measure("sandbox_key_read_at", sandbox_seen.display().to_string());
     ctx.observe("sandbox_key_inode", sandbox_ino);
     ctx.observe("in_lsns", listed);
     ctx.measure("ip_netns_list", &names);
@@ -258,13 +262,9 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
 
 pub(super) fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let c = dk::run_shell(ctx, &[])?;
-    let gw = dk::inspect(ctx, &c)?["NetworkSettings"]["Gateway"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if gw.is_empty() {
+    let Some(gw) = dk::gateway(&dk::inspect(ctx, &c)?, "bridge") else {
         broken!("the container on the default bridge has no gateway");
-    }
+    };
     // The gateway is the bridge's address on the host (docker0): host-local.
     let host_addrs = crate::process::run_ok(ctx.cmd("ip").args(["-o", "-4", "addr", "show"]))
         .unwrap_or_default();
