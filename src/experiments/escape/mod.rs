@@ -63,10 +63,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
+    Experiment::new("esc.docker-no-leaked-fds", docker_no_leaked_fds)
+        .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
+        .needs(needs![ENGINE, cmd::UNSHARE])
+        .control("a suite process that opened a suite dir (fd 7, cwd) before entering its own mount ns: the same detector flags it"),
 ];
 
 mod boundaries;
 mod containers;
+mod leaked_fds;
 mod release_agent;
 
 use boundaries::{
@@ -74,8 +79,10 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
+use leaked_fds::docker_no_leaked_fds;
 use release_agent::release_agent_denied;
 
+pub use leaked_fds::{classify, fdinfo_mnt_id, mount_ids, Place};
 pub use release_agent::has_cgroup_v1_fs;
 
 // ---------------------------------------------------------------- shared
