@@ -16,6 +16,7 @@ pub mod helper;
 pub mod host;
 #[cfg(test)]
 mod layers;
+pub mod loopdev;
 pub mod namespaces;
 pub mod needs;
 pub mod netns;

@@ -67,10 +67,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
         .needs(needs![ENGINE, cmd::UNSHARE])
         .control("a suite process that opened a suite dir (fd 7, cwd) before entering its own mount ns: the same detector flags it"),
+    Experiment::new("esc.docker-device-cgroup", docker_device_cgroup)
+        .asserts("in a default container (CAP_MKNOD) mknod of a suite loop device's node succeeds but opening it fails EPERM (device cgroup / eBPF filter) and nothing of the image is read")
+        .needs(ENGINE)
+        .control("--device-cgroup-rule 'b 7:N r' for that device: the open succeeds and reads the suite image's first bytes"),
 ];
 
 mod boundaries;
 mod containers;
+mod device_cgroup;
 mod leaked_fds;
 mod release_agent;
 
@@ -79,6 +84,7 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
+use device_cgroup::docker_device_cgroup;
 use leaked_fds::docker_no_leaked_fds;
 use release_agent::release_agent_denied;
 
