@@ -134,12 +134,22 @@ pub(super) fn docker_no_leaked_fds(ctx: &mut Ctx, v: Variant) -> Outcome {
     };
     let mut flagged = BTreeMap::new();
     for (who, s) in &scans {
-        ctx.observe(&format!("{who}_fds"), s.places());
+        if v.isolated() {
+            ctx.observe(&format!("{who}_fds"), s.places());
+        } else {
+            // The suite process inherits the runner's own fds (a terminal,
+            // a job's pipes): they differ by where the suite runs.
+            ctx.measure(&format!("{who}_fds"), s.places());
+        }
         ctx.observe(&format!("{who}_cwd"), &s.cwd.1);
         ctx.measure(&format!("{who}_targets"), s);
         flagged.insert(who.clone(), s.flagged());
     }
-    ctx.observe("flagged", &flagged);
+    // Whether each process is clean is the fact; what was flagged names the
+    // run's scratch dir and the runner's own stdio, so it is measured.
+    let clean: BTreeMap<&String, bool> = flagged.iter().map(|(w, f)| (w, f.is_empty())).collect();
+    ctx.observe("clean", &clean);
+    ctx.measure("flagged", &flagged);
     for (who, f) in &flagged {
         check!(
             f.is_empty(),
