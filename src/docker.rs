@@ -19,14 +19,14 @@ pub use crate::dockerapi::{
 };
 use crate::process::{run, Ran};
 use crate::scope::Scope;
-
-mod image;
 use anyhow::{anyhow, bail, Context};
 pub use image::{elf_has_interp, fnv1a64, image, suite_images};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+mod image;
 
 /// The label every container of the suite carries: `isocheck.tag=<tag>`.
 pub const LABEL: &str = "isocheck.tag";
@@ -296,6 +296,11 @@ pub fn run_fg_outcome(
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
     let r = run_creating(docker(scope).args(&args))?;
+    // A client killed by a signal (the run's cleanup) tells nothing of the
+    // engine's answer: its request may still be creating the container.
+    if let Some(sig) = r.signal {
+        bail!("`docker run` for {name} was killed by signal {sig}");
+    }
     let Some(doc) = inspect_api(&name)? else {
         return Ok(Launch::NotCreated {
             status: r.shell_status(),
