@@ -17,6 +17,7 @@ pub mod helper;
 pub mod host;
 #[cfg(test)]
 mod layers;
+pub mod loopdev;
 pub mod namespaces;
 pub mod needs;
 pub mod netns;

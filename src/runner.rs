@@ -35,7 +35,10 @@ pub const DEFAULT_LIMIT: Duration = Duration::from_secs(30);
 /// 2-core machine), by id prefix. A table here instead
 /// of a field of `Experiment`, so that a new limit touches one line, not
 /// every experiment literal.
-const LIMITS: &[(&str, Duration)] = &[("docker.", Duration::from_secs(60))];
+const LIMITS: &[(&str, Duration)] = &[
+    ("docker.", Duration::from_secs(60)),
+    ("esc.docker-", Duration::from_secs(60)),
+];
 /// Set by `isocheck run --timeout` (and `ISOCHECK_TIMEOUT`): seconds, 0 = unset.
 static LIMIT_OVERRIDE: AtomicU64 = AtomicU64::new(0);
 /// After the limit, how long the body may take to notice its processes died

@@ -52,6 +52,8 @@ fn rep(kernel: &str, exps: Vec<ExperimentResult>) -> Report {
     }
 }
 
+#[path = "harness/broken_engine.rs"]
+mod broken_engine;
 #[path = "harness/host_safety.rs"]
 mod host_safety;
 #[path = "harness/parsers.rs"]

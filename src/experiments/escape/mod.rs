@@ -69,10 +69,22 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .anchor("runtime-tools process_capabilities")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
+    Experiment::new("esc.docker-no-leaked-fds", docker_no_leaked_fds)
+        .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
+        .anchor("youki fd_control").cve("CVE-2024-21626")
+        .needs(needs![ENGINE, cmd::UNSHARE])
+        .control("a suite process that opened a suite dir (fd 7, cwd) before entering its own mount ns: the same detector flags it"),
+    Experiment::new("esc.docker-device-cgroup", docker_device_cgroup)
+        .asserts("in a default container (CAP_MKNOD) mknod of a suite loop device's node succeeds but opening it fails EPERM (device cgroup / eBPF filter) and nothing of the image is read")
+        .anchor("runtime-tools linux_cgroups_devices").anchor("youki devices")
+        .needs(ENGINE)
+        .control("--device-cgroup-rule 'b 7:N r' for that device: the open succeeds and reads the suite image's first bytes"),
 ];
 
 mod boundaries;
 mod containers;
+mod device_cgroup;
+mod leaked_fds;
 mod release_agent;
 
 use boundaries::{
@@ -80,8 +92,11 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
+use device_cgroup::docker_device_cgroup;
+use leaked_fds::docker_no_leaked_fds;
 use release_agent::release_agent_denied;
 
+pub use leaked_fds::{classify, fdinfo_mnt_id, mount_ids, Place};
 pub use release_agent::has_cgroup_v1_fs;
 
 // ---------------------------------------------------------------- shared
