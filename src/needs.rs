@@ -88,7 +88,6 @@ pub mod cmd {
         DOCKER = Docker,
         SETCAP = Setcap,
         GETCAP = Getcap,
-        LOSETUP = Losetup,
         MKFS_EXT4 = MkfsExt4,
         QEMU_SYSTEM = QemuSystem,
     );

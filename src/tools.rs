@@ -51,9 +51,7 @@ pub enum Tool {
     Setcap,
     /// `getcap` (libcap2-bin): reads a file capability back.
     Getcap,
-    /// `losetup` (util-linux): the loop device of a suite ext4 image.
-    Losetup,
-    /// `mkfs.ext4` (e2fsprogs): makes that image's filesystem.
+    /// `mkfs.ext4` (e2fsprogs): the filesystem of esc.userns-mount-gate's loop image.
     MkfsExt4,
     /// `qemu-system-x86_64`: boots the kernels of ci/kernel-run.sh; no experiment runs it.
     QemuSystem,
@@ -84,7 +82,6 @@ impl Tool {
         Tool::Docker,
         Tool::Setcap,
         Tool::Getcap,
-        Tool::Losetup,
         Tool::MkfsExt4,
         Tool::QemuSystem,
     ];
@@ -114,7 +111,6 @@ impl Tool {
             Tool::Docker => "docker",
             Tool::Setcap => "setcap",
             Tool::Getcap => "getcap",
-            Tool::Losetup => "losetup",
             Tool::MkfsExt4 => "mkfs.ext4",
             Tool::QemuSystem => "qemu-system-x86_64",
         }
@@ -142,7 +138,6 @@ impl Tool {
             Tool::Python3 => "python3",
             Tool::Docker => "docker.io",
             Tool::Setcap | Tool::Getcap => "libcap2-bin",
-            Tool::Losetup => "util-linux",
             Tool::MkfsExt4 => "e2fsprogs",
             Tool::QemuSystem => "qemu-system-x86",
         }

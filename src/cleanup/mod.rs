@@ -27,11 +27,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 mod ipc;
-mod loopdev;
 
 pub use ipc::{create_tagged_shm, suite_shm_ids, SHM_KEY_FAMILIES};
 use ipc::{mqueue_names, remove_mqueue, remove_shm, tagged_shm};
-pub use loopdev::{detach_loop, suite_loop_devices};
 
 /// The environment variable that carries a process's tag, so the leak check and the sweeper can find it.
 pub const ENV_TAG: &str = "ISOCHECK_TAG";
@@ -225,6 +223,19 @@ pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Comman
             Ok(())
         });
     }
+    // util-linux's namespace tools mount on their own (`--mount-proc`, the
+    // propagation of `/`, `nsenter -m`'s target): each starts in a mount
+    // namespace proven not to be the run's, so one whose unshare(2) or
+    // setns(2) silently did nothing cannot reach the host's table.
+    let base = std::path::Path::new(c.get_program())
+        .file_name()
+        .map(|n| n.to_owned());
+    if base
+        .as_deref()
+        .is_some_and(|n| n == "unshare" || n == "nsenter")
+    {
+        crate::namespaces::private_mounts(&mut c);
+    }
     c
 }
 
@@ -267,13 +278,6 @@ pub enum Leftover {
     },
     /// A POSIX message queue in the host's ipc namespace (its name, no slash).
     Mqueue(String),
-    /// A loop device (`/dev/loopN`) backed by a suite image under the scratch root.
-    Loop {
-        /// The device.
-        dev: String,
-        /// Its backing file, whose path carries the tag.
-        backing: PathBuf,
-    },
 }
 
 impl fmt::Display for Leftover {
@@ -287,9 +291,6 @@ impl fmt::Display for Leftover {
             Leftover::Registered { kind, id } => write!(f, "{} {id}", kind.noun),
             Leftover::Shm { id, key, .. } => write!(f, "SysV shm segment {key:#010x} (id {id})"),
             Leftover::Mqueue(n) => write!(f, "POSIX message queue /{n}"),
-            Leftover::Loop { dev, backing } => {
-                write!(f, "loop device {dev} (backing {})", backing.display())
-            }
         }
     }
 }
@@ -454,12 +455,6 @@ pub fn find(accept: &dyn Fn(&str) -> bool) -> Vec<Leftover> {
             .filter(|n| accept(n))
             .map(Leftover::Mqueue),
     );
-    out.extend(
-        suite_loop_devices()
-            .into_iter()
-            .filter(|(_, _, tag)| accept(tag))
-            .map(|(dev, backing, _)| Leftover::Loop { dev, backing }),
-    );
     out
 }
 
@@ -476,8 +471,6 @@ pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
         Leftover::Process { .. } => 0,
         Leftover::Registered { .. } => 1,
         Leftover::Mount(_) => 2,
-        // After the mounts that use it, before the scratch dir holding its image.
-        Leftover::Loop { .. } => 3,
         Leftover::Netns(_) => 3,
         Leftover::Cgroup(_) => 4,
         Leftover::Scratch(_) => 5,
@@ -521,7 +514,6 @@ pub fn remove(mut items: Vec<Leftover>) -> Vec<String> {
             Leftover::Scratch(p) => remove_scratch(p).map_err(|e| e.to_string()),
             Leftover::Shm { id, .. } => remove_shm(*id),
             Leftover::Mqueue(n) => remove_mqueue(n),
-            Leftover::Loop { dev, .. } => detach_loop(dev),
         };
         if let Err(e) = r {
             errors.push(format!("{item}: {e}"));

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 
 mod beyond;
 
-pub use beyond::{mnt_guard, ns_guard};
-
 /// Section 3's rows (mount namespace), in run order; `experiments::all` collects them.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.proc-view-differs", proc_view_differs)
         .asserts("`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged")
+        .anchor("LTP pidns03")
         .needs(needs![ROOT, cmd::UNSHARE]),
     Experiment::new("mnt.findmnt-sees-own-table", findmnt_sees_own_table)
         .asserts("findmnt of the inner process shows a new proc mount stacked on /proc whose listing is the new pid ns ([1]); the host's /proc stack is unchanged while it lives")
@@ -29,24 +28,29 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("the same bind mount without a new mount ns"),
     Experiment::new("mnt.propagation", propagation)
         .asserts("under a shared parent a mount made after unshare -m --propagation unchanged propagates to the host; with private it does not")
+        .anchor("LTP mountns01").anchor("LTP mountns02").anchor("runtime-tools linux_rootfs_propagation").anchor("runtime-tools linux_rootfs_propagation_shared").anchor("youki rootfs_propagation")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::MOUNT]),
     Experiment::new("mnt.rootfs-pivot", rootfs_pivot)
         .asserts("a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1")
         .needs(needs![ROOT, cmd::BUSYBOX]),
     Experiment::new("mnt.propagation-slave-unbindable", beyond::propagation_slave_unbindable)
         .asserts("under a slave copy of a suite-held mount ns a mount made in the parent appears in the copy and one made in the copy does not appear in the parent (mount(2) and unshare --propagation slave alike); a bind of a dir made unbindable fails EINVAL")
+        .anchor("LTP mountns03").anchor("LTP mountns04").anchor("runtime-tools linux_rootfs_propagation_unbindable")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
         .control("a shared peer (--propagation unchanged): the copy's mount appears in the parent"),
     Experiment::new("mnt.recursive-readonly", beyond::recursive_readonly)
         .asserts("mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY) on a suite tmpfs tree makes every submount read-only: a file create fails EROFS in each (helper and touch), findmnt shows ro on all")
+        .anchor("kselftest mount_setattr basic_recursive").anchor("youki mounts_recursive")
         .needs(needs![ROOT, &[Need::Kernel(5, 12)], cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
         .control("mount -o remount,ro,bind of the top only: the submounts stay writable"),
     Experiment::new("mnt.idmapped-mount", beyond::idmapped_mount)
         .asserts("a detached clone of a suite tmpfs idmapped with a user ns `0 10000 10000` shows a 0:0 file as 10000:10000 through the new mount, 0:0 through the original; idmapping the attached mount fails EINVAL, with the initial user ns EPERM")
+        .anchor("kselftest mount_setattr idmapped")
         .needs(needs![ROOT, &[Need::Kernel(5, 12)], cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
         .control("stat through the original mount: 0:0"),
     Experiment::new("mnt.proc-subset-pid", beyond::proc_subset_pid)
         .asserts("proc mounted with subset=pid in a new mnt+pid ns lists only pids, self and thread-self: sys, sysrq-trigger and cpuinfo are ENOENT (helper mount(2) and mount -o subset=pid alike)")
+        .anchor("kselftest proc-subset-pid")
         .needs(needs![ROOT, &[Need::Kernel(5, 8)], cmd::UNSHARE, cmd::MOUNT])
         .control("a default proc mount in the same namespaces: sys is there"),
 ];

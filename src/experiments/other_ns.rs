@@ -20,12 +20,15 @@ pub use nsfs::find_comm;
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
         .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
+        .anchor("LTP utsname03").anchor("youki hostname").anchor("runtime-tools hostname")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME]),
     Experiment::new("ipc.sysv-isolated", sysv_isolated)
         .asserts("a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns")
+        .anchor("LTP shmnstest").anchor("LTP shmem_2nstest").anchor("LTP shm_comm").anchor("LTP mqns_01").anchor("LTP mqns_02")
         .needs(needs![ROOT, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
     Experiment::new("user.uid-map", uid_map)
         .asserts("uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources")
+        .anchor("LTP userns01").anchor("LTP userns02").anchor("youki uid_mappings").anchor("runtime-tools linux_uid_mappings").anchor("runtime-tools linux_gid_mappings")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
     Experiment::new("cgroupns.root-view", cgroupns_root_view)
         .asserts("/proc/self/cgroup inside a new cgroup ns shows / for the process's own group")
@@ -33,24 +36,30 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("the same process in the same group without --cgroup"),
     Experiment::new("time.offsets", time_offsets)
         .asserts("a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime")
+        .anchor("LTP clock_gettime03").anchor("kselftest timens timens")
         .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
+        .anchor("LTP userns05")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
     Experiment::new("user.setgroups-deny", userns::setgroups_deny)
         .asserts("uid 100000's new user ns reads setgroups allow and cannot write its own gid_map (EPERM); after deny it can, then setgroups(2) and writing allow back fail EPERM (helper and unshare -r alike)")
+        .anchor("LTP userns03").cve("CVE-2014-8989")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])
         .control("real root writes the child's maps from the parent ns: setgroups stays allow and setgroups(2) inside succeeds"),
     Experiment::new("user.nested-map-ranges", userns::nested_map_ranges)
         .asserts("in a user ns nested in one mapped `0 100000 1000`, a uid_map of 6 extents (and of one) still maps the inner root to host uid 100000: opening a root-owned 0700 suite file fails EACCES (helper and nsenter/unshare alike; CVE-2018-18955)")
+        .anchor("LTP userns08").cve("CVE-2018-18955")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER])
         .control("real root opens the file"),
     Experiment::new("user.caps-scoped-to-own-netns", userns::caps_scoped_to_own_netns)
         .asserts("uid 0 of a new user+net ns (mapped to 100000) adds a veth pair and an iptables rule, opens a raw socket and sets SO_MARK in its own netns; uid 0 of a new user ns sharing a suite netns owned by the init user ns gets EPERM for each")
+        .anchor("LTP tst_setup_netns")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::IP, cmd::IPTABLES])
         .control("real root in that suite netns: the steps succeed"),
     Experiment::new("user.file-caps-namespaced", userns::file_caps_namespaced)
         .asserts("setcap cap_net_raw+ep by uid 0 of a user ns mapped to 100000 (setcap and the helper's setxattr) on a suite file writes a v3 security.capability with rootid 100000 (read from the host); exec of it by host uid 100000 gets no CAP_NET_RAW")
+        .cve("CVE-2023-2640").cve("CVE-2023-32629")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::SETCAP, cmd::GETCAP])
         .control("the same setcap by real root: a v2 xattr, and the same exec gets CAP_NET_RAW"),
     Experiment::new("user.unprivileged-userns-policy", userns::unprivileged_userns_policy)
@@ -58,13 +67,16 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::MOUNT]),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
+        .anchor("LTP utsname04").anchor("LTP unshare02").anchor("LTP setns01")
         .needs(needs![ROOT, USERNS, cmd::IP, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER])
         .control("real root: each flag alone and the setns succeed"),
     Experiment::new("ns.ioctl-hierarchy", nsfs::ioctl_hierarchy)
         .asserts("NS_GET_PARENT of a new user and pid ns gives the caller's, EPERM at its own top; NS_GET_USERNS of a uts ns made with a user ns gives that user ns; NS_GET_OWNER_UID the creator's uid 100000; NS_GET_NSTYPE names each type; ENOTTY on a non-ns fd; lsns PNS/ONS agree")
+        .anchor("kselftest nsfs owner").anchor("kselftest nsfs pidns").anchor("LTP ioctl_ns01-07")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(4, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::LSNS]),
     Experiment::new("ns.pidfd-setns", nsfs::pidfd_setns)
         .asserts("setns(pidfd, NEWUTS|NEWIPC|NEWNET|NEWNS|NEWCGROUP) joins all of a suite target's namespaces at once (inodes equal, as one nsfd per type and nsenter give); an exited child's pidfd gives ESRCH and changes nothing; flags 0 give EINVAL; uid 0 of an unrelated user ns gets EPERM")
+        .anchor("kselftest pidfd_setns_test")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 8)], cmd::NSENTER]),
 ];
 
@@ -81,7 +93,10 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "--uts",
         "sh",
         "-c",
-        &format!("hostname {name} && hostname"),
+        &format!(
+            "{}hostname {name} && hostname",
+            namespaces::sh_guard(&["uts"])
+        ),
     ]))?;
     let kernel = whoami_in(ctx, &["--ns", "uts", "--hostname", &name])?;
     let after = host_hostname();
@@ -548,7 +563,7 @@ fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
         let row = listed.iter().find(|r| Some(&r.ns) == own.get(kind));
         seen.insert(
             kind.clone(),
-            json!({"own_ns": own.get(kind), "lsns_pid": row.map(|r| r.pid), "lsns_nprocs": row.map(|r| r.nprocs)}),
+            json!({"own_ns_differs_from_host": own.get(kind) != host.get(kind), "listed": row.is_some(), "lsns_pid_is_the_process": row.map(|r| r.pid == i64::from(*pid)), "lsns_nprocs": row.map(|r| r.nprocs)}),
         );
         check!(
             own.get(kind) != host.get(kind),

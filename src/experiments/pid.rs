@@ -18,10 +18,12 @@ mod nesting;
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.init-is-pid-1", init_is_pid_1)
         .asserts("the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1")
+        .anchor("LTP pidns01")
         .needs(needs![ROOT, cmd::UNSHARE])
         .control("unshare without --pid"),
     Experiment::new("pid.ps-sees-only-namespace", ps_sees_only_namespace)
         .asserts("`ps` and /proc inside list exactly the namespace's processes; the host sees many more")
+        .anchor("LTP pidns03")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::PS])
         .control("unshare --pid without --mount-proc"),
     Experiment::new("pid.ns-link-differs", ns_link_differs)
@@ -36,12 +38,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ROOT, cmd::LSNS, cmd::NSENTER]),
     Experiment::new("pid.nsenter-joins", nsenter_joins)
         .asserts("nsenter --pid --mount --net gives the target's pid/mnt/net inodes, the namespace's process list and a small pid")
+        .anchor("runtime-tools linux_ns_path")
         .needs(needs![ROOT, cmd::NSENTER]),
     Experiment::new("pid.init-death-kills-namespace", init_death_kills_namespace)
         .asserts("SIGKILL to the ns init kills every process of the ns; a later fork into it fails with ENOMEM")
+        .anchor("LTP pidns05")
         .needs(needs![ROOT]),
     Experiment::new("pid.init-ignores-unhandled-signals", init_ignores_unhandled_signals)
         .asserts("a handler-less ns init ignores SIGTERM/SIGKILL from inside and SIGTERM from the parent ns; SIGKILL from the parent kills it")
+        .anchor("LTP pidns04")
         .needs(needs![ROOT])
         .control("the same signals to a non-init process of the ns"),
     Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
@@ -49,6 +54,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ROOT]),
     Experiment::new("pid.nesting-limits", nesting::nesting_limits)
         .asserts("32 pid namespaces nest and the 33rd unshare(CLONE_NEWPID) fails ENOSPC; user namespaces nest at least 32 deep and the next fails ENOSPC; nested unshare(1) agrees at and past each depth; both depths recorded")
+        .anchor("LTP pidns32").anchor("LTP userns07")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
 ];
 
@@ -170,8 +176,14 @@ fn ns_link_differs(ctx: &mut Ctx, v: Variant) -> Outcome {
     let (_child, pid) = start_inside(ctx, ns, &["sleep", "60"])?;
     let host = namespaces::inodes("self");
     let inner = namespaces::inodes(&pid.to_string());
-    ctx.observe("host", &host);
-    ctx.observe("child", &inner);
+    // Inodes name this run's namespaces: which ones differ is the fact.
+    ctx.measure("host", &host);
+    ctx.measure("child", &inner);
+    let differs: std::collections::BTreeMap<&String, bool> = inner
+        .iter()
+        .map(|(k, i)| (k, host.get(k) != Some(i)))
+        .collect();
+    ctx.observe("child_differs_from_host", &differs);
 
     // CLI layer: the seed's `ls -l /proc/{pid}/ns`.
     let listing = run_ok(ctx.cmd("ls").args(["-l", &format!("/proc/{pid}/ns")]))?;
@@ -208,8 +220,12 @@ fn nspid_translation(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let (_child, pid) = start_inside(ctx, &["--ns", "pid"], &["sleep", "60"])?;
     let status = procfs::process::Process::new(pid)?.status()?;
     let nspid = status.nspid.clone().unwrap_or_default();
-    ctx.observe("host_pid", pid);
-    ctx.observe("nspid", &nspid);
+    // The host pid names this run; the translation's shape is the fact.
+    ctx.measure("host_pid", pid);
+    ctx.measure("nspid", &nspid);
+    ctx.observe("nspid_depth", nspid.len());
+    ctx.observe("nspid_outer_is_host_pid", nspid.first() == Some(&pid));
+    ctx.observe("nspid_inner", nspid.last());
     check_eq!(
         nspid,
         vec![pid, 1],
@@ -282,8 +298,13 @@ fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let sh = run_ok(ctx.cmd("nsenter").args([
         "-t", &t, "--pid", "--mount", "--net", "/bin/sh", "-c", "echo $$",
     ]))?;
-    ctx.observe("target_ns", &target);
-    ctx.observe("entered_ns", &me.ns);
+    ctx.measure("target_ns", &target);
+    ctx.measure("entered_ns", &me.ns);
+    let same: std::collections::BTreeMap<&String, bool> = target
+        .iter()
+        .map(|(k, i)| (k, me.ns.get(k) == Some(i)))
+        .collect();
+    ctx.observe("entered_same_ns_as_target", &same);
     ctx.observe("entered_pid", me.pid);
     ctx.observe("entered_proc_pids", &me.proc_pids);
     ctx.observe("sh_pid", sh.trim());
@@ -368,7 +389,13 @@ fn init_ignores_unhandled_signals(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 fn orphans_reparent(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let r: Orphan = helper_json(ctx, "pidns-orphan", &[])?;
-    ctx.observe("result", &r);
+    // Host pids name this run; their relations are the facts.
+    ctx.measure("result", &r);
+    ctx.observe("orphan_ppid_inside", r.orphan_ppid_inside);
+    ctx.observe(
+        "orphan_host_parent_is_ns_init",
+        r.orphan_host_ppid == Some(r.init_host_pid),
+    );
     check_eq!(
         r.orphan_ppid_inside,
         Some(1),

@@ -45,12 +45,14 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("no filter: exec succeeds"),
     Experiment::new("sc.actions", actions)
         .asserts("execve from a second thread: KillProcess kills the process, KillThread only the thread, Trap gives SIGSYS with si_code SYS_SECCOMP and si_syscall execve, Errno(EPERM) returns -1/EPERM, Log lets it through")
+        .anchor("kselftest seccomp_bpf actions")
         .needs(needs![ROOT]),
     Experiment::new("sc.inherited", inherited)
         .asserts("a filter survives fork and execve: a grandchild shows `Seccomp: 2`, `Seccomp_filters: 1` and its uname(2) is blocked")
         .needs(needs![ROOT]),
     Experiment::new("sc.default-profile-blocks-unshare", default_profile_blocks_unshare)
         .asserts("under the Docker-default-like profile (no CAP_SYS_ADMIN) `unshare -U true` fails with EPERM; unshare(2), clone(CLONE_NEWUSER), setns(2) get EPERM")
+        .anchor("kselftest seccomp_bpf argument filters")
         .needs(UNSHARE_NEEDS)
         .control("unconfined: no profile applied"),
     Experiment::new("sc.unconfined-allows-unshare", unconfined_allows_unshare)

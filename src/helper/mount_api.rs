@@ -268,13 +268,16 @@ fn signal_wait(w: &OwnedFd, r: &OwnedFd) {
 /// say what it saw; the copy's mounts die with it.
 fn copy_side(peer: bool, from_parent: &str, from_copy: &str, [w1, r2, w3]: [&OwnedFd; 3]) -> ! {
     let none = None::<&str>;
-    let r = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).and_then(|_| {
-        if peer {
-            return Ok(());
-        }
-        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none)
-    });
-    if r.is_err() || refuse_in_host_ns("mnt").is_err() {
+    // The copy must really be a new mount ns (not the holder's, whose `/`
+    // the slave propagation would change) before anything is mounted.
+    let parent = crate::namespaces::inode("self", "mnt").ok();
+    let r = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS);
+    let moved = crate::namespaces::inode("self", "mnt").ok() != parent;
+    if r.is_err() || !moved || refuse_in_host_ns("mnt").is_err() {
+        // SAFETY: leave at once.
+        unsafe { libc::_exit(125) }
+    }
+    if !peer && mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none).is_err() {
         // SAFETY: leave at once.
         unsafe { libc::_exit(125) }
     }
@@ -567,7 +570,9 @@ fn fsopen_ext4(dev: &str) -> (String, String, String) {
         Ok(fd) => fd,
         Err(e) => return (format!("{e:?}"), "not-tried".into(), "not-tried".into()),
     };
-    let src = fsconfig(&fd, FSCONFIG_SET_STRING, Some("source"), Some(dev));
+    const FSCONFIG_SET_FLAG: u32 = 0;
+    let src = fsconfig(&fd, FSCONFIG_SET_STRING, Some("source"), Some(dev))
+        .and_then(|_| fsconfig(&fd, FSCONFIG_SET_FLAG, Some("ro"), None));
     let create = if src.is_ok() {
         errno_name(&fsconfig(&fd, FSCONFIG_CMD_CREATE, None, None))
     } else {
@@ -596,13 +601,10 @@ pub(super) fn op_mount_gate(args: &[String]) -> i32 {
             "tmpfs" | "ramfs" => ("isocheck", Some("size=1m")),
             other => (other, None),
         };
-        let r = mount(
-            Some(source),
-            target.as_str(),
-            Some(fs),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data,
-        );
+        // Read-only for all: the suite's loop device is attached read-only.
+        let flags =
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
+        let r = mount(Some(source), target.as_str(), Some(fs), flags, data);
         if r.is_ok() {
             let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }

@@ -33,10 +33,12 @@ const USERNS_TOOLS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, c
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.release-agent-denied", release_agent_denied)
         .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")
+        .cve("CVE-2022-0492")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::MOUNT])
         .control("real root in the init user ns: the mount and the write succeed (then cleared, unmounted)"),
     Experiment::new("esc.abstract-socket-per-netns", abstract_socket_per_netns)
         .asserts("an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED")
+        .cve("CVE-2020-15257")
         .needs(needs![ROOT, cmd::IP])
         .control("the client in the server's netns: connects and reads the reply"),
     Experiment::new("esc.locked-mounts", locked_mounts)
@@ -49,36 +51,55 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("real root: mknod of the same device (1:3) succeeds"),
     Experiment::new("esc.setns-out-denied", setns_out_denied)
         .asserts("uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM")
+        .anchor("LTP userns04")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
         .control("real root: setns succeeds (in a child that exits at once)"),
     Experiment::new("esc.no-new-privs", no_new_privs)
         .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
+        .anchor("LTP prctl06")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::SETPRIV])
         .control("without no_new_privs: euid 0"),
     Experiment::new("esc.docker-masked-paths", docker_masked_paths)
         .asserts("each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'")
+        .anchor("youki masked_paths").anchor("youki readonly_paths").anchor("runtime-tools linux_masked_paths").anchor("runtime-tools linux_readonly_paths")
         .needs(ENGINE)
         .control("--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)"),
     Experiment::new("esc.docker-caps-dropped", docker_caps_dropped)
         .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
+        .anchor("runtime-tools process_capabilities")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
     Experiment::new("esc.mount-flags-locked", mount_flags_locked)
         .asserts("real root mounts a suite tmpfs ro,nosuid,nodev,noexec; as uid 0 of a new user+mnt ns a bind remount clearing any of them fails EPERM (mount(2) and unshare -Urm mount alike) and mountinfo keeps all four; a remount keeping them succeeds (CVE-2014-5206/5207)")
+        .anchor("kselftest unprivileged-remount-test").cve("CVE-2014-5206").cve("CVE-2014-5207")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::FINDMNT])
         .control("the same remounts in a new mount ns without a user ns: they succeed and the mount shows rw"),
     Experiment::new("esc.overlay-copyup-unmapped", overlay_copyup_unmapped)
         .asserts("in a user+mnt ns (0 → 100000) an overlay over a suite lower dir holding a 0666 file owned by an unmapped uid: opening it for write (copy-up) fails EOVERFLOW (helper and unshare -Urm alike) and the upper dirs stay empty, seen from the host; never a setuid bit (CVE-2023-0386)")
+        .cve("CVE-2023-0386")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT])
         .control("the lower file owned by the mapped uid 100000: the copy-up succeeds and the upper file is 100000's on the host"),
     Experiment::new("esc.userns-mount-gate", userns_mount_gate)
         .asserts("uid 0 of a new user+mnt(+pid, net, ipc, cgroup) ns mapped to 100000 mounts tmpfs (the allowed set of tmpfs, ramfs, proc, sysfs, mqueue, devpts, cgroup2, overlay recorded per kernel) but not ext4 from a suite loop image: mount(2), mount(8) and fsopen+FSCONFIG_CMD_CREATE give EPERM (CVE-2022-0185's surface)")
-        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::LOSETUP, cmd::MKFS_EXT4])
+        .anchor("LTP fsconfig03")
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::MKFS_EXT4])
         .control("real root: the ext4 mount of the same image succeeds"),
+    Experiment::new("esc.docker-no-leaked-fds", docker_no_leaked_fds)
+        .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
+        .anchor("youki fd_control").cve("CVE-2024-21626")
+        .needs(needs![ENGINE, cmd::UNSHARE])
+        .control("a suite process that opened a suite dir (fd 7, cwd) before entering its own mount ns: the same detector flags it"),
+    Experiment::new("esc.docker-device-cgroup", docker_device_cgroup)
+        .asserts("in a default container (CAP_MKNOD) mknod of a suite loop device's node succeeds but opening it fails EPERM (device cgroup / eBPF filter) and nothing of the image is read")
+        .anchor("runtime-tools linux_cgroups_devices").anchor("youki devices")
+        .needs(ENGINE)
+        .control("--device-cgroup-rule 'b 7:N r' for that device: the open succeeds and reads the suite image's first bytes"),
 ];
 
 mod boundaries;
 mod containers;
+mod device_cgroup;
+mod leaked_fds;
 mod mounts;
 mod release_agent;
 
@@ -87,9 +108,12 @@ use boundaries::{
     userns_no_device_nodes,
 };
 use containers::{docker_caps_dropped, docker_masked_paths};
+use device_cgroup::docker_device_cgroup;
+use leaked_fds::docker_no_leaked_fds;
 use mounts::{mount_flags_locked, overlay_copyup_unmapped, userns_mount_gate};
 use release_agent::release_agent_denied;
 
+pub use leaked_fds::{classify, fdinfo_mnt_id, mount_ids, Place};
 pub use release_agent::has_cgroup_v1_fs;
 
 // ---------------------------------------------------------------- shared

@@ -5,8 +5,8 @@
 
 use super::{hold_mount_ns, in_holder, kv_lines, op_in_holder, open_dir, UNPRIV_S};
 use crate::experiment::{Ctx, Outcome, Variant};
-use crate::experiments::mnt::mnt_guard;
 use crate::helper::mount_api::REMOUNTS;
+use crate::namespaces::sh_guard;
 use crate::process::run_ok;
 use crate::{broken, check, check_eq};
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ pub(super) fn mount_flags_locked(ctx: &mut Ctx, v: Variant) -> Outcome {
     let ts = t.to_string_lossy().into_owned();
     let setup = format!(
         "{}mount -t tmpfs -o ro,nosuid,nodev,noexec,size=1m {} {ts}",
-        mnt_guard(),
+        sh_guard(&["mnt"]),
         ctx.tag
     );
     let holder = hold_mount_ns(ctx, &setup)?;
@@ -33,7 +33,7 @@ pub(super) fn mount_flags_locked(ctx: &mut Ctx, v: Variant) -> Outcome {
             flags,
             "sh",
             "-c",
-            &format!("{}{script}", mnt_guard()),
+            &format!("{}{script}", sh_guard(&["mnt"])),
         ]))?
         .replace(&ts, "T"),
     );
@@ -171,7 +171,7 @@ fn copyup_cli(
     let script = format!(
         "{}if e=$(mount -t overlay overlay -o lowerdir={cl},upperdir={cu},workdir={cw} {cm} 2>&1); then echo mount=ok; else echo \"mount=$e\"; fi\n\
          if e=$( (echo more >> {cm}/f) 2>&1); then echo open_for_write=ok; else echo \"open_for_write=${{e##*: }}\"; fi",
-        mnt_guard()
+        sh_guard(&["mnt"])
     );
     Ok(kv_lines(&run_ok(
         in_holder(ctx, holder)
@@ -202,7 +202,7 @@ pub(super) fn overlay_copyup_unmapped(ctx: &mut Ctx, v: Variant) -> Outcome {
     let owner = if v.isolated() { UNMAPPED } else { 100_000 };
     let [cl, cu, cw, cm] = overlay_dirs(ctx, "ovl-cli", owner)?;
     let [kl, ku, kw, km] = overlay_dirs(ctx, "ovl-kernel", owner)?;
-    let holder = hold_mount_ns(ctx, &mnt_guard())?;
+    let holder = hold_mount_ns(ctx, &sh_guard(&["mnt"]))?;
     let cli = copyup_cli(ctx, &holder, [&cl, &cu, &cw, &cm])?;
     let ns: &[&str] = &["--ns", "user,mnt", "--map-root-to", UNPRIV_S];
     let kernel: Copyup = op_in_holder(
@@ -249,22 +249,17 @@ pub(super) fn overlay_copyup_unmapped(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 // ------------------------------------------------------ esc.userns-mount-gate
 
-/// A 16 MiB ext4 image under the row's scratch dir, attached to a loop
-/// device that teardown detaches (and the sweeper, by the image's path,
-/// after a SIGKILL).
+/// A 16 MiB ext4 image under the row's scratch dir, attached (read-only)
+/// to a loop device that teardown detaches; the sweeper finds it by the
+/// image's path after a SIGKILL (`loopdev`).
 fn suite_loop_image(ctx: &mut Ctx, dir: &std::path::Path) -> anyhow::Result<String> {
     let img = dir.join("img.ext4");
     std::fs::File::create(&img)?.set_len(16 << 20)?;
     run_ok(ctx.cmd("mkfs.ext4").args(["-q", "-F"]).arg(&img))?;
-    let dev = run_ok(ctx.cmd("losetup").args(["-f", "--show"]).arg(&img))?
-        .trim()
-        .to_string();
-    if !dev.starts_with("/dev/loop") {
-        anyhow::bail!("losetup printed {dev:?}, not a loop device");
-    }
+    let dev = crate::loopdev::attach(&img)?.dev.display().to_string();
     let d2 = dev.clone();
     ctx.defer("detach the suite's loop device", move || {
-        if let Err(e) = crate::cleanup::detach_loop(&d2) {
+        if let Err(e) = crate::loopdev::detach(&d2) {
             eprintln!("isocheck: {e}");
         }
     });
@@ -306,8 +301,8 @@ fn gate_cli(
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let script = format!(
         "{}for t in tmpfs ext4; do if [ $t = ext4 ]; then src={dev}; else src=isocheck; fi\n\
-         if e=$(mount -t $t $src {d}/cli-$t 2>&1); then echo $t=ok; umount {d}/cli-$t; else echo \"$t=$(echo \"$e\" | head -1)\"; fi; done",
-        mnt_guard()
+         if e=$(mount -t $t -o ro $src {d}/cli-$t 2>&1); then echo $t=ok; umount {d}/cli-$t; else echo \"$t=$(echo \"$e\" | head -1)\"; fi; done",
+        sh_guard(&["mnt"])
     );
     let mut c = in_holder(ctx, holder);
     if v.isolated() {
@@ -335,7 +330,7 @@ pub(super) fn userns_mount_gate(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     let d = gate_dirs(ctx)?;
     let dev = suite_loop_image(ctx, std::path::Path::new(&d))?;
-    let holder = hold_mount_ns(ctx, &mnt_guard())?;
+    let holder = hold_mount_ns(ctx, &sh_guard(&["mnt"]))?;
     let cli = gate_cli(ctx, v, &holder, &d, &dev)?;
     let ns: &[&str] = &[
         "--ns",

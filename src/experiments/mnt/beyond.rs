@@ -7,30 +7,10 @@
 use crate::experiment::{Ctx, Outcome, Problem, Variant};
 use crate::experiments::escape::{hold_mount_ns, in_holder, kv_lines, op_in_holder, open_dir};
 use crate::helper::mount_api::{Idmap, ProcSubset, Rro, Slave};
+use crate::namespaces::sh_guard;
 use crate::process::{run, run_ok, Spawned};
 use crate::{broken, check, check_eq};
 use std::collections::BTreeMap;
-
-/// A shell line that stops a script (exit 99) still in the run's own mount
-/// namespace: its mounts would land on the host's table.
-pub fn mnt_guard() -> String {
-    ns_guard(&["mnt"])
-}
-
-/// Shell lines that stop a script (exit 99) still in the run's own
-/// namespace of any of `kinds` (mnt, net, …): its steps would change the host.
-pub fn ns_guard(kinds: &[&str]) -> String {
-    kinds
-        .iter()
-        .map(|k| match crate::namespaces::inode("self", k) {
-            Ok(host) => {
-                format!("[ \"$(readlink /proc/self/ns/{k})\" != \"{k}:[{host}]\" ] || exit 99\n")
-            }
-            // No reference, no proof: refuse.
-            Err(_) => "exit 99\n".to_string(),
-        })
-        .collect()
-}
 
 // ------------------------------------------------------ mnt.proc-subset-pid
 
@@ -46,7 +26,7 @@ fn proc_subset_cli(
     let script = format!(
         "{}mount -t proc {opts} proc {c}\nfor e in $(ls -A {c}); do case $e in *[!0-9]*) echo other=$e;; *) echo pid=1;; esac; done\n\
          for f in sys sysrq-trigger cpuinfo; do if [ -e {c}/$f ]; then echo $f=present; else echo $f=absent; fi; done",
-        mnt_guard()
+        sh_guard(&["mnt"])
     );
     let out = run_ok(
         ctx.cmd("unshare")
@@ -118,7 +98,7 @@ fn tree_setup(ctx: &Ctx, top: &str) -> String {
     format!(
         "{}mount -t tmpfs -o size=1m {tag} {top}\nmkdir {top}/a\nmount -t tmpfs -o size=1m {tag} {top}/a\n\
          mkdir {top}/a/b\nmount -t tmpfs -o size=1m {tag} {top}/a/b",
-        mnt_guard(),
+        sh_guard(&["mnt"]),
         tag = ctx.tag
     )
 }
@@ -298,7 +278,7 @@ pub(super) fn idmapped_mount(ctx: &mut Ctx, v: Variant) -> Outcome {
     );
     let setup = format!(
         "{}mount -t tmpfs -o size=1m {} {s}\necho x > {s}/f\nchown 0:0 {s}/f",
-        mnt_guard(),
+        sh_guard(&["mnt"]),
         ctx.tag
     );
     let holder = hold_mount_ns(ctx, &setup)?;
@@ -366,7 +346,7 @@ fn judge_idmap(k: &Idmap, seen: &IdmapSeen, v: Variant) -> Outcome {
 fn shared_setup(sh: &str) -> String {
     format!(
         "{}mount --bind {sh} {sh}\nmount --make-shared {sh}\nmkdir -p {sh}/from-parent {sh}/from-copy",
-        mnt_guard()
+        sh_guard(&["mnt"])
     )
 }
 
@@ -440,7 +420,7 @@ fn slave_cli(
         "-c",
         &format!(
             "{}mount -t tmpfs -o size=1m {} {sh}/from-copy",
-            mnt_guard(),
+            sh_guard(&["mnt"]),
             ctx.tag
         ),
     ]))?;
@@ -502,20 +482,4 @@ pub(super) fn propagation_slave_unbindable(ctx: &mut Ctx, v: Variant) -> Outcome
         get("bind_unbindable")
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    /// The shell guard stops a script in the run's own namespaces (this
-    /// test process never leaves them) before its first step.
-    #[test]
-    fn the_shell_guard_stops_a_script_in_the_runs_own_namespaces() {
-        let script = format!("{}echo reached", super::ns_guard(&["mnt", "net"]));
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(99));
-        assert!(out.stdout.is_empty());
-    }
 }

@@ -46,15 +46,18 @@ pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
         .control("`ip link set lo up` first"),
     Experiment::new("net.lo-ping-succeeds-after-up", lo_ping_succeeds_after_up)
         .asserts("after `ip link set dev lo up`: ping 0% loss; lo UP with 127.0.0.1/8 (ip and getifaddrs)")
+        .anchor("LTP netns_comm.sh")
         .needs(ROOT_IP_PING),
     Experiment::new("net.route-table", route_table)
         .asserts("the route table of a new netns is empty; after the seed's setup exactly 10.200.1.0/24 and default via 10.200.1.1")
         .needs(ROOT_IP),
     Experiment::new("net.veth-moves-between-namespaces", veth_moves_between_namespaces)
         .asserts("`ip link set v-ethc netns ns1` moves the peer out of h's link list into ns1's; deleting ns1 destroys both ends")
+        .anchor("LTP netns_breakns.sh").anchor("youki net_devices")
         .needs(ROOT_IP),
     Experiment::new("net.veth-connectivity", veth_connectivity)
         .asserts("h <-> ns1 ping both ways over 10.200.1.0/24")
+        .anchor("LTP netns_comm.sh")
         .needs(ROOT_IP_PING)
         .control("veth ends left down"),
     Experiment::new("net.nat-masquerade", nat_masquerade)

@@ -227,7 +227,7 @@ fn net_admin_script() -> String {
     format!(
         "{}if e=$(ip link add isoc-a type veth peer name isoc-b 2>&1); then echo veth=ok; else echo \"veth=$e\"; fi\n\
          if e=$(iptables -w -A INPUT -s 198.51.100.7 -j DROP 2>&1); then echo iptables=ok; else echo \"iptables=$e\"; fi",
-        crate::experiments::mnt::ns_guard(&["net"])
+        crate::namespaces::sh_guard(&["net"])
     )
 }
 
@@ -379,7 +379,7 @@ fn policy_cli(ctx: &Ctx, dir: &str, as_root: bool) -> anyhow::Result<BTreeMap<St
     let script = format!(
         "{}echo cap_eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)\n\
          if e=$(mount -t tmpfs -o size=1m isocheck {dir} 2>&1); then echo mount_tmpfs=ok; else echo \"mount_tmpfs=$e\"; fi",
-        crate::experiments::mnt::mnt_guard()
+        crate::namespaces::sh_guard(&["mnt"])
     );
     let mut c = ctx.cmd(if as_root { "env" } else { "setpriv" });
     if !as_root {
@@ -517,7 +517,7 @@ pub(super) fn file_caps_namespaced(ctx: &mut Ctx, v: Variant) -> Outcome {
     let cat = crate::host::which("cat").ok_or_else(|| anyhow::anyhow!("no cat on PATH"))?;
     let setup = format!(
         "{}mount -t tmpfs -o size=8m,mode=0755 {} {ts}\nfor f in cli k; do cp {} {ts}/$f-cat; chown 100000:100000 {ts}/$f-cat; done",
-        crate::experiments::mnt::mnt_guard(),
+        crate::namespaces::sh_guard(&["mnt"]),
         ctx.tag,
         cat.display()
     );
