@@ -118,8 +118,10 @@ release_root() {
   key=$(echo "$versions" | key_of)
   dir=$CACHE/$RELEASE-$key
   if [ -d "$dir" ]; then echo "$dir"; return 0; fi
-  command -v mmdebstrap >/dev/null || {
-    say "mmdebstrap not found: install it with ci/install-host-deps.sh --engines"; return 1; }
+  if ! command -v mmdebstrap >/dev/null; then
+    "$(dirname "${BASH_SOURCE[0]}")/install-host-deps.sh" --engines >&2 || {
+      say "mmdebstrap could not be installed (ci/install-host-deps.sh --engines)"; return 1; }
+  fi
   # Built aside and renamed when complete: a failed build leaves nothing.
   tmp=$(mktemp -d "$CACHE/.build-$RELEASE.XXXXXX")
   say "building the $RELEASE root ($(echo "$versions" | tr '\n' ' ')) with mmdebstrap"

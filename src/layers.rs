@@ -32,6 +32,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "seccomp",
             "netns",
             "docker",
+            "enginestack",
         ],
     ),
     ("helper ops", &["helper"]),

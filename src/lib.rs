@@ -9,6 +9,7 @@ pub mod cgroups;
 pub mod cleanup;
 pub mod docker;
 pub mod dockerapi;
+pub mod enginestack;
 pub mod experiment;
 pub mod experiments;
 pub mod formats;
