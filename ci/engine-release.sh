@@ -102,6 +102,10 @@ release_root() {
   local versions key dir tmp
   mkdir -p "$CACHE"
   chmod 0700 "$CACHE" "${CACHE%/*}" 2>/dev/null || true
+  # One release's lists and build at a time: its two runtimes' engines share
+  # them. (Called in $(...): the descriptor closes with the subshell.)
+  exec 8>"$CACHE/.lock-$RELEASE"
+  flock -w 600 8 || { say "could not lock $CACHE/.lock-$RELEASE within 600 s"; return 1; }
   if ! versions=$(mirror_versions); then
     local d
     dir=
