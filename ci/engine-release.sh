@@ -156,7 +156,9 @@ release_layout() {
   RUNDIR=$STATE/run
   SOCK=$RUNDIR/docker.sock
   DATA=$DATA_BASE/$INST
-  BRIDGE=isoc-${RELEASE:0:4}-$RUNTIME
+  # docker-*: the suite's host-network snapshots take such links, like
+  # docker0, for an engine's, whose state comes and goes with containers.
+  BRIDGE=docker-${RELEASE:0:3}-$RUNTIME
   local i r
   for i in "${!RELEASES[@]}"; do [ "${RELEASES[$i]}" = "$RELEASE" ] && r=$i; done
   [ "$RUNTIME" = crun ] && r=$((r + ${#RELEASES[@]}))
