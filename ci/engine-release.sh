@@ -11,7 +11,7 @@
 
 RELEASES=(bookworm trixie sid)
 RUNTIMES=(runc crun)
-CACHE=${ISOCHECK_ENGINE_CACHE:-/var/cache/isocheck/engines}
+ENGINE_CACHE=${ISOCHECK_ENGINE_CACHE:-/var/cache/isocheck/engines}
 # Engine state that must not outlive the engine (images, containers, the
 # upper layer over the root, which itself stays as built) is on disk, and
 # /var/lib/docker is a bind of a plain directory: overlay2 cannot take an
@@ -27,12 +27,22 @@ is_one_of() {
   return 1
 }
 
+# ROOT_KIND=guest (ci/kernel-run.sh --userspace) adds what the qemu guest's
+# whole userspace needs: the experiments' tools, gcc and libseccomp's
+# headers, and apparmor_parser (Debian's kernels enable AppArmor, and
+# dockerd then needs it to load docker-default).
+ROOT_KIND=${ROOT_KIND:-engine}
 packages() {
   local p=(docker.io containerd runc crun tini iptables mount)
   # From trixie on the client is a package of its own.
   [ "$1" = bookworm ] || p+=(docker-cli)
+  if [ "$ROOT_KIND" = guest ]; then
+    p+=(apparmor iproute2 iputils-ping util-linux procps cgroup-tools gcc libc6-dev
+        libseccomp-dev pkg-config busybox-static nftables hostname tar kmod)
+  fi
   echo "${p[@]}"
 }
+root_prefix() { if [ "$ROOT_KIND" = guest ]; then echo "guest-$RELEASE"; else echo "$RELEASE"; fi; }
 
 # The machine's configured Debian mirror (never a name fixed in this file):
 # the first archive URI of apt's sources that is not the security archive.
@@ -51,7 +61,7 @@ debian_mirror() {
 # start asks the mirror whether anything changed (an unchanged InRelease is
 # a `Hit`) and reads versions without building anything.
 release_apt() {
-  local a=$CACHE/apt/$RELEASE tool=$1; shift
+  local a=$ENGINE_CACHE/apt/$RELEASE tool=$1; shift
   "$tool" -o Dir::Etc::SourceList="$a/sources.list" -o Dir::Etc::SourceParts="$a/none" \
     -o Dir::Etc::Preferences="$a/none/p" -o Dir::Etc::PreferencesParts="$a/none" \
     -o Dir::State="$a/state" -o Dir::State::Lists="$a/lists" -o Dir::State::status="$a/status" \
@@ -63,14 +73,15 @@ release_apt() {
 # Read again only when the release's InRelease changed (apt-cache over a
 # release's lists costs ~2 s; the update itself, unchanged, ~1 s).
 mirror_versions() {
-  local a=$CACHE/apt/$RELEASE sum out
+  local a=$ENGINE_CACHE/apt/$RELEASE sum out
   mkdir -p "$a/state" "$a/lists/partial" "$a/cache/archives/partial" "$a/none"
   : >"$a/status"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $RELEASE main" >"$a/sources.list"
   release_apt apt-get -qq update >"$a/update.log" 2>&1 || return 1
   sum=$(cat "$a/sources.list" "$a"/lists/*Release 2>/dev/null | sha256sum)
-  if [ -s "$a/versions" ] && [ "$(cat "$a/versions.sum" 2>/dev/null)" = "$sum" ]; then
-    cat "$a/versions"; return 0
+  local v=$a/versions-$ROOT_KIND
+  if [ -s "$v" ] && [ "$(cat "$v.sum" 2>/dev/null)" = "$sum" ]; then
+    cat "$v"; return 0
   fi
   # shellcheck disable=SC2046  # one word per package
   out=$(release_apt apt-cache show --no-all-versions $(packages "$RELEASE") 2>/dev/null |
@@ -80,9 +91,9 @@ mirror_versions() {
     grep -q "^$p=" <<<"$out" || { say "$RELEASE has no package $p on $MIRROR"; return 1; }
   done
   # In packages() order, as root_versions prints them.
-  for p in $(packages "$RELEASE"); do grep -m1 "^$p=" <<<"$out"; done >"$a/versions"
-  echo "$sum" >"$a/versions.sum"
-  cat "$a/versions"
+  for p in $(packages "$RELEASE"); do grep -m1 "^$p=" <<<"$out"; done >"$v"
+  echo "$sum" >"$v.sum"
+  cat "$v"
 }
 
 # The same lines read from a built root.
@@ -100,47 +111,47 @@ key_of() { sha256sum | cut -c1-12; }
 # the release is used, loudly.
 release_root() {
   local versions key dir tmp
-  mkdir -p "$CACHE"
-  chmod 0700 "$CACHE" "${CACHE%/*}" 2>/dev/null || true
+  mkdir -p "$ENGINE_CACHE"
+  chmod 0700 "$ENGINE_CACHE" "${ENGINE_CACHE%/*}" 2>/dev/null || true
   # One release's lists and build at a time: its two runtimes' engines share
   # them. (Called in $(...): the descriptor closes with the subshell.)
-  exec 8>"$CACHE/.lock-$RELEASE"
-  flock -w 600 8 || { say "could not lock $CACHE/.lock-$RELEASE within 600 s"; return 1; }
+  exec 8>"$ENGINE_CACHE/.lock-$RELEASE"
+  flock -w 600 8 || { say "could not lock $ENGINE_CACHE/.lock-$RELEASE within 600 s"; return 1; }
   if ! versions=$(mirror_versions); then
     local d
     dir=
-    for d in "$CACHE/$RELEASE"-*; do
+    for d in "$ENGINE_CACHE/$(root_prefix)"-*; do
       if [ -d "$d" ] && { [ -z "$dir" ] || [ "$d" -nt "$dir" ]; }; then dir=$d; fi
     done
     if [ -n "$dir" ]; then
       say "could not ask the mirror for $RELEASE's versions: using the cached root ${dir##*/}"
       echo "$dir"; return 0
     fi
-    say "could not ask $MIRROR for $RELEASE's packages (apt-get update: $(tail -n 3 "$CACHE/apt/$RELEASE/update.log" 2>/dev/null | tr '\n' ' '))"
+    say "could not ask $MIRROR for $RELEASE's packages (apt-get update: $(tail -n 3 "$ENGINE_CACHE/apt/$RELEASE/update.log" 2>/dev/null | tr '\n' ' '))"
     return 1
   fi
   key=$(echo "$versions" | key_of)
-  dir=$CACHE/$RELEASE-$key
+  dir=$ENGINE_CACHE/$(root_prefix)-$key
   if [ -d "$dir" ]; then echo "$dir"; return 0; fi
   if ! command -v mmdebstrap >/dev/null; then
     "$(dirname "${BASH_SOURCE[0]}")/install-host-deps.sh" --engines >&2 || {
       say "mmdebstrap could not be installed (ci/install-host-deps.sh --engines)"; return 1; }
   fi
   # Built aside and renamed when complete: a failed build leaves nothing.
-  tmp=$(mktemp -d "$CACHE/.build-$RELEASE.XXXXXX")
-  say "building the $RELEASE root ($(echo "$versions" | tr '\n' ' ')) with mmdebstrap"
+  tmp=$(mktemp -d "$ENGINE_CACHE/.build-$RELEASE.XXXXXX")
+  say "building the $(root_prefix) root ($(echo "$versions" | tr '\n' ' ')) with mmdebstrap"
   local t0=$SECONDS
   if ! mmdebstrap --variant=essential --include="$(packages "$RELEASE" | tr ' ' ,)" \
       --aptopt='Acquire::Check-Valid-Until "false"' \
       "$RELEASE" "$tmp/root" "deb $MIRROR $RELEASE main" >"$tmp/log" 2>&1; then
-    say "building the $RELEASE root failed at mmdebstrap; its errors:"
+    say "building the $(root_prefix) root failed at mmdebstrap; its errors:"
     grep -E '^(E|W): ' "$tmp/log" | tail -n 8 >&2 || tail -n 8 "$tmp/log" >&2
     rm -rf --one-file-system "$tmp"
     return 1
   fi
   # Named by what was installed, in case the mirror moved during the build.
   key=$(root_versions "$tmp/root" | key_of)
-  dir=$CACHE/$RELEASE-$key
+  dir=$ENGINE_CACHE/$(root_prefix)-$key
   { root_versions "$tmp/root"; echo "size=$(du -sh "$tmp/root" | cut -f1)"; echo "built_s=$((SECONDS - t0))"; } >"$dir.info"
   if [ -d "$dir" ]; then rm -rf --one-file-system "$tmp"; else mv "$tmp/root" "$dir"; rm -rf "$tmp"; fi
   say "built $dir in $((SECONDS - t0)) s ($(sed -n 's/^size=//p' "$dir.info"))"
