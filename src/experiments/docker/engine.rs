@@ -39,7 +39,9 @@ pub(super) fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let containerd = named("containerd");
     let no_runc = wait_until(Duration::from_secs(5), || runc_of(&c.id).is_empty());
     ctx.measure("process_tree", tree_lines(&all, &dockerd, &shim, &ip));
-    ctx.observe("shim_cmdline", &shim_cmd);
+    // The id in it names this run's container; the binary is the fact.
+    ctx.measure("shim_cmdline", &shim_cmd);
+    ctx.observe("shim_binary", shim_cmd.first());
     ctx.observe(
         "dockerd_pids",
         dockerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
@@ -268,7 +270,7 @@ pub(super) fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .count(),
     );
     ctx.measure("image", &image);
-    ctx.observe("prune_output", pruned.trim());
+    ctx.measure("prune_output", pruned.trim());
     ctx.observe("ps_after_prune", &ps_after);
     ctx.observe("api_after_prune", &by_api);
     check!(
