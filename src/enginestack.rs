@@ -58,6 +58,8 @@ pub fn stack_of(version: &Value, info: &Value) -> Value {
         "runtime_version": component(runtime),
         "cgroup_driver": info["CgroupDriver"],
         "cgroup_version": info["CgroupVersion"],
+        // apparmor, seccomp's profile, cgroupns, rootless, userns-remap.
+        "security_options": info["SecurityOptions"],
     })
 }
 
@@ -183,7 +185,7 @@ mod tests {
 
     /// Recorded from Debian bookworm's docker.io and sid's (trimmed).
     const V20: &str = r#"{"Version":"20.10.24+dfsg1","ApiVersion":"1.41","Components":[{"Name":"Engine","Version":"20.10.24+dfsg1"},{"Name":"containerd","Version":"1.6.20~ds1"},{"Name":"runc","Version":"1.1.5+ds1"},{"Name":"docker-init","Version":"0.19.0"}]}"#;
-    const I20: &str = r#"{"DefaultRuntime":"runc","CgroupDriver":"cgroupfs","CgroupVersion":"1"}"#;
+    const I20: &str = r#"{"DefaultRuntime":"runc","CgroupDriver":"cgroupfs","CgroupVersion":"1","SecurityOptions":["name=seccomp,profile=default"]}"#;
     const V28: &str = r#"{"Version":"28.5.2+dfsg4","ApiVersion":"1.51","Components":[{"Name":"containerd","Version":"2.1.9~ds1"},{"Name":"crun","Version":"1.28"}]}"#;
     const I28: &str = r#"{"DefaultRuntime":"crun","CgroupDriver":"cgroupfs","CgroupVersion":"1"}"#;
 
@@ -209,6 +211,10 @@ mod tests {
         assert_eq!(s["runtime"], runtime);
         assert_eq!(s["runtime_version"], runtime_version);
         assert_eq!(s["cgroup_driver"], "cgroupfs");
+        assert_eq!(
+            s["security_options"][0] == "name=seccomp,profile=default",
+            runtime == "runc"
+        );
     }
 
     #[test]
