@@ -199,16 +199,21 @@ fn container_scans(ctx: &mut Ctx) -> anyhow::Result<Vec<(String, Scan)>> {
     Ok(scans)
 }
 
-/// The control: a suite process that opened a suite directory (fd 7, and
-/// its cwd) and then entered a mount namespace of its own, as runc's leak
-/// carried the host's fd into the container's.
+/// The control: a suite process that opened a suite directory as fd 7 and
+/// then entered a mount namespace of its own, as runc's leak carried the
+/// host's fd into the container's. (Its cwd moves onto the new namespace's
+/// copy of the mount, so only the fd is flagged.)
 fn suite_process_scan(ctx: &mut Ctx) -> anyhow::Result<Scan> {
     let dir = ctx.scratch()?;
     let script = format!(
         "exec 7< '{}'; exec unshare -m --propagation private sh -c 'echo ready; exec sleep 30'",
         dir.display()
     );
-    let mut p = Spawned::start(ctx.cmd("sh").current_dir(&dir).args(["-c", &script]))?;
+    // The script's own `unshare -m` mounts: it starts in a proven private
+    // mount namespace, so a faked unshare(2) cannot make the host's `/` private.
+    let mut sh = ctx.cmd("sh");
+    crate::namespaces::private_mounts(&mut sh);
+    let mut p = Spawned::start(sh.current_dir(&dir).args(["-c", &script]))?;
     let line = p.read_line()?;
     if line != "ready" {
         anyhow::bail!("the suite process said {line:?}");

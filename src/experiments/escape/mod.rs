@@ -88,7 +88,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
         .anchor("youki fd_control").cve("CVE-2024-21626")
         .needs(needs![ENGINE, cmd::UNSHARE])
-        .control("a suite process that opened a suite dir (fd 7, cwd) before entering its own mount ns: the same detector flags it"),
+        .control("a suite process that opened a suite dir as fd 7 before entering its own mount ns: the same detector flags that fd"),
     Experiment::new("esc.docker-device-cgroup", docker_device_cgroup)
         .asserts("in a default container (CAP_MKNOD) mknod of a suite loop device's node succeeds but opening it fails EPERM (device cgroup / eBPF filter) and nothing of the image is read")
         .anchor("runtime-tools linux_cgroups_devices").anchor("youki devices")
