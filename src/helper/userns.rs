@@ -491,3 +491,33 @@ pub(super) fn op_fcap_read(args: &[String]) -> i32 {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two xattr layouts setcap leaves: v2 (real root) and v3 with the
+    /// rootid of the namespace's root (here 100000).
+    #[test]
+    fn decodes_v2_and_v3_file_capabilities() {
+        let words = |w: &[u32]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let v2 = decode_fcap(&words(&[0x0200_0001, 1 << 13, 0, 0, 0]));
+        assert_eq!((v2.version, v2.rootid, v2.net_raw), (Some(2), None, true));
+        let v3 = decode_fcap(&words(&[0x0300_0001, 1 << 13, 0, 0, 0, 100_000]));
+        assert_eq!(
+            (v3.version, v3.rootid, v3.net_raw),
+            (Some(3), Some(100_000), true)
+        );
+        assert_eq!(decode_fcap(&[1, 2]).version, None);
+    }
+
+    /// Six extents that still cover 0..1000 of the outer namespace, root first.
+    #[test]
+    fn extents_cover_the_outer_range() {
+        let six = extents(6);
+        assert_eq!(six.lines().count(), 6);
+        assert!(six.starts_with("0 0 1\n"));
+        assert!(six.ends_with("5 5 995\n"));
+        assert_eq!(extents(1), "0 0 1000\n");
+    }
+}

@@ -561,3 +561,35 @@ pub(super) fn file_caps_namespaced(ctx: &mut Ctx, v: Variant) -> Outcome {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Debian's, the generic and Ubuntu's knobs name their gate; absent or
+    /// permissive ones declare none.
+    #[test]
+    fn the_knobs_name_the_gate() {
+        let k = |c: &str, m: &str, a: &str| {
+            BTreeMap::from([
+                ("kernel.unprivileged_userns_clone", c.to_string()),
+                ("user.max_user_namespaces", m.to_string()),
+                (
+                    "kernel.apparmor_restrict_unprivileged_userns",
+                    a.to_string(),
+                ),
+            ])
+        };
+        assert_eq!(declared_gate(&k("absent", "96369", "absent")), None);
+        assert_eq!(declared_gate(&k("1", "5", "0")), None);
+        assert!(declared_gate(&k("0", "5", "absent"))
+            .unwrap()
+            .contains("clone=0"));
+        assert!(declared_gate(&k("1", "0", "absent"))
+            .unwrap()
+            .contains("max_user"));
+        assert!(declared_gate(&k("absent", "5", "1"))
+            .unwrap()
+            .contains("apparmor"));
+    }
+}
