@@ -76,14 +76,7 @@ pub fn paused_child(uid: Option<u32>, flags: CloneFlags) -> Result<(Pid, String)
             });
             // pid_for_children stays empty (ENOENT) until the first child.
             if res.is_ok() && flags.contains(CloneFlags::CLONE_NEWPID) {
-                // SAFETY: single-threaded; the grandchild only pauses.
-                if let Ok(ForkResult::Child) = unsafe { fork() } {
-                    // SAFETY: plain prctl in the grandchild.
-                    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-                    loop {
-                        nix::unistd::pause();
-                    }
-                }
+                pid_ns_init();
             }
             let _ = nix::unistd::write(&w, errno_name(&res).as_bytes());
             drop(w);
@@ -101,6 +94,34 @@ pub fn paused_child(uid: Option<u32>, flags: CloneFlags) -> Result<(Pid, String)
     }
 }
 
+/// Forks the first process of the pid ns just unshared (it only pauses)
+/// and returns once it has its parent-death signal, so it can never
+/// outlive this process (a slow TCG guest once let the parent die first).
+fn pid_ns_init() {
+    let Ok((r, w)) = nix::unistd::pipe() else {
+        return;
+    };
+    // SAFETY: single-threaded; the grandchild only pauses.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            // SAFETY: plain prctl in the grandchild.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            drop(w);
+            drop(r);
+            loop {
+                nix::unistd::pause();
+            }
+        }
+        Ok(ForkResult::Parent { .. }) => {
+            drop(w);
+            // EOF once the grandchild dropped its end, after its prctl.
+            let mut b = [0u8; 1];
+            let _ = nix::unistd::read(r.as_raw_fd(), &mut b);
+        }
+        Err(_) => {}
+    }
+}
+
 /// setresgid/setresuid to `uid` with no supplementary groups.
 pub fn drop_to(uid: Option<u32>) -> Result<(), Errno> {
     let Some(uid) = uid else { return Ok(()) };
@@ -112,9 +133,13 @@ pub fn drop_to(uid: Option<u32>) -> Result<(), Errno> {
     nix::unistd::setresgid(g, g, g)?;
     nix::unistd::setresuid(u, u, u)?;
     // The uid change made the process non-dumpable, which leaves its
-    // /proc/self files (uid_map, setgroups) root's and unwritable to it.
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+    // /proc/self files (uid_map, setgroups) root's and unwritable to it,
+    // and cleared its parent-death signal.
+    // SAFETY: plain prctls.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     Ok(())
 }
 

@@ -163,9 +163,13 @@ fn be_root_here() -> Result<(), Errno> {
     nix::unistd::setresgid(g, g, g)?;
     nix::unistd::setresuid(u, u, u)?;
     // The uid change made it non-dumpable: its /proc files (and its
-    // children's) would stay host root's, which the outer root cannot write.
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+    // children's) would stay host root's, which the outer root cannot write;
+    // it also cleared the parent-death signal.
+    // SAFETY: plain prctls.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 1);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     Ok(())
 }
 
