@@ -99,6 +99,11 @@ pub enum Controller {
     Pids,
     /// `cpu`: the quota and weight rows.
     Cpu,
+    /// `freezer`: a v1 hierarchy; on v2 freezing is a core file of every
+    /// group (`cgroup.freeze`), so any cgroup2 mount provides it.
+    Freezer,
+    /// `cpuset`: the CPU-affinity row.
+    Cpuset,
 }
 
 impl Controller {
@@ -108,6 +113,8 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
             Controller::Cpu => "cpu",
+            Controller::Freezer => "freezer",
+            Controller::Cpuset => "cpuset",
         }
     }
 }
@@ -123,6 +130,9 @@ pub enum Need {
     Cgroup(Controller),
     /// The controller is mounted as a cgroup v1 hierarchy.
     CgroupV1(Controller),
+    /// A cgroup2 hierarchy is mounted (its core files: `cgroup.kill`,
+    /// `cgroup.freeze`, `cgroup.events`), whatever controllers it has.
+    CgroupV2,
     /// Kernel version at least (major, minor).
     Kernel(u32, u32),
     /// Creating a user namespace works on this host (sysctls, AppArmor).
@@ -140,6 +150,7 @@ impl fmt::Display for Need {
             Need::Tool(t) => write!(f, "cmd:{}", t.command()),
             Need::Cgroup(c) => write!(f, "cgroup:{}", c.name()),
             Need::CgroupV1(c) => write!(f, "cgroup-v1:{}", c.name()),
+            Need::CgroupV2 => write!(f, "cgroup-v2"),
             Need::Kernel(a, b) => write!(f, "kernel>={a}.{b}"),
             Need::UserNamespaces => write!(f, "userns"),
             Need::LibseccompDev => write!(f, "libseccomp-dev"),
@@ -155,6 +166,8 @@ impl Need {
             "memory" => Ok(Controller::Memory),
             "pids" => Ok(Controller::Pids),
             "cpu" => Ok(Controller::Cpu),
+            "freezer" => Ok(Controller::Freezer),
+            "cpuset" => Ok(Controller::Cpuset),
             _ => Err(format!("unknown cgroup controller {n:?} in need {s:?}")),
         };
         match s {
@@ -162,6 +175,7 @@ impl Need {
             "userns" => return Ok(Need::UserNamespaces),
             "libseccomp-dev" => return Ok(Need::LibseccompDev),
             "docker" => return Ok(Need::Docker),
+            "cgroup-v2" => return Ok(Need::CgroupV2),
             _ => {}
         }
         if let Some(c) = s.strip_prefix("cmd:") {
@@ -210,6 +224,12 @@ impl Need {
                     t.package()
                 )
             }),
+            // v2's freezer is no controller: every cgroup2 group has `cgroup.freeze`.
+            Need::Cgroup(Controller::Freezer)
+                if host.cgroup.v2_mount.is_some() || host.cgroup.has("freezer") =>
+            {
+                None
+            }
             Need::Cgroup(c) => (!host.cgroup.has(c.name())).then(|| {
                 format!(
                     "needs the cgroup {} controller (layout {}: v1 {:?}, v2 {:?})",
@@ -225,6 +245,12 @@ impl Need {
                     c.name(),
                     host.cgroup.layout,
                     host.cgroup.v1
+                )
+            }),
+            Need::CgroupV2 => host.cgroup.v2_mount.is_none().then(|| {
+                format!(
+                    "needs a cgroup v2 hierarchy (this host: layout {}, no cgroup2 mount)",
+                    host.cgroup.layout
                 )
             }),
             Need::Kernel(a, b) => (host.kernel_version < (*a, *b, 0))

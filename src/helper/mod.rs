@@ -8,6 +8,7 @@
 //! `main`, does the syscalls with nix, and reports what it saw as JSON on
 //! stdout. It is the kernel-layer twin of `unshare(1)`.
 
+pub mod cgcore;
 pub mod cgroup;
 pub mod docker;
 pub mod escape;
@@ -88,6 +89,9 @@ const OPS: &[(&str, HelperOp)] = &[
     ("cg-alloc", cgroup::op_alloc),
     ("cg-fork", cgroup::op_fork),
     ("cg-burn", cgroup::op_burn),
+    ("cg-forker", cgcore::op_forker),
+    ("cg-count", cgcore::op_count),
+    ("cg-affinity", cgcore::op_affinity),
     ("seccomp-exec", seccomp::op_seccomp_exec),
     ("seccomp-thread", seccomp::op_seccomp_thread),
     ("seccomp-profile", seccomp::op_seccomp_profile),

@@ -14,12 +14,14 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 mod cgdelete;
+mod core;
 mod limits;
 mod memory;
 mod oom;
 
 use cgdelete::cgdelete;
 pub use cgdelete::{cgdelete_live_task, CgdeleteLive};
+use core::{freezer, kill};
 use limits::{cpu_quota, pids_max};
 use memory::{cgexec_places_process, create_group, kmem_limit, limit_parsing, limit_readback};
 pub use memory::{kmem_documented, parse_cases, Kmem, Parse};
@@ -60,6 +62,14 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a busy child under a 10% CFS quota (1000/10000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 150 ms (15 periods)")
         .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpu)]])
         .control("no quota (side by side with an unquota'd twin, under the same load)"),
+    Experiment::new("cg.freezer", freezer)
+        .asserts("a busy child in a frozen suite group (v1 freezer.state FROZEN, v2 cgroup.freeze 1 and cgroup.events frozen 1; every form the host has) stops counting, a child joining it stops at once; v2 SIGKILL kills a frozen task (v1: recorded); thawing resumes the counter")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Freezer)]])
+        .control("the group left unfrozen: its counter advances"),
+    Experiment::new("cg.kill", kill)
+        .asserts("writing 1 to v2 cgroup.kill SIGKILLs every task of the group and of its child group (a forking child included); cgroup.events then reads populated 0; a sibling group's task lives")
+        .needs(needs![ROOT, &[Need::CgroupV2, Need::Kernel(5, 14)]])
+        .control("cgroup.kill written to the sibling group: the group's tasks live"),
 ];
 
 // ---------------------------------------------------------------------------
