@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod cgdelete;
 mod core;
+mod hier;
 mod limits;
 mod memory;
 mod oom;
@@ -22,6 +23,7 @@ mod oom;
 use cgdelete::cgdelete;
 pub use cgdelete::{cgdelete_live_task, CgdeleteLive};
 use core::{freezer, kill};
+use hier::{cpuset_affinity, pids_hierarchical};
 use limits::{cpu_quota, pids_max};
 use memory::{cgexec_places_process, create_group, kmem_limit, limit_parsing, limit_readback};
 pub use memory::{kmem_documented, parse_cases, Kmem, Parse};
@@ -70,6 +72,14 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("writing 1 to v2 cgroup.kill SIGKILLs every task of the group and of its child group (a forking child included); cgroup.events then reads populated 0; a sibling group's task lives")
         .needs(needs![ROOT, &[Need::CgroupV2, Need::Kernel(5, 14)]])
         .control("cgroup.kill written to the sibling group: the group's tasks live"),
+    Experiment::new("cg.pids-hierarchical", pids_hierarchical)
+        .asserts("under a parent with pids.max=4 and children allowed 10, the children together hold 4 tasks when a fork fails with EAGAIN; lowering a child's pids.max below its count is accepted, kills nothing and refuses the next fork")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Pids)]])
+        .control("the parent without a limit: a child reaches its own 10"),
+    Experiment::new("cg.cpuset-affinity", cpuset_affinity)
+        .asserts("a child in a suite cpuset with cpus=0 has sched_getaffinity {0} and Cpus_allowed_list 0 (cgexec -g cpuset: shows the same); sched_setaffinity to CPU 1 fails with EINVAL; moved out to a full cpuset it gets every online CPU")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpuset)], cmd::CGEXEC])
+        .control("the same child outside the group: every online CPU"),
 ];
 
 // ---------------------------------------------------------------------------
