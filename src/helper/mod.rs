@@ -16,6 +16,8 @@ pub mod mnt;
 pub mod net;
 pub mod other_ns;
 pub mod pid;
+pub mod sc_notif;
+pub mod sc_stack;
 pub mod seccomp;
 mod unshare;
 pub mod whoami;
@@ -96,6 +98,9 @@ const OPS: &[(&str, HelperOp)] = &[
     ("seccomp-thread", seccomp::op_seccomp_thread),
     ("seccomp-profile", seccomp::op_seccomp_profile),
     ("seccomp-probe", seccomp::op_seccomp_probe),
+    ("sc-install-rules", sc_stack::op_install_rules),
+    ("sc-precedence", sc_stack::op_precedence),
+    ("sc-notif", sc_notif::op_notif),
     ("docker-pivot", docker::op_pivot),
     ("esc-ra-own", escape::op_ra_own),
     ("esc-ra-try", escape::op_ra_try),
