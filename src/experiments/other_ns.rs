@@ -11,6 +11,9 @@ use crate::{broken, check, check_eq, needs};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+mod deeper;
+use deeper::{boottime_procfs, domainname_and_setns, sem_msg_mqueuefs};
+
 /// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
@@ -32,6 +35,18 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
+    Experiment::new("uts.domainname-and-setns", domainname_and_setns)
+        .asserts("setdomainname in a uts ns nested in a suite-made one is seen inside only: setns back to the outer ns (and the outer shell of `unshare --uts`) shows the outer hostname and domainname; the host's names are never written")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME])
+        .control("the inner step in the outer (suite-made) uts ns itself: the outer names change"),
+    Experiment::new("ipc.sem-msg-mqueuefs", sem_msg_mqueuefs)
+        .asserts("a SysV semaphore set and message queue with a fixed key made in ipc ns A are ENOENT from ipc ns B (B's semget gets its own set); an mqueue fs mounted in A lists exactly A's queue, one mounted in B not it")
+        .needs(needs![ROOT])
+        .control("B shares A's ipc ns: it finds both objects"),
+    Experiment::new("time.boottime-procfs", boottime_procfs)
+        .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier; realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
+        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE])
+        .control("a time ns without the offset: uptime and btime equal the host's"),
 ];
 
 fn host_hostname() -> String {

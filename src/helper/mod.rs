@@ -20,6 +20,7 @@ pub mod sc_notif;
 pub mod sc_stack;
 pub mod seccomp;
 mod unshare;
+pub mod uts_ipc_time;
 pub mod whoami;
 
 use nix::sys::wait::WaitStatus;
@@ -86,6 +87,9 @@ const OPS: &[(&str, HelperOp)] = &[
     ("shm-hold", other_ns::op_shm_hold),
     ("mq-probe", other_ns::op_mq_probe),
     ("try-host-resources", other_ns::op_try_host),
+    ("uts-domainname", uts_ipc_time::op_domainname),
+    ("timens-boottime", uts_ipc_time::op_boottime),
+    ("ipc-objects", uts_ipc_time::op_ipc_objects),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),
