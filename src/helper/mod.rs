@@ -14,6 +14,7 @@ pub mod docker;
 pub mod escape;
 pub mod mnt;
 pub mod net;
+pub mod netlink;
 pub mod other_ns;
 pub mod pid;
 pub mod sc_notif;
@@ -82,6 +83,8 @@ const OPS: &[(&str, HelperOp)] = &[
     ("udp-connect", net::op_udp_connect),
     ("udp-echo", net::op_udp_echo),
     ("udp-ask", net::op_udp_ask),
+    ("nl-links", netlink::op_links),
+    ("sysfs-net", netlink::op_sysfs_net),
     ("bind-list", mnt::op_bind_list),
     ("pivot-shell", mnt::op_pivot_shell),
     ("shm-hold", other_ns::op_shm_hold),
