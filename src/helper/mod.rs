@@ -17,6 +17,7 @@ pub mod net;
 pub mod netlink;
 pub mod other_ns;
 pub mod pid;
+pub mod pid_signals;
 pub mod sc_notif;
 pub mod sc_stack;
 pub mod seccomp;
@@ -77,6 +78,7 @@ const OPS: &[(&str, HelperOp)] = &[
     ("pidns-init-death", pid::op_init_death),
     ("pidns-signals", pid::op_signals),
     ("pidns-orphan", pid::op_orphan),
+    ("pidns-cross", pid_signals::op_cross),
     ("net-view", net::op_net_view),
     ("net-sysctl", net::op_net_sysctl),
     ("net-exec", net::op_net_exec),
