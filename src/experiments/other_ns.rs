@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 mod deeper;
-use deeper::{boottime_procfs, domainname_and_setns, sem_msg_mqueuefs};
+use deeper::{boottime_procfs, domainname_and_setns, lesser_ns_open, sem_msg_mqueuefs};
 
 /// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
@@ -47,6 +47,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier; realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
         .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE])
         .control("a time ns without the offset: uptime and btime equal the host's"),
+    Experiment::new("cgroupns.lesser-ns-open", lesser_ns_open)
+        .asserts("a clone sharing a child's fd table, in a cgroup ns rooted at suite group A, opens B/cgroup.procs (B outside its root); the child's write of itself through that fd fails with ENOENT and it stays in A (cgroup2 with nsdelegate)")
+        .needs(needs![ROOT, &[Need::CgroupV2]])
+        .control("the fd opened from the initial cgroup ns: the write moves it to B"),
 ];
 
 fn host_hostname() -> String {

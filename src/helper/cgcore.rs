@@ -164,3 +164,87 @@ fn affinity_report(args: &[String]) -> Result<CgAffinity, String> {
         affinity_out,
     })
 }
+
+/// Reply of `cg-open-creds` and `cgns-open`: a write of this process's own
+/// pid through a `cgroup.procs` fd opened under other conditions.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CgMigrate {
+    /// The write's errno name; None when it was accepted.
+    pub write_errno: Option<String>,
+    /// This process's cgroup (`/proc/self/cgroup`) after the write, per hierarchy line.
+    pub cgroup_after: Vec<String>,
+}
+
+fn migrate_report(fd: &std::fs::File) -> CgMigrate {
+    // "0": the writing process itself (kselftest test_core's form).
+    let r = nix::unistd::write(fd, b"0");
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    CgMigrate {
+        write_errno: r.err().map(|e| format!("{e:?}")),
+        cgroup_after: cgroup.lines().map(str::to_string).collect(),
+    }
+}
+
+/// `cg-open-creds --a A/cgroup.procs --b B/cgroup.procs [--uid U]`: joins
+/// A, opens B's procs file (as euid U when given, then back to euid 0)
+/// and writes itself through it (kselftest test_cgcore_lesser_euid_open).
+pub(super) fn op_open_creds(args: &[String]) -> i32 {
+    let run = || -> Result<CgMigrate, String> {
+        join(need(args, "a")?)?;
+        let uid = opt(args, "uid")
+            .map(|u| u.parse::<u32>().map_err(|_| "bad --uid".to_string()))
+            .transpose()?;
+        if let Some(u) = uid {
+            nix::unistd::seteuid(u.into()).map_err(|e| format!("seteuid {u}: {e}"))?;
+        }
+        let b = need(args, "b")?;
+        let fd = std::fs::OpenOptions::new().write(true).open(b);
+        if uid.is_some() {
+            nix::unistd::seteuid(0.into()).map_err(|e| format!("seteuid 0: {e}"))?;
+        }
+        let fd = fd.map_err(|e| format!("open {b}: {e}"))?;
+        Ok(migrate_report(&fd))
+    };
+    match run() {
+        Ok(r) => reply(&r),
+        Err(e) => die(e),
+    }
+}
+
+/// `cgns-open --a A/cgroup.procs --b B/cgroup.procs [--newns]`: joins A;
+/// a clone sharing the fd table (in a new cgroup ns rooted at A with
+/// `--newns`) opens B's procs file; this process writes itself through it
+/// (kselftest test_cgcore_lesser_ns_open).
+pub(super) fn op_cgns_open(args: &[String]) -> i32 {
+    use nix::sched::CloneFlags;
+    let run = || -> Result<CgMigrate, String> {
+        join(need(args, "a")?)?;
+        let b = need(args, "b")?.to_string();
+        let mut flags = CloneFlags::CLONE_FILES;
+        if args.iter().any(|a| a == "--newns") {
+            flags |= CloneFlags::CLONE_NEWCGROUP;
+        }
+        let mut stack = vec![0u8; 64 * 1024];
+        // The fd number comes back as the exit code (the table is shared).
+        let cb = Box::new(move || -> isize {
+            match std::fs::OpenOptions::new().read(true).write(true).open(&b) {
+                Ok(f) => std::os::fd::IntoRawFd::into_raw_fd(f) as isize,
+                Err(_) => 255,
+            }
+        });
+        // SAFETY: the child only opens a file and returns; the stack outlives it.
+        let pid = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+            .map_err(|e| format!("clone: {e}"))?;
+        let fd = match nix::sys::wait::waitpid(pid, None).map_err(|e| e.to_string())? {
+            nix::sys::wait::WaitStatus::Exited(_, c) if c != 255 => c,
+            other => return Err(format!("the opening clone ended {other:?}")),
+        };
+        // SAFETY: the clone left this fd open in the shared table for us.
+        let f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(migrate_report(&f))
+    };
+    match run() {
+        Ok(r) => reply(&r),
+        Err(e) => die(e),
+    }
+}

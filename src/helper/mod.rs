@@ -103,6 +103,8 @@ const OPS: &[(&str, HelperOp)] = &[
     ("cg-forker", cgcore::op_forker),
     ("cg-count", cgcore::op_count),
     ("cg-affinity", cgcore::op_affinity),
+    ("cg-open-creds", cgcore::op_open_creds),
+    ("cgns-open", cgcore::op_cgns_open),
     ("seccomp-exec", seccomp::op_seccomp_exec),
     ("seccomp-thread", seccomp::op_seccomp_thread),
     ("seccomp-profile", seccomp::op_seccomp_profile),

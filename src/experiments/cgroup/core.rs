@@ -6,16 +6,6 @@ use super::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A new group of this experiment in `h`, removed at teardown (on v2's
-/// core hierarchy nothing is delegated: the files used here are core).
-fn group_in(ctx: &mut Ctx, h: &Hierarchy, role: &str) -> Result<Group, Problem> {
-    let name = ctx.name(role);
-    let g = h.group(&name);
-    defer_destroy(ctx, &g);
-    h.create(&name)?;
-    Ok(g)
-}
-
 fn v2_core() -> Result<Hierarchy, Problem> {
     Hierarchy::v2_core().ok_or_else(|| Problem::Unmet("no cgroup2 hierarchy mounted".into()))
 }
@@ -55,9 +45,9 @@ fn start_in(ctx: &Ctx, op: &str, g: &Group) -> anyhow::Result<(Spawned, i32)> {
 /// The body of `cg.kill`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn kill(ctx: &mut Ctx, v: Variant) -> Outcome {
     let h = v2_core()?;
-    let g = group_in(ctx, &h, "kill")?;
+    let g = suite_group(ctx, &h, "kill")?;
     let sub = g.subgroup("sub", &[])?;
-    let sib = group_in(ctx, &h, "sibling")?;
+    let sib = suite_group(ctx, &h, "sibling")?;
     let (mut parked, _) = start_in(ctx, "cg-park", &g)?;
     let (mut forker, _) = start_in(ctx, "cg-forker", &sub)?;
     let (mut other, other_pid) = start_in(ctx, "cg-park", &sib)?;
@@ -247,12 +237,12 @@ fn freeze_form(ctx: &mut Ctx, v: Variant, form: Form) -> Result<bool, Problem> {
         return Ok(false);
     };
     let k = form.key();
-    let g = group_in(ctx, &h, &format!("frz{k}"))?;
+    let g = suite_group(ctx, &h, &format!("frz{k}"))?;
     if form == Form::V2 && !g.has("cgroup.freeze") {
         ctx.observe(&format!("{k}.cgroup_freeze"), "absent");
         return Ok(false);
     }
-    let u = group_in(ctx, &h, &format!("unfrz{k}"))?;
+    let u = suite_group(ctx, &h, &format!("unfrz{k}"))?;
     let dir = ctx.scratch()?;
     let (ca, cu) = (
         counter_file(&dir, &format!("a{k}"))?,

@@ -107,6 +107,17 @@ fn defer_destroy(ctx: &mut Ctx, g: &Group) {
     });
 }
 
+/// A new group of this experiment in `h`, removed at teardown (on v2's
+/// core hierarchy nothing is delegated: the files used there are core).
+/// Other sections' cgroup rows (cgroupns., esc.) make theirs with it too.
+pub(crate) fn suite_group(ctx: &mut Ctx, h: &Hierarchy, role: &str) -> Result<Group, Problem> {
+    let name = ctx.name(role);
+    let g = h.group(&name);
+    defer_destroy(ctx, &g);
+    h.create(&name)?;
+    Ok(g)
+}
+
 /// A new group of this experiment, removed at teardown.
 fn new_group(ctx: &mut Ctx, ctrl: Controller, role: &str) -> Result<Group, Problem> {
     let h = hierarchy(ctrl)?;

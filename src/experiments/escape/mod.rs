@@ -63,9 +63,14 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
+    Experiment::new("esc.cgroup-migrate-open-creds", cgroup_migrate_open_creds)
+        .asserts("a suite child in group A opens B/cgroup.procs as euid 65534 (owner of A's and B's cgroup.procs, not of their parent's), then writes itself through it as euid 0: EACCES (the open-time credentials decide) and it stays in A (v2 where mounted, else v1 pids)")
+        .needs(needs![ROOT])
+        .control("the same fd opened as euid 0: the write moves it to B"),
 ];
 
 mod boundaries;
+mod cgroup_creds;
 mod containers;
 mod release_agent;
 
@@ -73,6 +78,7 @@ use boundaries::{
     abstract_socket_per_netns, locked_mounts, no_new_privs, setns_out_denied,
     userns_no_device_nodes,
 };
+use cgroup_creds::cgroup_migrate_open_creds;
 use containers::{docker_caps_dropped, docker_masked_paths};
 use release_agent::release_agent_denied;
 

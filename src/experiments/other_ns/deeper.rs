@@ -216,3 +216,67 @@ fn host_uptime() -> anyhow::Result<f64> {
     let t = crate::process::read("/proc/uptime")?;
     Ok(t.split_whitespace().next().unwrap_or("").parse()?)
 }
+
+// ---------------------------------------------------------------------------
+// cgroupns.lesser-ns-open
+
+/// Whether the cgroup2 mount at `root` has `nsdelegate`: only then is a
+/// cgroup namespace a delegation boundary for migrations.
+fn nsdelegate(root: &std::path::Path) -> anyhow::Result<bool> {
+    let mi = crate::process::read("/proc/self/mountinfo")?;
+    Ok(mi.lines().any(|l| {
+        let Some((pre, post)) = l.split_once(" - ") else {
+            return false;
+        };
+        let mnt = pre.split_whitespace().nth(4).map(std::path::Path::new);
+        let mut f = post.split_whitespace();
+        mnt == Some(root)
+            && f.next() == Some("cgroup2")
+            && f.nth(1)
+                .is_some_and(|o| o.split(',').any(|x| x == "nsdelegate"))
+    }))
+}
+
+/// The body of `cgroupns.lesser-ns-open`; its entry in `EXPERIMENTS` says what it asserts.
+pub(super) fn lesser_ns_open(ctx: &mut Ctx, v: Variant) -> Outcome {
+    use crate::cgroups::{proc_cgroup_path, Hierarchy};
+    use crate::experiments::cgroup::suite_group;
+    let h = Hierarchy::v2_core().ok_or_else(|| Problem::Unmet("no cgroup2 mount".into()))?;
+    if !nsdelegate(&h.root)? {
+        return Err(Problem::Unmet(format!(
+            "the cgroup2 mount {} has no nsdelegate option, so cgroup namespaces are no delegation boundary here; the suite does not remount the host's hierarchy",
+            h.root.display()
+        )));
+    }
+    let a = suite_group(ctx, &h, "nsa")?;
+    let b = suite_group(ctx, &h, "nsb")?;
+    let mut c = ctx.helper();
+    c.arg("cgns-open")
+        .arg("--a")
+        .arg(a.procs_file())
+        .arg("--b")
+        .arg(b.procs_file());
+    if v.isolated() {
+        c.arg("--newns");
+    }
+    let r = run(&mut c)?;
+    if !r.success() {
+        broken!(
+            "cgns-open: status {}: {}",
+            r.shell_status(),
+            r.stderr.trim()
+        );
+    }
+    let m: crate::helper::cgcore::CgMigrate = serde_json::from_str(r.stdout.trim())?;
+    let now = proc_cgroup_path(&m.cgroup_after.join("\n"), h.controller.name(), h.version);
+    let in_a = now.as_deref() == Some(format!("/{}", a.relative()).as_str());
+    ctx.observe("write_errno", &m.write_errno);
+    ctx.observe("stayed_in_a", in_a);
+    check_eq!(
+        m.write_errno.as_deref(),
+        Some("ENOENT"),
+        "writing itself through B's procs fd opened in a cgroup ns rooted at A"
+    );
+    check!(in_a, "the child is in {now:?}, not A");
+    Ok(())
+}
