@@ -130,6 +130,8 @@ pub enum Need {
     Cgroup(Controller),
     /// The controller is mounted as a cgroup v1 hierarchy.
     CgroupV1(Controller),
+    /// The controller is enabled at the root of the cgroup v2 hierarchy.
+    CgroupV2Ctrl(Controller),
     /// A cgroup2 hierarchy is mounted (its core files: `cgroup.kill`,
     /// `cgroup.freeze`, `cgroup.events`), whatever controllers it has.
     CgroupV2,
@@ -151,6 +153,7 @@ impl fmt::Display for Need {
             Need::Cgroup(c) => write!(f, "cgroup:{}", c.name()),
             Need::CgroupV1(c) => write!(f, "cgroup-v1:{}", c.name()),
             Need::CgroupV2 => write!(f, "cgroup-v2"),
+            Need::CgroupV2Ctrl(c) => write!(f, "cgroup-v2:{}", c.name()),
             Need::Kernel(a, b) => write!(f, "kernel>={a}.{b}"),
             Need::UserNamespaces => write!(f, "userns"),
             Need::LibseccompDev => write!(f, "libseccomp-dev"),
@@ -184,6 +187,9 @@ impl Need {
                 .find(|t| t.command() == c)
                 .map(|t| Need::Tool(*t))
                 .ok_or_else(|| format!("unknown tool {c:?} in need {s:?}"));
+        }
+        if let Some(c) = s.strip_prefix("cgroup-v2:") {
+            return ctrl(c).map(Need::CgroupV2Ctrl);
         }
         if let Some(c) = s.strip_prefix("cgroup-v1:") {
             return ctrl(c).map(Need::CgroupV1);
@@ -245,6 +251,14 @@ impl Need {
                     c.name(),
                     host.cgroup.layout,
                     host.cgroup.v1
+                )
+            }),
+            Need::CgroupV2Ctrl(c) => (!host.cgroup.v2.iter().any(|x| x == c.name())).then(|| {
+                format!(
+                    "needs the {} controller on cgroup v2 (this host: layout {}, v2 root enables {:?})",
+                    c.name(),
+                    host.cgroup.layout,
+                    host.cgroup.v2
                 )
             }),
             Need::CgroupV2 => host.cgroup.v2_mount.is_none().then(|| {

@@ -19,6 +19,7 @@ mod hier;
 mod limits;
 mod memory;
 mod oom;
+mod oom_group;
 
 use cgdelete::cgdelete;
 pub use cgdelete::{cgdelete_live_task, CgdeleteLive};
@@ -29,6 +30,7 @@ use memory::{cgexec_places_process, create_group, kmem_limit, limit_parsing, lim
 pub use memory::{kmem_documented, parse_cases, Kmem, Parse};
 use oom::oom_kill_at_limit;
 pub use oom::peak_verdict;
+use oom_group::oom_group;
 
 /// The memory controller, which most rows of this section use.
 const MEM: &[Need] = &[Need::Cgroup(Controller::Memory)];
@@ -80,6 +82,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("a child in a suite cpuset with cpus=0 has sched_getaffinity {0} and Cpus_allowed_list 0 (cgexec -g cpuset: shows the same); sched_setaffinity to CPU 1 fails with EINVAL; moved out to a full cpuset it gets every online CPU")
         .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpuset)], cmd::CGEXEC])
         .control("the same child outside the group: every online CPU"),
+    Experiment::new("cg.oom-group", oom_group)
+        .asserts("with memory.oom.group=1 one OOM (64 MiB under a 32 MiB memory.max, no swap) kills every task of the group (memory.events oom_kill +3) except one with oom_score_adj -1000")
+        .needs(needs![ROOT, &[Need::CgroupV2Ctrl(Controller::Memory)]])
+        .control("memory.oom.group=0: only the allocating task dies"),
 ];
 
 // ---------------------------------------------------------------------------
