@@ -230,43 +230,9 @@ impl Need {
                     t.package()
                 )
             }),
-            // v2's freezer is no controller: every cgroup2 group has `cgroup.freeze`.
-            Need::Cgroup(Controller::Freezer)
-                if host.cgroup.v2_mount.is_some() || host.cgroup.has("freezer") =>
-            {
-                None
+            Need::Cgroup(_) | Need::CgroupV1(_) | Need::CgroupV2Ctrl(_) | Need::CgroupV2 => {
+                self.cgroup_unmet(&host.cgroup)
             }
-            Need::Cgroup(c) => (!host.cgroup.has(c.name())).then(|| {
-                format!(
-                    "needs the cgroup {} controller (layout {}: v1 {:?}, v2 {:?})",
-                    c.name(),
-                    host.cgroup.layout,
-                    host.cgroup.v1,
-                    host.cgroup.v2
-                )
-            }),
-            Need::CgroupV1(c) => (!host.cgroup.v1.iter().any(|x| x == c.name())).then(|| {
-                format!(
-                    "needs the {} controller on cgroup v1 (this host: layout {}, v1 {:?})",
-                    c.name(),
-                    host.cgroup.layout,
-                    host.cgroup.v1
-                )
-            }),
-            Need::CgroupV2Ctrl(c) => (!host.cgroup.v2.iter().any(|x| x == c.name())).then(|| {
-                format!(
-                    "needs the {} controller on cgroup v2 (this host: layout {}, v2 root enables {:?})",
-                    c.name(),
-                    host.cgroup.layout,
-                    host.cgroup.v2
-                )
-            }),
-            Need::CgroupV2 => host.cgroup.v2_mount.is_none().then(|| {
-                format!(
-                    "needs a cgroup v2 hierarchy (this host: layout {}, no cgroup2 mount)",
-                    host.cgroup.layout
-                )
-            }),
             Need::Kernel(a, b) => (host.kernel_version < (*a, *b, 0))
                 .then(|| format!("needs kernel >= {a}.{b} (this host runs {})", host.kernel)),
             Need::UserNamespaces => host.userns_blocked.clone(),
@@ -274,6 +240,49 @@ impl Need {
                 "needs the libseccomp headers (seccomp.h): install libseccomp-dev".to_string()
             }),
             Need::Docker => host.docker_unmet(),
+        }
+    }
+    /// `unmet` for the cgroup needs.
+    fn cgroup_unmet(&self, cg: &crate::host::CgroupLayout) -> Option<String> {
+        match self {
+            // v2's freezer is no controller: every cgroup2 group has `cgroup.freeze`.
+            Need::Cgroup(Controller::Freezer)
+                if cg.v2_mount.is_some() || cg.has("freezer") =>
+            {
+                None
+            }
+            Need::Cgroup(c) => (!cg.has(c.name())).then(|| {
+                format!(
+                    "needs the cgroup {} controller (layout {}: v1 {:?}, v2 {:?})",
+                    c.name(),
+                    cg.layout,
+                    cg.v1,
+                    cg.v2
+                )
+            }),
+            Need::CgroupV1(c) => (!cg.v1.iter().any(|x| x == c.name())).then(|| {
+                format!(
+                    "needs the {} controller on cgroup v1 (this host: layout {}, v1 {:?})",
+                    c.name(),
+                    cg.layout,
+                    cg.v1
+                )
+            }),
+            Need::CgroupV2Ctrl(c) => (!cg.v2.iter().any(|x| x == c.name())).then(|| {
+                format!(
+                    "needs the {} controller on cgroup v2 (this host: layout {}, v2 root enables {:?})",
+                    c.name(),
+                    cg.layout,
+                    cg.v2
+                )
+            }),
+            Need::CgroupV2 => cg.v2_mount.is_none().then(|| {
+                format!(
+                    "needs a cgroup v2 hierarchy (this host: layout {}, no cgroup2 mount)",
+                    cg.layout
+                )
+            }),
+            _ => None,
         }
     }
 }

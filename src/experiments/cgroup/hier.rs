@@ -69,7 +69,7 @@ fn lowered_limit(ctx: &mut Ctx, c1: &Group, mut held: [Spawned; 2]) -> Outcome {
     let lowered = c1.set_pids_max(Limit::Value(1));
     ctx.observe(
         "lower_below_current",
-        lowered.as_ref().map_err(|e| errno_of(e)).err(),
+        lowered.as_ref().map_err(errno_of).err(),
     );
     lowered?;
     let current: u64 = c1.read("pids.current")?.trim().parse()?;

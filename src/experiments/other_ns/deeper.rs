@@ -144,7 +144,7 @@ pub(super) fn sem_msg_mqueuefs(ctx: &mut Ctx, v: Variant) -> Outcome {
         r.b_own_sem,
         "B's semget(IPC_CREAT) did not give a set of its own"
     );
-    check_eq!(r.mqueue_a, [own.clone()], "the mqueue fs mounted in A");
+    check_eq!(r.mqueue_a, vec![own.clone()], "the mqueue fs mounted in A");
     check!(!r.mqueue_b.contains(&own), "B's mqueue fs lists A's queue");
     Ok(())
 }
