@@ -15,7 +15,11 @@ locales=()
 for arg in "$@"; do
   case "$arg" in
     --docker) want+=(docker.io) ;;
-    --qemu) want+=(qemu-system-x86 kmod libc6-dev) ;;  # kmod: depmod for the guest's modules
+    # kmod: depmod for the guest's modules. The guest's tools image is made of
+    # the host's installed packages: its engine, and apparmor, since Debian's
+    # kernels enforce AppArmor and dockerd refuses containers without
+    # apparmor_parser (a new machine has none; the host's kernel has no AppArmor).
+    --qemu) want+=(qemu-system-x86 kmod libc6-dev docker.io containerd runc tini apparmor) ;;
     --locales) want+=(locales); locales=(de_DE.UTF-8 fr_FR.UTF-8) ;;
     --browser) want+=(chromium fonts-dejavu-core) ;;   # the HTML report's headless-browser test
     -h|--help) sed -n '2,8p' "$0"; exit 0 ;;

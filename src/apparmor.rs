@@ -38,6 +38,28 @@ pub fn userns_unmet(sysctl_text: Option<&str>, profile: Option<&str>) -> Option<
     ))
 }
 
+/// Whether the kernel enforces AppArmor, as the text of
+/// `/sys/module/apparmor/parameters/enabled` says (`Y`; absent: no AppArmor).
+pub fn kernel_enabled(param_text: Option<&str>) -> bool {
+    param_text.is_some_and(|t| t.trim() == "Y")
+}
+
+/// The file that says whether the kernel enforces AppArmor.
+pub const ENABLED_PARAM: &str = "/sys/module/apparmor/parameters/enabled";
+
+/// The ignore reason for every Docker row when the kernel enforces AppArmor
+/// and `apparmor_parser` is missing: dockerd then refuses every container
+/// ("AppArmor enabled on system but the docker-default profile could not be
+/// loaded"), so no row could start one; None when containers can start.
+pub fn engine_unmet(param_text: Option<&str>, parser_found: bool) -> Option<String> {
+    (kernel_enabled(param_text) && !parser_found).then(|| {
+        "the kernel enforces AppArmor but apparmor_parser is missing, so dockerd cannot load \
+         its docker-default profile and refuses every container: install the apparmor package \
+         (ci/install-host-deps.sh --qemu puts it in the guest's tools image)"
+            .to_string()
+    })
+}
+
 /// The live host's sysctl text, if the knob exists.
 pub fn sysctl_text() -> Option<String> {
     std::fs::read_to_string(SYSCTL).ok()
@@ -64,6 +86,26 @@ mod tests {
         );
         assert_eq!(profile("unconfined\n").as_deref(), Some("unconfined"));
         assert_eq!(profile(""), None);
+    }
+
+    #[rstest::rstest]
+    #[case::debian_guest_without_parser(Some("Y\n"), false, true)]
+    #[case::debian_guest_with_parser(Some("Y\n"), true, false)]
+    #[case::kernel_without_apparmor(None, false, false)]
+    #[case::apparmor_disabled_at_boot(Some("N\n"), false, false)]
+    fn docker_rows_wait_for_apparmor_parser_only_where_the_kernel_enforces_it(
+        #[case] param: Option<&str>,
+        #[case] parser: bool,
+        #[case] unmet: bool,
+    ) {
+        let why = engine_unmet(param, parser);
+        assert_eq!(why.is_some(), unmet);
+        if let Some(w) = why {
+            assert!(
+                w.contains("apparmor_parser") && w.contains("install"),
+                "{w}"
+            );
+        }
     }
 
     #[test]

@@ -378,7 +378,8 @@ impl Ctx {
 
     /// Records a value the assertion looked at (for the report and the diff).
     pub fn observe(&mut self, key: &str, value: impl Serialize) {
-        let v = serde_json::to_value(value).unwrap_or(Value::Null);
+        let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
+        untag(&mut v, self.tag.as_str());
         self.observations.insert(key.to_string(), v);
     }
 
@@ -506,6 +507,18 @@ impl Drop for Ctx {
 }
 
 pub use crate::process::read;
+
+/// Writes the experiment's own tag as `<tag>` in every string of a fact:
+/// the names it gave (a hostname, a scratch path in a tool's message) are
+/// the same fact on every run, and `diff` compares facts as recorded.
+fn untag(v: &mut Value, tag: &str) {
+    match v {
+        Value::String(s) if s.contains(tag) => *s = s.replace(tag, "<tag>"),
+        Value::Array(a) => a.iter_mut().for_each(|x| untag(x, tag)),
+        Value::Object(m) => m.values_mut().for_each(|x| untag(x, tag)),
+        _ => {}
+    }
+}
 
 #[cfg(test)]
 mod tests {

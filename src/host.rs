@@ -213,7 +213,9 @@ impl HostFacts {
     /// None when an engine answered, else the reason the Docker rows are ignored.
     pub fn docker_unmet(&self) -> Option<String> {
         if self.docker.is_some() {
-            None
+            let param = std::fs::read_to_string(crate::apparmor::ENABLED_PARAM).ok();
+            let parser = which("apparmor_parser").is_some();
+            crate::apparmor::engine_unmet(param.as_deref(), parser)
         } else {
             Some(
                 self.docker_reason

@@ -142,10 +142,90 @@ pub const ENV_HOST_NS: &str = "ISOCHECK_HOST_NS";
 pub fn host_ns_env() -> &'static str {
     static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     V.get_or_init(|| {
-        ["mnt", "net", "uts", "ipc"]
+        TYPES
             .iter()
             .filter_map(|k| Some(format!("{k}:{}", inode("self", k).ok()?)))
             .collect::<Vec<_>>()
             .join(",")
     })
+}
+
+/// The inode of the run's own namespace of `kind`, the reference every
+/// guard compares with: what the harness recorded (`ENV_HOST_NS`, passed to
+/// every command it starts), else this process's own (it is the harness).
+pub fn host_inode(kind: &str) -> Option<u64> {
+    let recorded = std::env::var(ENV_HOST_NS).ok();
+    let text = recorded.as_deref().unwrap_or_else(|| host_ns_env());
+    text.split(',')
+        .filter_map(|kv| kv.split_once(':'))
+        .find(|(k, _)| *k == kind)
+        .and_then(|(_, i)| i.parse().ok())
+}
+
+/// A shell prefix for a CLI layer's `sh -c` script run under `unshare`:
+/// it exits 125 ("isocheck: refusing: …") unless the shell's namespace of
+/// each kind differs from the run's. Why: util-linux's `unshare` whose
+/// unshare(2) silently did nothing (a seccomp filter faking success) would
+/// otherwise run the seed's `hostname X` on the host itself.
+pub fn sh_guard(kinds: &[&str]) -> String {
+    kinds
+        .iter()
+        .map(|k| match host_inode(k) {
+            Some(ino) => format!(
+                "case \"$(readlink /proc/self/ns/{k})\" in \"{k}:[{ino}]\"|'') \
+                 echo 'isocheck: refusing: still in the run'\\''s {k} namespace' >&2; exit 125;; esac; "
+            ),
+            None => format!(
+                "echo 'isocheck: refusing: no record of the run'\\''s {k} namespace' >&2; exit 125; "
+            ),
+        })
+        .collect()
+}
+
+/// Fails unless `path` (a `/proc/thread-self/ns/*` link) names another
+/// namespace than `host`: the spawn then fails with
+/// `process::REFUSED_ERRNO`. Allocation-free: it runs between fork and exec.
+fn ensure_not_host(path: &std::ffi::CStr, host: Option<u64>) -> std::io::Result<()> {
+    // SAFETY: stat(2) on a NUL-terminated path into a zeroed struct.
+    let ino = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::stat(path.as_ptr(), &mut st) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        st.st_ino
+    };
+    match host {
+        Some(h) if h != ino => Ok(()),
+        _ => Err(std::io::Error::from_raw_os_error(
+            crate::process::REFUSED_ERRNO,
+        )),
+    }
+}
+
+/// Starts `cmd` in a mount namespace of its own, proven not to be the
+/// run's: unshare(CLONE_NEWNS) between fork and exec, then its inode is
+/// compared with the run's, and the spawn is refused when they are equal.
+/// Why: a CLI whose own unshare(2) silently did nothing (`unshare
+/// --mount-proc`, `unshare -m … sh -c 'mount …'`, `nsenter -m`) would
+/// otherwise mount, or change `/`'s propagation, in the host's table. The
+/// copy keeps the run's propagation, so a shared suite mount still
+/// propagates back (mnt.propagation's subject).
+pub fn private_mounts(cmd: &mut std::process::Command) {
+    let host = host_inode("mnt");
+    // SAFETY: unshare(2) and stat(2) are plain syscalls; nothing allocates.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            ensure_not_host(c"/proc/thread-self/ns/mnt", host)
+        });
+    }
+}
+
+/// After a `setns(CLONE_NEWNET)` in `pre_exec`: refuses the spawn unless
+/// the thread really is in another network namespace than the run's (a
+/// faked setns would run `ip link`/`iptables` on the host's own).
+pub fn ensure_left_host_net(host_net: Option<u64>) -> std::io::Result<()> {
+    ensure_not_host(c"/proc/thread-self/ns/net", host_net)
 }

@@ -1,6 +1,6 @@
 //! Running child commands and reading what they did.
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -90,12 +90,30 @@ fn describe(cmd: &Command) -> String {
     s
 }
 
+/// The errno a guarded child (`namespaces::private_mounts`, a netns
+/// `enter`) fails its spawn with when the namespace it was to run in is
+/// the run's own. ENOTRECOVERABLE: no step the suite starts gives it.
+pub const REFUSED_ERRNO: i32 = libc::ENOTRECOVERABLE;
+
+/// What a failed spawn says: a guard's refusal in words, else the OS error.
+fn spawn_failed(e: std::io::Error, cmd: &Command) -> anyhow::Error {
+    if e.raw_os_error() == Some(REFUSED_ERRNO) {
+        anyhow!(
+            "refusing to start `{}`: its namespace is still the run's own (unshare(2) or setns(2) \
+             returned success without changing it)",
+            describe(cmd)
+        )
+    } else {
+        anyhow::Error::new(e).context(format!("starting `{}`", describe(cmd)))
+    }
+}
+
 /// Runs to completion with stdin closed, capturing stdout and stderr.
 pub fn run(cmd: &mut Command) -> anyhow::Result<Ran> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .with_context(|| format!("starting `{}`", describe(cmd)))?;
+        .map_err(|e| spawn_failed(e, cmd))?;
     Ok(Ran::from(out.status, out.stdout, out.stderr))
 }
 
@@ -120,6 +138,7 @@ pub struct Spawned {
     pub child: Child,
     lines: Option<BufReader<ChildStdout>>,
     leader_first: bool,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Spawned {
@@ -128,14 +147,37 @@ impl Spawned {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting `{}`", describe(cmd)))?;
+            .map_err(|e| spawn_failed(e, cmd))?;
         let lines = child.stdout.take().map(BufReader::new);
+        // Drained on a thread of its own, so a long-lived child never blocks
+        // on a full pipe and nothing it prints (util-linux's "unshare:
+        // sigprocmask unblock failed" when killed) lands in the run's table;
+        // what it said goes into the error of a failed `read_line`.
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buf = String::new();
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut buf);
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&buf);
+                }
+            });
+        }
         Ok(Spawned {
             child,
             lines,
             leader_first: false,
+            stderr,
         })
+    }
+
+    /// What the child has printed on stderr so far (complete once it exited
+    /// and its last descendant closed the pipe).
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Kill the started process before its descendants: for a parent that
@@ -159,7 +201,20 @@ impl Spawned {
         let r = self.lines.as_mut().ok_or_else(|| anyhow!("no stdout"))?;
         let n = r.read_line(&mut s)?;
         if n == 0 {
-            return Err(anyhow!("child exited before printing a line"));
+            // Its stderr is complete once stdout closed with its exit.
+            let _ = self.child.wait();
+            wait_until(Duration::from_millis(200), || {
+                !self.stderr_text().is_empty()
+            });
+            let said = self.stderr_text();
+            return Err(anyhow!(
+                "child exited before printing a line{}",
+                if said.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", said.trim())
+                }
+            ));
         }
         Ok(s.trim_end().to_string())
     }

@@ -342,12 +342,12 @@ fn is_regression(old: Option<Status>, new: Option<Status>) -> bool {
     old == Some(Status::Passed) && matches!(new, Some(Status::Failed | Status::Broken) | None)
 }
 
-/// Observations that name this run rather than the kernel's behaviour are
-/// left out of the comparison or reduced to their shape: durations, pids
-/// (other than the 0 and 1 that namespaces are about), namespace inode
-/// numbers, the suite's run-unique names and Docker ids, and the control
-/// run's values (its outcome is compared through the status and `control`).
-/// Without this every cell of a kernel matrix differs.
+/// What of the observations `diff` and `matrix` compare: every fact as
+/// recorded, less durations and the control run's values (its outcome is
+/// compared through the status and `control`). A value that names the run
+/// (a host pid, an inode, a tag, a Docker id) is recorded as a measurement
+/// where it is observed; no rule on key names hides a fact here, so a pid
+/// inside that went from 1 to 4242 shows as 4242.
 pub fn stable(key: &str, v: &Value) -> Option<Value> {
     let last = key.rsplit('.').next().unwrap_or(key);
     let timing = ["_ms", "_us", "_usec", "nr_periods"]
@@ -356,67 +356,7 @@ pub fn stable(key: &str, v: &Value) -> Option<Value> {
     if key == "control" || key.starts_with("control.") || key == "control_failure" || timing {
         return None;
     }
-    if let Some(n) = v.as_u64() {
-        if (0xEFFF_FFF0..=0xFFFF_FFFF).contains(&n) {
-            return Some(Value::String("<ns-inode>".into()));
-        }
-        if (last.contains("pid") || last.contains("procs")) && n > 1 {
-            return Some(Value::String("<pid>".into()));
-        }
-        if last.ends_with("_id") {
-            return Some(Value::String("<id>".into()));
-        }
-    }
-    match v {
-        Value::String(s) => Some(Value::String(mask_run_names(s))),
-        Value::Array(a) => Some(Value::Array(
-            a.iter().filter_map(|x| stable(key, x)).collect(),
-        )),
-        other => Some(other.clone()),
-    }
-}
-
-/// Replaces `isoc-<run>-<n>…` names, 64-hex Docker ids and the ephemeral
-/// port of an `address:port` in a text.
-pub fn mask_run_names(s: &str) -> String {
-    let s = match s.rsplit_once(':') {
-        Some((addr, port))
-            if port.len() >= 4
-                && port.chars().all(|c| c.is_ascii_digit())
-                && addr.parse::<std::net::IpAddr>().is_ok() =>
-        {
-            format!("{addr}:<port>")
-        }
-        _ => s.to_string(),
-    };
-    let s = s.as_str();
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while !rest.is_empty() {
-        if let Some(tail) = rest.strip_prefix("isoc-") {
-            let end = tail
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-                .unwrap_or(tail.len());
-            out.push_str("isoc-<run>");
-            rest = &tail[end..];
-            continue;
-        }
-        let hex = rest.chars().take_while(|c| c.is_ascii_hexdigit()).count();
-        if hex >= 64 {
-            out.push_str("<id>");
-            rest = &rest[hex..];
-            continue;
-        }
-        // A shorter hex run is copied whole, so its tail never starts a match.
-        let step = if hex > 0 {
-            hex
-        } else {
-            rest.chars().next().map_or(1, char::len_utf8)
-        };
-        out.push_str(&rest[..step]);
-        rest = &rest[step..];
-    }
-    out
+    Some(v.clone())
 }
 
 /// Compares two reports row by row (by id) and observation by observation, leaving measurements out.

@@ -201,8 +201,22 @@ TOOL_PACKAGES="docker.io containerd runc tini apparmor gcc gcc-12 cpp cpp-12 bin
   linux-libc-dev libcrypt-dev libseccomp-dev"
 TOOL_SKIP='^/usr/share/[^a]|^/usr/share/a[^p]|^/etc/[^a]|^/etc/a[^p]|^/lib/systemd/|^/usr/lib/systemd/|/lto1$|lto-dump|/containerd-stress$|/ctr$|/containerd-shim(-runc-v1)?$|/docker-proxy$|/sbin/dockerd-rootless'
 
-# tool_files: the host paths of TOOL_PACKAGES' files worth carrying; prints
-# nothing for packages the host lacks (their rows stay ignored, with the reason).
+# Packages without which the guest's rows cannot run as they do on a host
+# that has them: a missing one fails the build, naming it (a new machine had
+# no apparmor, and the guest's dockerd then refused every container).
+TOOL_REQUIRED="docker.io containerd runc apparmor gcc libseccomp-dev"
+
+# need_tool_packages: dies naming each required package the host lacks.
+need_tool_packages() {
+  local p missing=()
+  for p in $TOOL_REQUIRED; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] ||
+    die "the guest's tools image needs package(s) the host lacks: ${missing[*]} (run ci/install-host-deps.sh --qemu)"
+}
+
+# tool_files: the host paths of TOOL_PACKAGES' files worth carrying.
 tool_files() {
   local p
   for p in $TOOL_PACKAGES; do dpkg -L "$p" 2>/dev/null || true; done \
@@ -220,6 +234,7 @@ build_tools() {
   local img="$1" links="$2" base="$3" stage="$1.d" key f reals=() mib
   key="$(cat "$HERE/kernel/initramfs.sh" "$HERE/kernel/toollinks.py" /var/lib/dpkg/status "$base.key" 2>/dev/null | md5sum | cut -c1-16)"
   if [ -f "$img" ] && [ -f "$links" ] && [ "$(cat "$img.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  need_tool_packages
   stage_skeleton "$stage"
   while read -r f; do
     case "$f" in /bin/*|/sbin/*|/lib/*|/lib64/*) [ -e "/usr$f" ] && f="/usr$f" ;; esac

@@ -99,6 +99,14 @@ fn list_mqueues_in_own_mount_ns() -> Result<Vec<String>, String> {
     use nix::mount::{mount, MsFlags};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
+    // A faked unshare(2) leaves this thread in the run's own table: making
+    // `/` private and mounting mqueue there would change the host.
+    let mine = crate::namespaces::inode("thread-self", "mnt").map_err(|e| e.to_string())?;
+    if Some(mine) == crate::namespaces::host_inode("mnt") {
+        return Err(
+            "refusing: unshare(CLONE_NEWNS) left this thread in the run's mount namespace".into(),
+        );
+    }
     // Private first: on a shared / the mqueue mount would reach the host.
     let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
     mount(None::<&str>, "/", None::<&str>, private, None::<&str>)

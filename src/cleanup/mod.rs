@@ -223,6 +223,19 @@ pub fn tagged_command(program: impl AsRef<std::ffi::OsStr>, tag: &Tag) -> Comman
             Ok(())
         });
     }
+    // util-linux's namespace tools mount on their own (`--mount-proc`, the
+    // propagation of `/`, `nsenter -m`'s target): each starts in a mount
+    // namespace proven not to be the run's, so one whose unshare(2) or
+    // setns(2) silently did nothing cannot reach the host's table.
+    let base = std::path::Path::new(c.get_program())
+        .file_name()
+        .map(|n| n.to_owned());
+    if base
+        .as_deref()
+        .is_some_and(|n| n == "unshare" || n == "nsenter")
+    {
+        crate::namespaces::private_mounts(&mut c);
+    }
     c
 }
 

@@ -66,7 +66,10 @@ fn hostname_isolated(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "--uts",
         "sh",
         "-c",
-        &format!("hostname {name} && hostname"),
+        &format!(
+            "{}hostname {name} && hostname",
+            namespaces::sh_guard(&["uts"])
+        ),
     ]))?;
     let kernel = whoami_in(ctx, &["--ns", "uts", "--hostname", &name])?;
     let after = host_hostname();
@@ -533,7 +536,7 @@ fn lsns_types(ctx: &mut Ctx, _v: Variant) -> Outcome {
         let row = listed.iter().find(|r| Some(&r.ns) == own.get(kind));
         seen.insert(
             kind.clone(),
-            json!({"own_ns": own.get(kind), "lsns_pid": row.map(|r| r.pid), "lsns_nprocs": row.map(|r| r.nprocs)}),
+            json!({"own_ns_differs_from_host": own.get(kind) != host.get(kind), "listed": row.is_some(), "lsns_pid_is_the_process": row.map(|r| r.pid == i64::from(*pid)), "lsns_nprocs": row.map(|r| r.nprocs)}),
         );
         check!(
             own.get(kind) != host.get(kind),

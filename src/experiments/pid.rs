@@ -172,8 +172,14 @@ fn ns_link_differs(ctx: &mut Ctx, v: Variant) -> Outcome {
     let (_child, pid) = start_inside(ctx, ns, &["sleep", "60"])?;
     let host = namespaces::inodes("self");
     let inner = namespaces::inodes(&pid.to_string());
-    ctx.observe("host", &host);
-    ctx.observe("child", &inner);
+    // Inodes name this run's namespaces: which ones differ is the fact.
+    ctx.measure("host", &host);
+    ctx.measure("child", &inner);
+    let differs: std::collections::BTreeMap<&String, bool> = inner
+        .iter()
+        .map(|(k, i)| (k, host.get(k) != Some(i)))
+        .collect();
+    ctx.observe("child_differs_from_host", &differs);
 
     // CLI layer: the seed's `ls -l /proc/{pid}/ns`.
     let listing = run_ok(ctx.cmd("ls").args(["-l", &format!("/proc/{pid}/ns")]))?;
@@ -210,8 +216,12 @@ fn nspid_translation(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let (_child, pid) = start_inside(ctx, &["--ns", "pid"], &["sleep", "60"])?;
     let status = procfs::process::Process::new(pid)?.status()?;
     let nspid = status.nspid.clone().unwrap_or_default();
-    ctx.observe("host_pid", pid);
-    ctx.observe("nspid", &nspid);
+    // The host pid names this run; the translation's shape is the fact.
+    ctx.measure("host_pid", pid);
+    ctx.measure("nspid", &nspid);
+    ctx.observe("nspid_depth", nspid.len());
+    ctx.observe("nspid_outer_is_host_pid", nspid.first() == Some(&pid));
+    ctx.observe("nspid_inner", nspid.last());
     check_eq!(
         nspid,
         vec![pid, 1],
@@ -284,8 +294,13 @@ fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let sh = run_ok(ctx.cmd("nsenter").args([
         "-t", &t, "--pid", "--mount", "--net", "/bin/sh", "-c", "echo $$",
     ]))?;
-    ctx.observe("target_ns", &target);
-    ctx.observe("entered_ns", &me.ns);
+    ctx.measure("target_ns", &target);
+    ctx.measure("entered_ns", &me.ns);
+    let same: std::collections::BTreeMap<&String, bool> = target
+        .iter()
+        .map(|(k, i)| (k, me.ns.get(k) == Some(i)))
+        .collect();
+    ctx.observe("entered_same_ns_as_target", &same);
     ctx.observe("entered_pid", me.pid);
     ctx.observe("entered_proc_pids", &me.proc_pids);
     ctx.observe("sh_pid", sh.trim());
@@ -370,7 +385,13 @@ fn init_ignores_unhandled_signals(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 fn orphans_reparent(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let r: Orphan = helper_json(ctx, "pidns-orphan", &[])?;
-    ctx.observe("result", &r);
+    // Host pids name this run; their relations are the facts.
+    ctx.measure("result", &r);
+    ctx.observe("orphan_ppid_inside", r.orphan_ppid_inside);
+    ctx.observe(
+        "orphan_host_parent_is_ns_init",
+        r.orphan_host_ppid == Some(r.init_host_pid),
+    );
     check_eq!(
         r.orphan_ppid_inside,
         Some(1),

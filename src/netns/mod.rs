@@ -107,10 +107,12 @@ impl Netns {
         file_inode(&self.path())
     }
 
+    /// `ip` inside by our own `setns()`, proven to have taken before exec
+    /// (see `enter`), rather than `ip -n`: every link, address and route
+    /// change then happens only in a namespace that is not the run's, and
+    /// no `/sys` remount is needed for netlink.
     fn ip_cmd(&self) -> Command {
-        let mut c = crate::cleanup::tagged_command("ip", &self.tag);
-        c.args(["-n", &self.name]);
-        c
+        self.enter("ip")
     }
 
     /// `ip -n NS ARGS…`, insisting on success; returns stdout.
@@ -162,6 +164,9 @@ impl Netns {
     pub fn exec(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = crate::cleanup::tagged_command("ip", &self.tag);
         c.args(["netns", "exec", &self.name]).arg(prog);
+        // `ip netns exec` makes `/` a slave and remounts /sys, in a mount
+        // namespace of its own when its unshare(2) works.
+        crate::namespaces::private_mounts(&mut c);
         c
     }
 
@@ -220,11 +225,13 @@ impl Netns {
             return c;
         };
         let mut c = crate::cleanup::tagged_command(prog, &self.tag);
-        // SAFETY: setns(2) is a plain syscall, async-signal-safe.
+        let host_net = crate::namespaces::host_inode("net");
+        // SAFETY: setns(2) and stat(2) are plain syscalls, async-signal-safe.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
                 nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
+                    .map_err(std::io::Error::from)?;
+                crate::namespaces::ensure_left_host_net(host_net)
             });
         }
         c

@@ -57,6 +57,193 @@ fn an_unshare_that_did_nothing_is_refused_before_its_mounts() {
         ));
 }
 
+/// What a faked namespace must not change: the run's own mount table (less
+/// /run/netns, which `ip netns add` mounts on the host by design) and names.
+fn own_namespace_state() -> (Vec<String>, String, String) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| !l.split(' ').nth(4).unwrap_or("").starts_with("/run/netns"))
+        .map(str::to_string)
+        .collect();
+    let read = |p: &str| std::fs::read_to_string(p).unwrap();
+    (
+        mounts,
+        read("/proc/sys/kernel/hostname"),
+        read("/proc/sys/kernel/domainname"),
+    )
+}
+
+const FAKED_ROWS: [&str; 16] = [
+    "pid.init-is-pid-1",
+    "pid.ps-sees-only-namespace",
+    "pid.nsenter-joins",
+    "net.new-ns-only-lo-down",
+    "net.lo-ping-fails-before-up",
+    "mnt.proc-view-differs",
+    "mnt.findmnt-sees-own-table",
+    "mnt.bind-mount-invisible-to-host",
+    "mnt.rootfs-pivot",
+    "uts.hostname-isolated",
+    "ipc.sysv-isolated",
+    "user.uid-map",
+    "cgroupns.root-view",
+    "time.offsets",
+    "esc.locked-mounts",
+    "esc.setns-out-denied",
+];
+
+/// As under a sandbox whose seccomp filter makes unshare(2) and setns(2)
+/// return 0 without doing anything: rows of every namespace section run,
+/// none passes (each is broken or failed), and the run's own mount table,
+/// hostname and domainname are what they were.
+#[test]
+#[file_serial(isocheck_host)]
+fn with_unshare_and_setns_faked_no_row_passes_and_nothing_of_the_host_changes() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: needs root");
+        return;
+    }
+    let before = own_namespace_state();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("faked.json");
+    let bin = assert_cmd::cargo::cargo_bin("isocheck");
+    let mut c = isocheck();
+    c.args([
+        "helper",
+        "seccomp-exec",
+        "--rule",
+        "unshare=errno0",
+        "--rule",
+        "setns=errno0",
+        "--",
+    ])
+    .arg(&bin)
+    .arg("run")
+    .arg("--json")
+    .arg(&json);
+    for r in FAKED_ROWS {
+        c.args(["--filter", r]);
+    }
+    let out = c.output().unwrap();
+    let after = own_namespace_state();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|e| {
+            panic!("no report ({e}): {}", String::from_utf8_lossy(&out.stderr))
+        }))
+        .unwrap();
+    let statuses: Vec<(String, String)> = report["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().into(),
+                e["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses.len(), FAKED_ROWS.len(), "{statuses:?}");
+    let passed: Vec<_> = statuses.iter().filter(|(_, s)| s == "passed").collect();
+    assert!(
+        passed.is_empty(),
+        "passed with namespaces faked: {passed:?}"
+    );
+    assert_eq!(after.1, before.1, "the hostname changed");
+    assert_eq!(after.2, before.2, "the domainname changed");
+    assert_eq!(after.0, before.0, "the run's own mount table changed");
+}
+
+/// The CLI guard itself: a shell still in the run's uts namespace refuses
+/// (exit 125, nothing of the script runs); one in a new uts ns runs it.
+#[test]
+fn the_shell_guard_refuses_the_runs_own_namespace_and_passes_a_new_one() {
+    let script = format!("{}echo ran", isocheck::namespaces::sh_guard(&["uts"]));
+    let here = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(here.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&here.stderr)
+        .contains("refusing: still in the run's uts namespace"));
+    assert!(here.stdout.is_empty());
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping the new-namespace half: needs root");
+        return;
+    }
+    let tag = isocheck::cleanup::new_tag();
+    let inside = isocheck::cleanup::tagged_command("unshare", &tag)
+        .args(["--uts", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&inside.stdout), "ran\n");
+}
+
+/// Where state-changing commands are built: util-linux's namespace tools
+/// only through `cleanup::tagged_command` (which starts them in a proven
+/// private mount namespace), `ip -n`/`ip netns exec` only in the netns
+/// module (which does the same), and every seed script that names the
+/// host's identity (`hostname X`, `domainname X`, `sysctl -w`) behind
+/// `namespaces::sh_guard`. New call sites must keep to it.
+#[test]
+fn every_namespace_changing_step_goes_through_a_guard() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut bad = Vec::new();
+    for f in rust_files(&src) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let rel = f.strip_prefix(&src).unwrap().display().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            let code = l.split("//").next().unwrap_or("");
+            for tool in ["unshare", "nsenter"] {
+                if code.contains(&format!("process::command(\"{tool}\")"))
+                    || code.contains(&format!("Command::new(\"{tool}\")"))
+                {
+                    bad.push(format!(
+                        "{rel}:{}: {tool} built without tagged_command",
+                        i + 1
+                    ));
+                }
+            }
+            if !rel.starts_with("netns")
+                && (code.contains("\"netns\", \"exec\"")
+                    || (code.contains("\"ip\"") && code.contains("\"-n\"")))
+            {
+                bad.push(format!(
+                    "{rel}:{}: ip -n / ip netns exec outside Netns",
+                    i + 1
+                ));
+            }
+            let names_host = ["hostname {", "domainname {", "sysctl -w {"]
+                .iter()
+                .any(|p| code.contains(p));
+            let guarded = lines[i.saturating_sub(6)..(i + 7).min(lines.len())]
+                .iter()
+                .any(|l| l.contains("sh_guard("));
+            if names_host && !guarded && !rel.starts_with("helper") {
+                bad.push(format!(
+                    "{rel}:{}: a seed script that renames without sh_guard",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "unguarded steps:\n{}", bad.join("\n"));
+}
+
+fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
 // ---- the net section's host guard ----
 
 fn ip(args: &[&str]) {

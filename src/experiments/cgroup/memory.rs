@@ -304,8 +304,8 @@ fn placement(ctx: &mut Ctx, key: &str, g: &Group, s: &mut Spawned) -> anyhow::Re
     ctx.observe(
         key,
         json!({
-            "pid": pid, "spawned_pid": s.pid(), "proc_cgroup": in_proc,
-            "expected": want, "cgroup_procs": procs,
+            "pid_is_the_spawned_one": pid == s.pid(), "proc_cgroup": in_proc,
+            "expected": want, "cgroup_procs_lists_it": procs.contains(&pid),
         }),
     );
     Ok(pid == s.pid() && in_proc.as_deref() == Some(want.as_str()) && procs.contains(&pid))

@@ -39,15 +39,20 @@ pub(super) fn process_tree(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let containerd = named("containerd");
     let no_runc = wait_until(Duration::from_secs(5), || runc_of(&c.id).is_empty());
     ctx.measure("process_tree", tree_lines(&all, &dockerd, &shim, &ip));
-    ctx.observe("shim_cmdline", &shim_cmd);
-    ctx.observe(
+    // The id in it names this run's container; the binary is the fact.
+    ctx.measure("shim_cmdline", &shim_cmd);
+    ctx.observe("shim_binary", shim_cmd.first());
+    // Their pids name this boot; that each runs is the fact.
+    ctx.measure(
         "dockerd_pids",
         dockerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
     );
-    ctx.observe(
+    ctx.measure(
         "containerd_pids",
         containerd.iter().map(|p| p.pid).collect::<Vec<_>>(),
     );
+    ctx.observe("dockerd_running", !dockerd.is_empty());
+    ctx.observe("containerd_running", !containerd.is_empty());
     ctx.observe("runc_for_this_container", runc_of(&c.id));
     check_shim(&shim_cmd, &c.id)?;
     check!(!dockerd.is_empty(), "no dockerd process");
@@ -268,7 +273,7 @@ pub(super) fn housekeeping(ctx: &mut Ctx, _v: Variant) -> Outcome {
             .count(),
     );
     ctx.measure("image", &image);
-    ctx.observe("prune_output", pruned.trim());
+    ctx.measure("prune_output", pruned.trim());
     ctx.observe("ps_after_prune", &ps_after);
     ctx.observe("api_after_prune", &by_api);
     check!(

@@ -25,12 +25,19 @@ pub(super) fn container_pid_1(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let nspid = namespaces::parse_nspid(&status).unwrap_or_default();
     // What the shell itself says, and what /proc/1 inside names.
     let inside = dk::exec(ctx, &c, &["cat", "/proc/1/comm"])?;
-    ctx.observe("init_host_pid", hostpid);
+    // Host pids name this run; their relations are the facts.
+    ctx.measure("init_host_pid", hostpid);
     ctx.observe("init_comm", comm(hostpid));
-    ctx.observe("nspid", &nspid);
+    ctx.measure("nspid", &nspid);
+    ctx.observe("nspid_inner", nspid.last());
+    ctx.observe("nspid_outer_is_host_pid", nspid.first() == Some(&hostpid));
     ctx.observe("proc_1_comm_inside", inside.stdout.trim());
     ctx.observe("lsns_nprocs", row.as_ref().map(|r| r.nprocs));
-    ctx.observe("lsns_pid", row.as_ref().map(|r| r.pid));
+    ctx.measure("lsns_pid", row.as_ref().map(|r| r.pid));
+    ctx.observe(
+        "lsns_pid_is_the_init",
+        row.as_ref().map(|r| r.pid == i64::from(hostpid)),
+    );
     let (_c2, once) = sh_once(ctx, "once", NO_NET, "echo $$")?;
     ctx.observe("echo_dollar_dollar", once.stdout.trim());
     if !once.success() {
@@ -97,10 +104,18 @@ pub(super) fn exec_is_nsenter(ctx: &mut Ctx, _v: Variant) -> Outcome {
     ]);
     let ne = run(&mut ns)?;
     let via_nsenter = parse_readlinks(&ne.stdout);
-    ctx.observe("init", &init);
-    ctx.observe("host", &me);
-    ctx.observe("docker_exec", &via_exec);
-    ctx.observe("nsenter", &via_nsenter);
+    // Inodes name this run's namespaces: which ones match is the fact.
+    ctx.measure("init", &init);
+    ctx.measure("host", &me);
+    ctx.measure("docker_exec", &via_exec);
+    ctx.measure("nsenter", &via_nsenter);
+    for (key, via) in [("docker_exec", &via_exec), ("nsenter", &via_nsenter)] {
+        let same: BTreeMap<&String, bool> = via
+            .iter()
+            .map(|(k, i)| (k, init.get(k) == Some(i)))
+            .collect();
+        ctx.observe(&format!("{key}_same_ns_as_init"), &same);
+    }
     if !ne.success() {
         broken!("nsenter -t {hostpid} failed: {}", ne.stderr.trim());
     }
@@ -144,10 +159,7 @@ pub(super) fn namespaces_created(ctx: &mut Ctx, _v: Variant) -> Outcome {
             continue;
         };
         let listed = lsns_nprocs(k, *a)?.is_some();
-        table.insert(
-            k.to_string(),
-            json!({"container": a, "host": b, "new": a != b, "in_lsns": listed}),
-        );
+        table.insert(k.to_string(), json!({"new": a != b, "in_lsns": listed}));
     }
     ctx.observe("cgroup_layout", &layout);
     ctx.observe("table", &table);
@@ -235,9 +247,13 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
             )
         })
         .collect();
-    ctx.observe("container_netns", netns);
+    ctx.measure("container_netns", netns);
     ctx.measure("sandbox_key", &sandbox);
-    ctx.observe("sandbox_key_inode", sandbox_ino);
+    ctx.measure("sandbox_key_inode", sandbox_ino);
+    ctx.observe(
+        "sandbox_key_is_the_container_netns",
+        sandbox_ino == Some(netns),
+    );
     ctx.observe("in_lsns", listed);
     ctx.measure("ip_netns_list", &names);
     check!(

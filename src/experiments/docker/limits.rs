@@ -113,7 +113,7 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
     drop(ctx2);
     let refusal = refused.stderr.trim().to_string();
     let minimum = parse_minimum(&refusal);
-    ctx.observe("cgroup_file", file.display().to_string());
+    ctx.measure("cgroup_file", file.display().to_string());
     ctx.observe("cgroup_value", value.trim());
     ctx.observe(
         "container_id_in_path",
@@ -190,7 +190,7 @@ pub(super) fn oom_killed(ctx: &mut Ctx, _v: Variant) -> Outcome {
     })?;
     let ex = dk::exec(ctx, &c, &DD_OVER_LIMIT)?;
     let after = oom_kills(&dir, v1)?;
-    ctx.observe("cgroup", dir.display().to_string());
+    ctx.measure("cgroup", dir.display().to_string());
     ctx.observe("oom_kill_before", before);
     ctx.observe("oom_kill_after_exec", after);
     ctx.observe("exec_status", ex.shell_status());
@@ -236,8 +236,9 @@ fn await_end(
         killed.extend(oom_killed_pids(&kmsg.records()));
         killed.contains(&pid)
     });
-    ctx.observe("init_host_pid", pid);
-    ctx.observe("oom_killed_host_pids", &killed);
+    ctx.measure("init_host_pid", pid);
+    ctx.measure("oom_killed_host_pids", &killed);
+    ctx.observe("oom_killed_the_init", killed.contains(&pid));
     ctx.observe("wait_status", w.trim());
     ctx.observe("state_exit_code", &st["State"]["ExitCode"]);
     ctx.observe("state_oom_killed", &st["State"]["OOMKilled"]);

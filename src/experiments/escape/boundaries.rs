@@ -38,8 +38,12 @@ pub(super) fn abstract_socket_per_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
             .arg(client_ns.path()),
     )?)?;
     drop(server);
-    ctx.observe("cli", &cli);
-    ctx.observe("kernel", &kernel);
+    // The netns inodes name this run's namespaces (checked as setup below).
+    for (layer, c) in [("cli", &cli), ("kernel", &kernel)] {
+        ctx.observe(&format!("{layer}.connect"), &c.connect);
+        ctx.observe(&format!("{layer}.reply"), &c.reply);
+        ctx.measure(&format!("{layer}.netns"), c.netns);
+    }
     // Where the clients ran is setup, the same in both variants.
     if !(cli.netns == client_ns.inode() && kernel.netns == client_ns.inode()) {
         broken!(
@@ -215,7 +219,7 @@ pub(super) fn setns_out_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
             .arg("helper");
     }
     let kernel: Setns = last_json(&run_ok(k.args(["esc-setns", &p]))?)?;
-    ctx.observe("target_netns", ns.inode());
+    ctx.measure("target_netns", ns.inode());
     ctx.observe("cli_status", cli.shell_status());
     ctx.observe("cli_stderr", cli.stderr.trim().replace(&p, "NETNS"));
     ctx.observe("kernel", &kernel);

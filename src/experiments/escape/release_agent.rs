@@ -38,8 +38,21 @@ pub(super) fn release_agent_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
     let tried = ctx.name("try");
     let kernel = release_agent_kernel(ctx, v, &dir, &own, &tried)?;
     let cli = release_agent_cli(ctx, v, &dir, &own, &tried)?;
-    ctx.observe("kernel", &kernel);
-    ctx.observe("cli", &cli);
+    // Whether a user+cgroup ns may mount an existing v1 hierarchy as the
+    // exploit did (rdma, memory) depends on what else has it mounted at that
+    // moment (6.12 guest: EPERM in one run, ok in the next): a measurement.
+    // Which gate held for the suite's own named hierarchy is the fact.
+    let (mut k_obs, mut c_obs) = (kernel.clone(), cli.clone());
+    for key in ["rdma_mount", "memory_mount"] {
+        if let Some(v) = k_obs.as_object_mut().and_then(|m| m.remove(key)) {
+            ctx.measure(&format!("kernel.{key}"), v);
+        }
+        if let Some(v) = c_obs.remove(key) {
+            ctx.measure(&format!("cli.{key}"), v);
+        }
+    }
+    ctx.observe("kernel", &k_obs);
+    ctx.observe("cli", &c_obs);
     if kernel["own_mount"] != "ok" || cli.get("own_mount").map(String::as_str) != Some("ok") {
         return Err(Problem::Unmet(format!(
             "the kernel refuses even real root a named cgroup v1 hierarchy (kernel {}, mount(8) {:?}): cgroup v1 is not usable here",

@@ -151,7 +151,7 @@ pub(super) fn anonymous_ns_invisible_to_ip_netns(ctx: &mut Ctx, _v: Variant) -> 
     let list = netns::netns_list()?;
     let listed_as = listed_with_inode(&list, ino);
     let (anon_id, named_id) = (identify(ctx, &pid)?, identify(ctx, &ipid)?);
-    ctx.observe("anonymous_inode", ino);
+    ctx.measure("anonymous_inode", ino);
     ctx.observe("in_lsns", in_lsns);
     ctx.measure("ip_netns_list", &list);
     ctx.observe("listed_as", &listed_as);

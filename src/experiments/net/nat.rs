@@ -236,8 +236,16 @@ fn check_probe(ctx: &mut Ctx, key: &str, version: &str, p: &Probe) -> Outcome {
         .as_deref()
         .and_then(|s| s.rsplit_once(':'))
         .map(|(ip, _)| ip.to_string());
-    ctx.observe(&format!("{key}.probe"), p);
+    // The probe's source port is the kernel's pick for this run.
+    ctx.measure(&format!("{key}.probe"), p);
     ctx.observe(&format!("{key}.upstream_saw_source"), &seen_ip);
+    let answered = p
+        .answer
+        .as_ref()
+        .and_then(|a| a.answer.as_deref())
+        .and_then(|s| s.rsplit_once(':'))
+        .map(|(ip, _)| ip.to_string());
+    ctx.observe(&format!("{key}.answer_names_source"), &answered);
     // Forwarding is the setup, not the isolation: without MASQUERADE the
     // probe still arrives (from 10.200.1.2), so a timeout is a break.
     if p.seen.timeout {
