@@ -7,15 +7,6 @@ use crate::helper::netlink::LinkEvents;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
-/// A shell prefix that exits 99 while still in the run's own netns, so
-/// the CLI write never reaches a real host sysctl.
-fn sh_refuse_host_net() -> anyhow::Result<String> {
-    let ino = crate::namespaces::inode("self", "net")?;
-    Ok(format!(
-        "[ \"$(readlink /proc/self/ns/net)\" != 'net:[{ino}]' ] || {{ echo 'refusing: host netns' >&2; exit 99; }}; "
-    ))
-}
-
 // ---------------------------------------------------------------------------
 // net.sysctl-per-netns
 
@@ -67,7 +58,7 @@ pub(super) fn sysctl_per_netns(ctx: &mut Ctx, v: Variant) -> Outcome {
     // CLI layer: a shell in `ip netns exec`, refusing the host's netns first.
     let script = format!(
         "{}echo '{}' > /proc/sys/{}",
-        sh_refuse_host_net()?,
+        crate::namespaces::sh_guard(&["net"]),
         want[2],
         PER_NS[2]
     );

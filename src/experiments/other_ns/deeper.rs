@@ -22,15 +22,6 @@ fn helper_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, args: &[&str]) -> Resu
     Ok(serde_json::from_str(r.stdout.trim())?)
 }
 
-/// A shell prefix that exits 99 while the shell is still in the run's own
-/// `kind` namespace, so a CLI step never changes the host's.
-fn sh_refuse_host(kind: &str) -> anyhow::Result<String> {
-    let ino = namespaces::inode("self", kind)?;
-    Ok(format!(
-        "[ \"$(readlink /proc/self/ns/{kind})\" != '{kind}:[{ino}]' ] || {{ echo 'refusing: host {kind} ns' >&2; exit 99; }}; "
-    ))
-}
-
 fn host_names() -> (String, String) {
     let read = |f: &str| {
         std::fs::read_to_string(f)
@@ -80,7 +71,7 @@ pub(super) fn domainname_and_setns(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 /// `unshare --uts sh -c '… unshare --uts sh -c "hostname -y inner.isoc" …'`.
 fn domainname_cli(ctx: &Ctx, v: Variant) -> Result<Vec<String>, Problem> {
-    let guard = sh_refuse_host("uts")?;
+    let guard = namespaces::sh_guard(&["uts"]);
     let nest = if v.isolated() {
         "unshare --uts sh -c"
     } else {
