@@ -28,6 +28,22 @@ fn park(ctx: &Ctx, g: &Group) -> anyhow::Result<(Spawned, i32)> {
     Ok((s, pid))
 }
 
+/// How many of the bystanders died, once `expect` of them did (bounded).
+fn reap(b: &mut [(Spawned, i32); 2], expect: u64) -> u64 {
+    let mut dead = || {
+        b.iter_mut()
+            .map(|(s, _)| u64::from(s.child.try_wait().ok().flatten().is_some()))
+            .sum::<u64>()
+    };
+    let secs = if crate::process::in_qemu_guest() {
+        30
+    } else {
+        5
+    };
+    wait_until(Duration::from_secs(secs), || dead() >= expect);
+    dead()
+}
+
 /// The body of `cg.oom-group`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn oom_group(ctx: &mut Ctx, v: Variant) -> Outcome {
     let g = new_group(ctx, Controller::Memory, "oomgroup")?;
@@ -59,22 +75,8 @@ pub(super) fn oom_group(ctx: &mut Ctx, v: Variant) -> Outcome {
     // Every kill of the OOM was counted before the allocator could be reaped.
     let kills = oom_kills(&g)? - before;
     ctx.observe("oom_kill_count", kills);
-    let dead = |b: &mut [(Spawned, i32); 2]| {
-        b.iter_mut()
-            .map(|(s, _)| u64::from(s.child.try_wait().ok().flatten().is_some()))
-            .sum::<u64>()
-    };
-    let bound = if crate::process::in_qemu_guest() {
-        30
-    } else {
-        5
-    };
     // Killed bystanders were counted: wait for as many as the count allows.
-    let counted = kills.saturating_sub(1).min(2);
-    wait_until(Duration::from_secs(bound), || {
-        dead(&mut bystanders) >= counted
-    });
-    let bystanders_dead = dead(&mut bystanders);
+    let bystanders_dead = reap(&mut bystanders, kills.saturating_sub(1).min(2));
     let protected_alive = protected.child.try_wait()?.is_none();
     let events = cgroups::parse_keyed(&g.read("memory.events")?);
     ctx.observe("oom_group_kill", events.get("oom_group_kill"));
