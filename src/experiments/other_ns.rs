@@ -44,7 +44,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ROOT])
         .control("B shares A's ipc ns: it finds both objects"),
     Experiment::new("time.boottime-procfs", boottime_procfs)
-        .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier; realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
+        .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier (kernel >= 5.11; recorded before); realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
         .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE])
         .control("a time ns without the offset: uptime and btime equal the host's"),
     Experiment::new("cgroupns.lesser-ns-open", lesser_ns_open)
