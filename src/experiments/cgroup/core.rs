@@ -107,7 +107,7 @@ pub(super) fn kill(ctx: &mut Ctx, v: Variant) -> Outcome {
 
 /// How long each counter sample spans: enough for a runnable task on a
 /// busy 2-core host to be scheduled many times.
-const WINDOW: Duration = Duration::from_millis(200);
+const WINDOW: Duration = Duration::from_millis(150);
 
 /// The freezer's two interfaces.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -254,66 +254,67 @@ fn freeze_form(ctx: &mut Ctx, v: Variant, form: Form) -> Result<bool, Problem> {
     }
     let u = suite_group(ctx, &h, &format!("unfrz{k}"))?;
     let dir = ctx.scratch()?;
-    let (ca, cu) = (
-        counter_file(&dir, &format!("a{k}"))?,
-        counter_file(&dir, &format!("u{k}"))?,
-    );
-    let mut a = start_counter(ctx, &g, &ca)?;
-    let mut b = start_counter(ctx, &u, &cu)?;
+    let c: Vec<PathBuf> = ["a", "u", "j"]
+        .iter()
+        .map(|r| counter_file(&dir, &format!("{r}{k}")))
+        .collect::<Result<_, _>>()?;
+    let mut a = start_counter(ctx, &g, &c[0])?;
+    let mut b = start_counter(ctx, &u, &c[1])?;
     parked_pid(&mut a)?;
     parked_pid(&mut b)?;
     let _thaw = ThawOnDrop(form, &g);
     if v.isolated() {
         form.reach(&g, true)?;
     }
-    let adv = advance(&[&ca, &cu])?;
-    ctx.measure(&format!("{k}.advance_frozen_and_sibling"), &adv);
-    if adv[1] == 0 {
-        broken!("the unfrozen sibling's counter did not move in {WINDOW:?}: the host is too busy to tell");
-    }
-    ctx.observe(&format!("{k}.frozen_counter_moved"), adv[0] != 0);
-    check!(
-        adv[0] == 0,
-        "{k}: the counter in the frozen group advanced by {}",
-        adv[0]
-    );
-    frozen_join_and_kill(ctx, form, &g, &dir)?;
-    form.reach(&g, false)?;
-    let adv = advance(&[&ca])?;
-    ctx.measure(&format!("{k}.advance_after_thaw"), adv[0]);
-    ctx.observe(&format!("{k}.thawed_counter_moved"), adv[0] != 0);
-    check!(adv[0] != 0, "{k}: the counter did not resume after thawing");
-    Ok(true)
-}
-
-/// A child that joins the frozen group stops at once; SIGKILL then kills it
-/// on v2, while v1 keeps the kill pending until the group is thawed.
-fn frozen_join_and_kill(ctx: &mut Ctx, form: Form, g: &Group, dir: &Path) -> Outcome {
-    let k = form.key();
-    let cj = counter_file(dir, &format!("j{k}"))?;
-    let mut j = start_counter(ctx, g, &cj)?;
+    // A child that joins the group now (the frozen one: it stops at once).
+    let mut j = start_counter(ctx, &g, &c[2])?;
+    let _thaw_j = ThawOnDrop(form, &g);
     let jpid = j.pid();
-    let _thaw = ThawOnDrop(form, g);
     if !wait_until(bound(5), || g.procs().is_ok_and(|p| p.contains(&jpid))) {
         broken!(
             "the joining child {jpid} never showed in {}",
             g.path.display()
         );
     }
-    let adv = advance(&[&cj])?;
-    ctx.observe(&format!("{k}.joined_child_count"), count(&cj)?);
+    let adv = advance(&[&c[0], &c[1], &c[2]])?;
+    ctx.measure(&format!("{k}.advance_frozen_sibling_joined"), &adv);
+    ctx.observe(&format!("{k}.frozen_counter_moved"), adv[0] != 0);
+    let joined = count(&c[2])?;
+    ctx.observe(&format!("{k}.joined_child_ran"), joined != 0);
     check!(
-        adv[0] == 0 && count(&cj)? == 0,
+        adv[0] == 0,
+        "{k}: the counter in the frozen group advanced by {}",
+        adv[0]
+    );
+    if adv[1] == 0 {
+        broken!("the unfrozen sibling's counter did not move in {WINDOW:?}: the host is too busy to tell");
+    }
+    check!(
+        count(&c[2])? == 0,
         "{k}: a child that joined the frozen group ran"
     );
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(jpid), nix::sys::signal::SIGKILL);
-    // v1 keeps the kill pending, so this bound is waited out there.
-    let frozen_kill = death_signal(&mut j, bound(1));
+    kill_frozen(ctx, form, &mut j)?;
+    form.reach(&g, false)?;
+    let adv = advance(&[&c[0]])?;
+    ctx.measure(&format!("{k}.advance_after_thaw"), adv[0]);
+    ctx.observe(&format!("{k}.thawed_counter_moved"), adv[0] != 0);
+    check!(adv[0] != 0, "{k}: the counter did not resume after thawing");
+    Ok(true)
+}
+
+/// SIGKILL to a frozen task: v2 kills it, v1 keeps the kill pending until
+/// the group is thawed (so this bound is waited out there).
+fn kill_frozen(ctx: &mut Ctx, form: Form, j: &mut Spawned) -> Outcome {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(j.pid()),
+        nix::sys::signal::SIGKILL,
+    );
+    let frozen_kill = death_signal(j, bound(1) / 3);
     let fate = match frozen_kill {
         Some(_) => "killed while frozen",
         None => "pending until thawed",
     };
-    ctx.observe(&format!("{k}.sigkill_to_frozen_task"), fate);
+    ctx.observe(&format!("{}.sigkill_to_frozen_task", form.key()), fate);
     if form == Form::V2 {
         check_eq!(frozen_kill, Some(9), "v2: signal a frozen task died of");
     }
