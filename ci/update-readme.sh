@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Regenerates what is derived from the registry and the catalogue:
 # fixtures/catalogue-ids.txt (the id column of ../shared/spec/catalogue.md,
-# when that checkout is present) and README.md's table of experiments.
-# `cargo test --test registry` fails, naming this script, when either is stale.
+# when that checkout is present), README.md's table of experiments and
+# docs/coverage.md (the upstream suites' tests each row follows).
+# `cargo test --test registry` and `--test coverage` fail, naming this
+# script, when one is stale. Run ci/apply-anchors.py first when
+# fixtures/anchors.tsv changed: the map is read from the registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 spec=../shared/spec/catalogue.md
@@ -15,6 +18,7 @@ else
 fi
 cargo build --quiet
 table=$(target/debug/isocheck list --markdown)
+target/debug/isocheck list --coverage > docs/coverage.md
 python3 - "$table" <<'PY'
 import sys, re
 table = sys.argv[1]

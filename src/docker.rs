@@ -14,16 +14,19 @@
 
 use crate::cleanup::{self, Tag};
 pub use crate::dockerapi::{
-    api, connect_error, engine_present, parse_response, probe_engine, socket_path, Response,
+    api, api_version, connect_error, engine_path, engine_pid, engine_present, negotiate,
+    parse_api_version, parse_response, probe_engine, socket_path, Response,
 };
 use crate::process::{run, Ran};
 use crate::scope::Scope;
 use anyhow::{anyhow, bail, Context};
+pub use image::{elf_has_interp, fnv1a64, image, suite_images};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::Duration;
+
+mod image;
 
 /// The label every container of the suite carries: `isocheck.tag=<tag>`.
 pub const LABEL: &str = "isocheck.tag";
@@ -230,30 +233,107 @@ pub fn run_shell(scope: &mut impl Scope, opts: &[&str]) -> anyhow::Result<Contai
     run_detached(scope, &o, &["sh"])
 }
 
+/// What a foreground `docker run` came to: a container that started (and
+/// maybe ended), or the engine's refusal, before or after creating it.
+#[derive(Debug)]
+pub enum Launch {
+    /// The container started; what the client reported.
+    Started(Container, Ran),
+    /// No container was created (a refused option): the client's status and message.
+    NotCreated {
+        /// The client's exit status.
+        status: i32,
+        /// What the client printed.
+        message: String,
+    },
+    /// Created but never started: the engine's own reason (`State.Error`).
+    NotStarted(String),
+}
+
+/// Whether a container ever started, from its `State`: `None` when it did,
+/// else the engine's reason (`State.Error`, or the state itself). A
+/// container that never ran has the zero `StartedAt`.
+pub fn start_failure(state: &Value) -> Option<String> {
+    let started = state["StartedAt"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty() && !t.starts_with("0001-01-01"));
+    if started {
+        return None;
+    }
+    match state["Error"].as_str() {
+        Some(e) if !e.is_empty() => Some(e.to_string()),
+        _ => Some(format!("it never started (State: {state})")),
+    }
+}
+
+/// The engine's inspect document of a container, by id or name; `None`
+/// when the engine does not know it.
+fn inspect_api(id: &str) -> anyhow::Result<Option<Value>> {
+    let r = api("GET", &format!("/containers/{id}/json")).map_err(|e| anyhow!(e))?;
+    match r.status {
+        200 => Ok(Some(
+            serde_json::from_str(&r.body).context("the engine's inspect document")?,
+        )),
+        404 => Ok(None),
+        s => bail!("inspecting container {id}: HTTP {s}: {}", r.body.trim()),
+    }
+}
+
 /// `docker run OPTS IMAGE CMD…` in the foreground (not removed by docker,
-/// so the state can be inspected; the teardown removes it). Returns what
-/// the client reported. `role` names the container (`ctx.name(role)`; a
-/// step on a parallel thread runs in `ctx.fork()`, which shares the name
-/// counter, so any role is unique).
-pub fn run_fg(
+/// so the state can be inspected; the teardown removes it), for a row that
+/// expects the engine may refuse it: which of [`Launch`] happened. `role`
+/// names the container (`ctx.name(role)`; a step on a parallel thread runs
+/// in `ctx.fork()`, which shares the name counter, so any role is unique).
+pub fn run_fg_outcome(
     scope: &mut impl Scope,
     role: &str,
     opts: &[&str],
     cmd: &[&str],
-) -> anyhow::Result<(Container, Ran)> {
+) -> anyhow::Result<Launch> {
     let image = image()?;
     let (mut args, name) = labelled(scope, "run", role);
     args.extend(opts.iter().map(|s| s.to_string()));
     args.push(image);
     args.extend(cmd.iter().map(|s| s.to_string()));
     let r = run_creating(docker(scope).args(&args))?;
-    Ok((
-        Container {
-            id: name.clone(),
-            name,
-        },
-        r,
-    ))
+    // A client killed by a signal (the run's cleanup) tells nothing of the
+    // engine's answer: its request may still be creating the container.
+    if let Some(sig) = r.signal {
+        bail!("`docker run` for {name} was killed by signal {sig}");
+    }
+    let Some(doc) = inspect_api(&name)? else {
+        return Ok(Launch::NotCreated {
+            status: r.shell_status(),
+            message: r.stderr.trim().to_string(),
+        });
+    };
+    if let Some(why) = start_failure(&doc["State"]) {
+        return Ok(Launch::NotStarted(why));
+    }
+    let id = doc["Id"].as_str().unwrap_or(&name).to_string();
+    Ok(Launch::Started(Container { id, name }, r))
+}
+
+/// `docker run OPTS IMAGE CMD…` in the foreground, which must start: a
+/// container the engine did not create or start is a setup error naming
+/// the engine's reason, never an empty output for the row to judge.
+pub fn run_fg(
+    scope: &mut impl Scope,
+    role: &str,
+    opts: &[&str],
+    cmd: &[&str],
+) -> anyhow::Result<(Container, Ran)> {
+    match run_fg_outcome(scope, role, opts, cmd)? {
+        Launch::Started(c, r) => Ok((c, r)),
+        Launch::NotCreated { status, message } => bail!(
+            "`docker run {}` created no container (exit {status}): {message}",
+            opts.join(" ")
+        ),
+        Launch::NotStarted(why) => bail!(
+            "the container of `docker run {}` did not start: {why}",
+            opts.join(" ")
+        ),
+    }
 }
 
 /// `docker create IMAGE CMD…`.
@@ -267,9 +347,47 @@ pub fn create(scope: &mut impl Scope, cmd: &[&str]) -> anyhow::Result<Container>
     Ok(Container { id, name })
 }
 
-/// `docker exec CONTAINER CMD…`, whatever its exit status.
+/// `docker exec CONTAINER CMD…`, whatever the command's exit status. An
+/// exec that never ran its command (the container is not running, the
+/// runtime refused the exec) is a setup error with the engine's reason, so
+/// no row reads the empty output of a command that never ran.
 pub fn exec(scope: &impl Scope, c: &Container, cmd: &[&str]) -> anyhow::Result<Ran> {
-    run(docker(scope).arg("exec").arg(&c.id).args(cmd))
+    let r = run(docker(scope).arg("exec").arg(&c.id).args(cmd))?;
+    if r.success() {
+        return Ok(r);
+    }
+    if let Some(doc) = inspect_api(&c.id)? {
+        if doc["State"]["Running"].as_bool() != Some(true) {
+            let why = start_failure(&doc["State"]).unwrap_or_else(|| {
+                format!(
+                    "it is {} (exit code {})",
+                    doc["State"]["Status"], doc["State"]["ExitCode"]
+                )
+            });
+            bail!(
+                "docker exec into {}: the container is not running: {why}",
+                c.name
+            );
+        }
+    } else {
+        bail!("docker exec into {}: the engine does not know it", c.name);
+    }
+    if exec_never_ran(&r.stderr) {
+        bail!(
+            "docker exec into {} did not run `{}`: {}",
+            c.name,
+            cmd.join(" "),
+            r.stderr.trim()
+        );
+    }
+    Ok(r)
+}
+
+/// The client's own words for an exec whose command never ran (the engine
+/// or the runtime refused it), as opposed to the command's stderr.
+pub fn exec_never_ran(stderr: &str) -> bool {
+    let s = stderr.trim_start();
+    s.starts_with("Error response from daemon:") || s.starts_with("OCI runtime exec failed")
 }
 
 /// `docker inspect CONTAINER`, the first (only) object.
@@ -279,6 +397,16 @@ pub fn inspect(scope: &impl Scope, c: &Container) -> anyhow::Result<Value> {
     v.get(0)
         .cloned()
         .ok_or_else(|| anyhow!("docker inspect {} returned no object", c.name))
+}
+
+/// The container's gateway on `network` (`bridge` for a default `docker
+/// run`), from `NetworkSettings.Networks`: API 1.52 drops the top-level
+/// `NetworkSettings.Gateway`, the per-network one is there at every version.
+pub fn gateway(inspect: &Value, network: &str) -> Option<String> {
+    inspect["NetworkSettings"]["Networks"][network]["Gateway"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .map(String::from)
 }
 
 /// The host pid of the container's init (`State.Pid`).
@@ -321,136 +449,6 @@ pub fn versions(scope: &impl Scope) -> anyhow::Result<Value> {
         });
     }
     Ok(j)
-}
-
-/// Whether an ELF file asks for a program interpreter (is dynamically
-/// linked). A dynamic busybox cannot run in an image holding only itself.
-pub fn elf_has_interp(b: &[u8]) -> Result<bool, String> {
-    if b.len() < 64 || &b[..4] != b"\x7fELF" {
-        return Err("not an ELF file".into());
-    }
-    if b[4] != 2 || b[5] != 1 {
-        return Err("not a 64-bit little-endian ELF file".into());
-    }
-    let u16at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(b[0x20..0x28].try_into().unwrap_or_default()) as usize;
-    let (phentsize, phnum) = (u16at(0x36), u16at(0x38));
-    for i in 0..phnum {
-        let o = phoff + i * phentsize;
-        let t = b
-            .get(o..o + 4)
-            .ok_or("program header table runs past the end of the file")?;
-        if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == 3 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// FNV-1a, enough to tell two busybox binaries apart in an image tag.
-pub fn fnv1a64(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325, |h, x| {
-        (h ^ *x as u64).wrapping_mul(0x100000001b3)
-    })
-}
-
-static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
-
-/// The suite's image, built on first use in this run. Parallel experiments
-/// block on the same `OnceLock` initialiser, so it is built once.
-pub fn image() -> anyhow::Result<String> {
-    use std::sync::atomic::Ordering;
-    IMAGE
-        .get_or_init(|| {
-            // An import under way when the run ends still lands in the
-            // engine: count it like a creating call (see `end_of_run`).
-            IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-            if STOPPING.load(Ordering::SeqCst) {
-                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-                return Err("the run is ending: no image is built".into());
-            }
-            let r = build_image().map_err(|e| format!("{e:#}"));
-            IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-            r
-        })
-        .clone()
-        .map_err(|e| anyhow!("building the busybox image: {e}"))
-}
-
-fn build_image() -> anyhow::Result<String> {
-    let bb = crate::host::which("busybox")
-        .ok_or_else(|| anyhow!("busybox not found: install busybox-static"))?;
-    let bytes = std::fs::read(&bb).with_context(|| format!("reading {}", bb.display()))?;
-    if elf_has_interp(&bytes).map_err(|e| anyhow!("{}: {e}", bb.display()))? {
-        bail!(
-            "{} is dynamically linked: install busybox-static",
-            bb.display()
-        );
-    }
-    let name = format!(
-        "{IMAGE_REPO}:{:012x}-{}",
-        fnv1a64(&bytes) & 0xffff_ffff_ffff,
-        cleanup::run_id()
-    );
-    // Staged under the run's tag, so a killed run's sweep finds it.
-    let stage = cleanup::scratch_root().join(format!("{}image", cleanup::run_tag()));
-    let root = stage.join("rootfs");
-    let _ = std::fs::remove_dir_all(&stage);
-    let r = stage_and_import(&bb, &bytes, &root, &name);
-    let _ = std::fs::remove_dir_all(&stage);
-    r.map(|()| name)
-}
-
-fn stage_and_import(host_bb: &Path, busybox: &[u8], root: &Path, name: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = root.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    std::fs::create_dir_all(root.join("tmp"))?;
-    let target = bin.join("busybox");
-    std::fs::write(&target, busybox)?;
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
-    // The applet list from the host's busybox (the same bytes), never by
-    // exec'ing the copy just written: a fork on another thread may still
-    // hold its write descriptor (until that child's exec), and exec then
-    // fails with ETXTBSY ("Text file busy").
-    let list = crate::process::run_ok(crate::process::command(host_bb).arg("--list"))?;
-    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty()) {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", bin.join(applet))?;
-        }
-    }
-    let mut tar = crate::process::command("tar")
-        .arg("-C")
-        .arg(root)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting tar")?;
-    let tar_out = tar.stdout.take().ok_or_else(|| anyhow!("tar stdout"))?;
-    let imp = crate::process::command(client())
-        .args(["import", "-c", "ENV PATH=/bin", "-c"])
-        .arg(format!("LABEL {IMAGE_LABEL}={}", cleanup::run_id()))
-        .args(["-", name])
-        .stdin(tar_out)
-        .output()
-        .context("starting docker import")?;
-    let tar_status = tar.wait()?;
-    if !tar_status.success() {
-        bail!("tar of the rootfs failed: {tar_status}");
-    }
-    if !imp.status.success() {
-        bail!(
-            "docker import {name} failed: {}",
-            String::from_utf8_lossy(&imp.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// The suite's images (tagged or not): (id, run id), by their label.
-pub fn suite_images() -> Vec<(String, String)> {
-    list_labelled("images", IMAGE_LABEL)
 }
 
 /// Set when the run ends: no container is created after that.
@@ -604,6 +602,61 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         assert_eq!(parse_labelled(body, IMAGE_LABEL), want);
+    }
+
+    #[rstest]
+    #[case(
+        r#"{"Running":true,"StartedAt":"2026-12-05T06:13:02.1Z","Error":""}"#,
+        None
+    )]
+    #[case(
+        r#"{"Running":false,"StartedAt":"2026-12-05T06:13:02.1Z","ExitCode":0}"#,
+        None
+    )]
+    #[case(r#"{"Status":"created","StartedAt":"0001-01-01T00:00:00Z","Error":"failed to create shim task: OCI runtime create failed: /bin/false did not terminate successfully"}"#, Some("failed to create shim task"))]
+    #[case(
+        r#"{"Status":"created","StartedAt":"0001-01-01T00:00:00Z","Error":""}"#,
+        Some("it never started")
+    )]
+    fn tells_a_container_that_never_started(#[case] state: &str, #[case] want: Option<&str>) {
+        let got = start_failure(&serde_json::from_str(state).unwrap());
+        match want {
+            None => assert_eq!(got, None),
+            Some(w) => assert!(got.as_deref().is_some_and(|g| g.starts_with(w)), "{got:?}"),
+        }
+    }
+
+    #[rstest]
+    #[case("Error response from daemon: Container abc is not running\n", true)]
+    #[case(
+        "OCI runtime exec failed: exec failed: unable to start container process",
+        true
+    )]
+    #[case("ip: RTNETLINK answers: Operation not permitted\n", false)]
+    #[case("", false)]
+    fn tells_an_exec_that_never_ran(#[case] stderr: &str, #[case] want: bool) {
+        assert_eq!(exec_never_ran(stderr), want);
+    }
+
+    /// `NetworkSettings` recorded from docker.io 20.10.24 (API 1.41, both
+    /// gateways) and as API 1.52 gives it (no top-level `Gateway`).
+    const NET_1_41: &str = r#"{"NetworkSettings":{"Bridge":"","SandboxKey":"/var/run/docker/netns/7a074d8e5281","Gateway":"172.17.0.1","IPAddress":"172.17.0.2","Networks":{"bridge":{"NetworkID":"2021685d9f5a","Gateway":"172.17.0.1","IPAddress":"172.17.0.2","IPPrefixLen":16}}}}"#;
+    const NET_1_52: &str = r#"{"NetworkSettings":{"SandboxKey":"/var/run/docker/netns/7a074d8e5281","Networks":{"bridge":{"NetworkID":"2021685d9f5a","Gateway":"172.17.0.1","IPAddress":"172.17.0.2"}}}}"#;
+    const NET_NONE: &str =
+        r#"{"NetworkSettings":{"Gateway":"","Networks":{"none":{"Gateway":"","IPAddress":""}}}}"#;
+
+    #[rstest]
+    #[case(NET_1_41, "bridge", Some("172.17.0.1"))]
+    #[case(NET_1_52, "bridge", Some("172.17.0.1"))]
+    #[case(NET_NONE, "bridge", None)]
+    #[case(NET_NONE, "none", None)]
+    fn the_gateway_comes_from_networks(
+        #[case] doc: &str,
+        #[case] net: &str,
+        #[case] want: Option<&str>,
+    ) {
+        let v: Value = serde_json::from_str(doc).unwrap();
+        assert_eq!(gateway(&v, net).as_deref(), want);
     }
 
     fn elf(interp: bool) -> Vec<u8> {

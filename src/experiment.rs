@@ -252,6 +252,47 @@ pub struct Experiment {
     pub exclusive: Option<&'static str>,
     /// The section's fixture around the body (`Fixture::around_each`).
     pub fixture: Option<&'static Fixture>,
+    /// The upstream tests this row follows (`LTP pidns05`, `kselftest
+    /// test_kill`): docs/coverage.md is built from them.
+    pub anchors: Refs,
+    /// The CVEs whose boundary this row guards (`isocheck list --cve`).
+    pub cves: Refs,
+}
+
+/// A short list of names kept in a fixed array, because a const builder
+/// cannot grow a `&'static` slice one call at a time, and one
+/// `.anchor("…")` per line is what ci/apply-anchors.py writes and a reader
+/// greps for.
+#[derive(Clone, Copy)]
+pub struct Refs {
+    items: [&'static str; Refs::CAPACITY],
+    len: usize,
+}
+
+impl Refs {
+    /// The most names one row carries; more is a compile error in the
+    /// registry's `static`, not a silent drop.
+    pub const CAPACITY: usize = 8;
+
+    /// No names.
+    pub const EMPTY: Refs = Refs {
+        items: [""; Refs::CAPACITY],
+        len: 0,
+    };
+
+    const fn with(mut self, name: &'static str) -> Refs {
+        if self.len == Refs::CAPACITY {
+            panic!("more than Refs::CAPACITY anchors or CVEs on one experiment");
+        }
+        self.items[self.len] = name;
+        self.len += 1;
+        self
+    }
+
+    /// The names in the order the builder was given them.
+    pub fn as_slice(&self) -> &[&'static str] {
+        &self.items[..self.len]
+    }
 }
 
 impl Experiment {
@@ -270,6 +311,8 @@ impl Experiment {
             body,
             exclusive: None,
             fixture: None,
+            anchors: Refs::EMPTY,
+            cves: Refs::EMPTY,
         }
     }
 
@@ -288,6 +331,21 @@ impl Experiment {
     /// The negative control: what the same steps leave out.
     pub const fn control(mut self, without: &'static str) -> Experiment {
         self.control = Some(without);
+        self
+    }
+
+    /// An upstream test this row follows, as `SUITE TEST[ CASE]` (`LTP
+    /// pidns05`, `kselftest seccomp_bpf precedence`); written by
+    /// ci/apply-anchors.py from fixtures/anchors.tsv, never by hand.
+    pub const fn anchor(mut self, test: &'static str) -> Experiment {
+        self.anchors = self.anchors.with(test);
+        self
+    }
+
+    /// A CVE whose boundary this row guards (`CVE-2021-4197`); written
+    /// by ci/apply-anchors.py from fixtures/anchors.tsv.
+    pub const fn cve(mut self, id: &'static str) -> Experiment {
+        self.cves = self.cves.with(id);
         self
     }
 

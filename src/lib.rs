@@ -7,6 +7,7 @@
 pub mod apparmor;
 pub mod cgroups;
 pub mod cleanup;
+pub mod coverage;
 pub mod docker;
 pub mod dockerapi;
 pub mod experiment;
@@ -16,6 +17,7 @@ pub mod helper;
 pub mod host;
 #[cfg(test)]
 mod layers;
+pub mod loopdev;
 pub mod namespaces;
 pub mod needs;
 pub mod netns;

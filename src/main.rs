@@ -52,8 +52,19 @@ enum Cmd {
     /// List every experiment: id, section, needs, and whether this host meets them
     List {
         /// Print the README's table of experiments instead (Markdown)
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["cve", "coverage"])]
         markdown: bool,
+        /// Print docs/coverage.md instead: the upstream suites' tests each row follows
+        #[arg(long, conflicts_with = "cve")]
+        coverage: bool,
+        /// List the CVEs the rows guard, each row with a verdict: from --report
+        /// when given (a run's statuses and controls), otherwise only whether
+        /// this host meets the row's needs (a listing runs nothing)
+        #[arg(long)]
+        cve: bool,
+        /// With --cve: the report (`isocheck run --json FILE`) to take verdicts from
+        #[arg(long, value_name = "REPORT.json", requires = "cve")]
+        report: Option<PathBuf>,
     },
     /// Show what the host offers and, for each missing need, what provides it
     Doctor,
@@ -141,11 +152,18 @@ fn main() -> ExitCode {
             Ok(plan) => cmd_run(&plan),
             Err(usage) => usage_error(usage),
         },
-        Cmd::List { markdown: true } => {
+        Cmd::List { markdown: true, .. } => {
             print!("{}", markdown_table());
             ExitCode::SUCCESS
         }
-        Cmd::List { markdown: false } => cmd_list(),
+        Cmd::List { coverage: true, .. } => {
+            print!("{}", isocheck::coverage::markdown());
+            ExitCode::SUCCESS
+        }
+        Cmd::List {
+            cve: true, report, ..
+        } => cmd_list_cve(report.as_deref()),
+        Cmd::List { .. } => cmd_list(),
         Cmd::Doctor => cmd_doctor(),
         Cmd::Diff { old, new } => cmd_diff(&old, &new),
         Cmd::Matrix { reports } => cmd_matrix(&reports),
@@ -443,7 +461,29 @@ fn cmd_list() -> ExitCode {
             meets,
             exp.asserts
         );
+        let mut refs = Vec::new();
+        if !exp.cves.as_slice().is_empty() {
+            refs.push(format!("guards {}", exp.cves.as_slice().join(", ")));
+        }
+        if !exp.anchors.as_slice().is_empty() {
+            refs.push(format!("follows {}", exp.anchors.as_slice().join(", ")));
+        }
+        if !refs.is_empty() {
+            let _ = writeln!(out, "    {}", refs.join("; "));
+        }
     }
+    ExitCode::SUCCESS
+}
+
+fn cmd_list_cve(report: Option<&std::path::Path>) -> ExitCode {
+    let rep = match report.map(Report::load).transpose() {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
+    print!(
+        "{}",
+        isocheck::coverage::cve_list(rep.as_ref(), rep.is_none().then(HostFacts::get))
+    );
     ExitCode::SUCCESS
 }
 

@@ -90,6 +90,13 @@ pub struct ExperimentResult {
     pub measurements: BTreeMap<String, Value>,
     /// Wall time in milliseconds, the isolated and control runs overlapping (0 when ignored).
     pub duration_ms: u64,
+    /// The upstream tests the row follows (`Experiment::anchor`); absent
+    /// in reports older than the field, so schema 1 still reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<String>,
+    /// The CVEs whose boundary the row guards (`Experiment::cve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cves: Vec<String>,
 }
 
 /// The host a report was made on, so that a diff can tell a host change from a behaviour change.

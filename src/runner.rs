@@ -35,7 +35,10 @@ pub const DEFAULT_LIMIT: Duration = Duration::from_secs(30);
 /// 2-core machine), by id prefix. A table here instead
 /// of a field of `Experiment`, so that a new limit touches one line, not
 /// every experiment literal.
-const LIMITS: &[(&str, Duration)] = &[("docker.", Duration::from_secs(60))];
+const LIMITS: &[(&str, Duration)] = &[
+    ("docker.", Duration::from_secs(60)),
+    ("esc.docker-", Duration::from_secs(60)),
+];
 /// Set by `isocheck run --timeout` (and `ISOCHECK_TIMEOUT`): seconds, 0 = unset.
 static LIMIT_OVERRIDE: AtomicU64 = AtomicU64::new(0);
 /// After the limit, how long the body may take to notice its processes died
@@ -214,7 +217,13 @@ pub fn ignored(exp: &Experiment, why: String) -> ExperimentResult {
         observations: BTreeMap::new(),
         measurements: BTreeMap::new(),
         duration_ms: 0,
+        anchors: names(exp.anchors.as_slice()),
+        cves: names(exp.cves.as_slice()),
     }
+}
+
+fn names(refs: &[&str]) -> Vec<String> {
+    refs.iter().map(|s| s.to_string()).collect()
 }
 
 /// Runs one experiment (its isolated run and, at the same time, its
@@ -233,6 +242,8 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
         observations: BTreeMap::new(),
         measurements: BTreeMap::new(),
         duration_ms: 0,
+        anchors: names(exp.anchors.as_slice()),
+        cves: names(exp.cves.as_slice()),
     };
     let lock = exp.exclusive.map(exclusive_lock);
     let _guard = lock

@@ -5,7 +5,7 @@
 
 use crate::host::HostFacts;
 use crate::report::{ExperimentResult, HostReport, Report, SCHEMA};
-use crate::{cleanup, docker, runner, scope};
+use crate::{cleanup, docker, loopdev, runner, scope};
 use std::time::{Duration, Instant};
 
 /// A run in progress: started by [`Session::start`], ended by
@@ -36,6 +36,7 @@ impl Session {
         scope::helper_path();
         cleanup::install_signal_cleanup();
         docker::register_leftovers();
+        loopdev::register_leftovers();
         let host = HostFacts::get();
         // The report's tool versions, asked while the experiments run.
         std::thread::spawn(move || host.tool_versions());

@@ -28,6 +28,8 @@ fn row(id: &str, section: &str, status: Status, reason: Option<&str>) -> Experim
         observations,
         measurements: BTreeMap::new(),
         duration_ms: 12,
+        anchors: Vec::new(),
+        cves: Vec::new(),
     }
 }
 

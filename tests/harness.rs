@@ -33,6 +33,8 @@ fn result(id: &str, status: Status, obs: serde_json::Value) -> ExperimentResult 
         observations: serde_json::from_value::<BTreeMap<String, serde_json::Value>>(obs).unwrap(),
         measurements: BTreeMap::new(),
         duration_ms: 1,
+        anchors: Vec::new(),
+        cves: Vec::new(),
     }
 }
 
@@ -50,6 +52,8 @@ fn rep(kernel: &str, exps: Vec<ExperimentResult>) -> Report {
     }
 }
 
+#[path = "harness/broken_engine.rs"]
+mod broken_engine;
 #[path = "harness/host_safety.rs"]
 mod host_safety;
 #[path = "harness/parsers.rs"]

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.proc-view-differs", proc_view_differs)
         .asserts("`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged")
+        .anchor("LTP pidns03")
         .needs(needs![ROOT, cmd::UNSHARE]),
     Experiment::new("mnt.findmnt-sees-own-table", findmnt_sees_own_table)
         .asserts("findmnt of the inner process shows a new proc mount stacked on /proc whose listing is the new pid ns ([1]); the host's /proc stack is unchanged while it lives")
@@ -25,6 +26,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("the same bind mount without a new mount ns"),
     Experiment::new("mnt.propagation", propagation)
         .asserts("under a shared parent a mount made after unshare -m --propagation unchanged propagates to the host; with private it does not")
+        .anchor("LTP mountns01").anchor("LTP mountns02").anchor("runtime-tools linux_rootfs_propagation").anchor("runtime-tools linux_rootfs_propagation_shared").anchor("youki rootfs_propagation")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::MOUNT]),
     Experiment::new("mnt.rootfs-pivot", rootfs_pivot)
         .asserts("a shell pivot_root'ed into a busybox rootfs in new mnt+pid ns sees only the rootfs files and is pid 1")

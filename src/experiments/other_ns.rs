@@ -18,12 +18,15 @@ use deeper::{boottime_procfs, domainname_and_setns, lesser_ns_open, sem_msg_mque
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
         .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
+        .anchor("LTP utsname03").anchor("youki hostname").anchor("runtime-tools hostname")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME]),
     Experiment::new("ipc.sysv-isolated", sysv_isolated)
         .asserts("a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns")
+        .anchor("LTP shmnstest").anchor("LTP shmem_2nstest").anchor("LTP shm_comm").anchor("LTP mqns_01").anchor("LTP mqns_02")
         .needs(needs![ROOT, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
     Experiment::new("user.uid-map", uid_map)
         .asserts("uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources")
+        .anchor("LTP userns01").anchor("LTP userns02").anchor("youki uid_mappings").anchor("runtime-tools linux_uid_mappings").anchor("runtime-tools linux_gid_mappings")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
     Experiment::new("cgroupns.root-view", cgroupns_root_view)
         .asserts("/proc/self/cgroup inside a new cgroup ns shows / for the process's own group")
@@ -31,24 +34,30 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("the same process in the same group without --cgroup"),
     Experiment::new("time.offsets", time_offsets)
         .asserts("a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime")
+        .anchor("LTP clock_gettime03").anchor("kselftest timens timens")
         .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
+        .anchor("LTP userns05")
         .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
     Experiment::new("uts.domainname-and-setns", domainname_and_setns)
         .asserts("setdomainname in a uts ns nested in a suite-made one is seen inside only: setns back to the outer ns (and the outer shell of `unshare --uts`) shows the outer hostname and domainname; the host's names are never written")
+        .anchor("LTP utsname01").anchor("LTP utsname02").anchor("LTP setns02").anchor("youki domainname")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME])
         .control("the inner step in the outer (suite-made) uts ns itself: the outer names change"),
     Experiment::new("ipc.sem-msg-mqueuefs", sem_msg_mqueuefs)
         .asserts("a SysV semaphore set and message queue with a fixed key made in ipc ns A are ENOENT from ipc ns B (B's semget gets its own set); an mqueue fs mounted in A lists exactly A's queue, one mounted in B not it")
+        .anchor("LTP sem_nstest").anchor("LTP semtest_2ns").anchor("LTP sem_comm").anchor("LTP mesgq_nstest").anchor("LTP msg_comm").anchor("LTP mqns_03").anchor("LTP mqns_04")
         .needs(needs![ROOT])
         .control("B shares A's ipc ns: it finds both objects"),
     Experiment::new("time.boottime-procfs", boottime_procfs)
         .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier (kernel >= 5.11; recorded before); realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
+        .anchor("kselftest timens procfs").anchor("LTP timens01").anchor("LTP sysinfo03")
         .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE])
         .control("a time ns without the offset: uptime and btime equal the host's"),
     Experiment::new("cgroupns.lesser-ns-open", lesser_ns_open)
         .asserts("a clone sharing a child's fd table, in a cgroup ns rooted at suite group A, opens B/cgroup.procs (B outside its root); the child's write of itself through that fd fails with ENOENT and it stays in A (cgroup2 with nsdelegate)")
+        .anchor("LTP cgroup_core02").anchor("kselftest test_cgcore_lesser_ns_open").cve("CVE-2021-4197")
         .needs(needs![ROOT, &[Need::CgroupV2]])
         .control("the fd opened from the initial cgroup ns: the write moves it to B"),
 ];

@@ -29,6 +29,17 @@ struct Row {
     id: String,
     section: String,
     asserts: String,
+    /// CVEs first, then anchors: what the row guards, then what it follows.
+    refs: Vec<String>,
+}
+
+/// A report row's `cves` then `anchors`, for an id this build does not know.
+fn refs_of(e: &Value) -> Vec<String> {
+    ["cves", "anchors"]
+        .iter()
+        .flat_map(|k| e[*k].as_array().map_or(&[][..], Vec::as_slice))
+        .map(text)
+        .collect()
 }
 
 fn text(v: &Value) -> String {
@@ -52,6 +63,10 @@ fn rows(catalogue: &[&Experiment], cols: &[Column]) -> Vec<Row> {
             id: e.id.to_string(),
             section: e.section.key().to_string(),
             asserts: e.asserts.to_string(),
+            refs: (e.cves.as_slice().iter())
+                .chain(e.anchors.as_slice())
+                .map(|s| s.to_string())
+                .collect(),
         })
         .collect();
     for c in cols {
@@ -63,6 +78,7 @@ fn rows(catalogue: &[&Experiment], cols: &[Column]) -> Vec<Row> {
                     id,
                     section,
                     asserts: "(not in this build's catalogue)".into(),
+                    refs: refs_of(e),
                 });
             }
         }
@@ -180,10 +196,15 @@ fn header(out: &mut String, cols: &[Column]) {
 }
 
 fn body_row(out: &mut String, r: &Row, cols: &[Column]) {
+    let refs = if r.refs.is_empty() {
+        String::new()
+    } else {
+        format!("<div class=\"refs\">{}</div>", escape(&r.refs.join(" · ")))
+    };
     let _ = write!(
         out,
         "<tr class=\"exp-row\" data-id=\"{0}\"><td class=\"exp\"><code>{0}</code>\
-         <div class=\"asserts\">{1}</div></td>",
+         {refs}<div class=\"asserts\">{1}</div></td>",
         escape(&r.id),
         escape(&r.asserts)
     );

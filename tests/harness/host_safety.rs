@@ -214,6 +214,20 @@ fn every_namespace_changing_step_goes_through_a_guard() {
                     i + 1
                 ));
             }
+            let shell_unshare = ["exec unshare -", "; unshare -", "&& unshare -"]
+                .iter()
+                .any(|p| code.contains(p));
+            let near = |what: &str| {
+                lines[i.saturating_sub(8)..(i + 9).min(lines.len())]
+                    .iter()
+                    .any(|l| l.contains(what))
+            };
+            if shell_unshare && !near("private_mounts(") && !rel.starts_with("experiments/docker") {
+                bad.push(format!(
+                    "{rel}:{}: a shell script runs unshare(1) outside private_mounts",
+                    i + 1
+                ));
+            }
             let names_host = ["hostname {", "domainname {", "sysctl -w {"]
                 .iter()
                 .any(|p| code.contains(p));

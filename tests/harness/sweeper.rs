@@ -139,3 +139,39 @@ fn a_held_run_lock_keeps_its_run_alive_through_a_sweep() {
         "a dead run's lock or scratch dir stayed"
     );
 }
+
+/// What a run killed while it held a loop device leaves (still attached):
+/// the next run's sweep finds it by the tag in its backing file's path and
+/// detaches it before it removes the dead run's scratch directory.
+#[test]
+#[file_serial(isocheck_host)]
+fn a_loop_device_of_a_dead_run_is_detached_by_the_sweep() {
+    if !nix::unistd::geteuid().is_root() || !std::path::Path::new("/dev/loop-control").exists() {
+        eprintln!("skipping: needs root and loop devices (/dev/loop-control)");
+        return;
+    }
+    use isocheck::loopdev::{attach, register_leftovers, suite_loops};
+    register_leftovers();
+    let dir = isocheck::cleanup::scratch_root().join("isoc-dead3-1-x");
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("loop.img");
+    std::fs::write(&img, vec![0u8; 64 * 1024]).unwrap();
+    let dev = attach(&img).unwrap().dev.display().to_string();
+    let listed = suite_loops();
+    assert!(
+        listed.contains(&(dev.clone(), "isoc-dead3-1-x".to_string())),
+        "{listed:?}"
+    );
+    let removed = isocheck::cleanup::sweep_dead_runs();
+    assert!(
+        removed
+            .iter()
+            .any(|l| l.to_string() == format!("loop device {dev}")),
+        "{removed:?}"
+    );
+    assert!(
+        !suite_loops().iter().any(|(d, _)| *d == dev),
+        "{dev} is still attached"
+    );
+    assert!(!dir.exists(), "the dead run's scratch directory stayed");
+}

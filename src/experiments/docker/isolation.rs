@@ -228,7 +228,10 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let sandbox_ino = std::fs::metadata(&sandbox).map(|m| m.ino()).ok();
+    // The engine's path, in the engine's mount namespace (which is the
+    // host's only for an engine started on the host itself).
+    let sandbox_seen = dk::engine_path(&sandbox).map_err(anyhow::Error::msg)?;
+    let sandbox_ino = std::fs::metadata(&sandbox_seen).map(|m| m.ino()).ok();
     let listed = lsns_nprocs("net", netns)?.is_some();
     let ipn = crate::process::run_ok(ctx.cmd("ip").args(["netns", "list"]))?;
     let names: Vec<String> = ipn
@@ -254,6 +257,7 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "sandbox_key_is_the_container_netns",
         sandbox_ino == Some(netns),
     );
+    ctx.measure("sandbox_key_read_at", sandbox_seen.display().to_string());
     ctx.observe("in_lsns", listed);
     ctx.measure("ip_netns_list", &names);
     check!(
@@ -274,13 +278,9 @@ pub(super) fn netns_not_in_ip_netns(ctx: &mut Ctx, _v: Variant) -> Outcome {
 
 pub(super) fn container_network(ctx: &mut Ctx, _v: Variant) -> Outcome {
     let c = dk::run_shell(ctx, &[])?;
-    let gw = dk::inspect(ctx, &c)?["NetworkSettings"]["Gateway"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    if gw.is_empty() {
+    let Some(gw) = dk::gateway(&dk::inspect(ctx, &c)?, "bridge") else {
         broken!("the container on the default bridge has no gateway");
-    }
+    };
     // The gateway is the bridge's address on the host (docker0): host-local.
     let host_addrs = crate::process::run_ok(ctx.cmd("ip").args(["-o", "-4", "addr", "show"]))
         .unwrap_or_default();

@@ -1,8 +1,8 @@
 //! The rows about resource limits: the memory limit in the container's
 //! cgroup, the seed's request below the engine's minimum, and the OOM kill.
 
-use super::{both, observe_versions, sh_once, LIMIT, SEED_LIMIT};
-use crate::docker::{self as dk, Container};
+use super::{both, observe_versions, LIMIT, SEED_LIMIT};
+use crate::docker::{self as dk, Container, Launch};
 use crate::experiment::{read, Ctx, Outcome, Problem, Variant};
 use crate::host::HostFacts;
 use crate::process::wait_until;
@@ -100,18 +100,23 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
             Ok((c, file.clone(), read(&file)?))
         },
         || {
-            sh_once(
+            dk::run_fg_outcome(
                 &mut ctx2,
                 "par",
                 &["--network", "none", "--memory", &seed],
-                "true",
+                &["true"],
             )
         },
     );
     let (c, file, value) = limited?;
-    let (_r, refused) = refused?;
+    let (status, refusal) = match refused? {
+        Launch::Started(_, r) => (r.shell_status(), r.stderr.trim().to_string()),
+        Launch::NotCreated { status, message } => (status, message),
+        // A container that was made but could not start says nothing about
+        // the engine's minimum.
+        Launch::NotStarted(why) => broken!("the seed's --memory {seed} container: {why}"),
+    };
     drop(ctx2);
-    let refusal = refused.stderr.trim().to_string();
     let minimum = parse_minimum(&refusal);
     ctx.measure("cgroup_file", file.display().to_string());
     ctx.observe("cgroup_value", value.trim());
@@ -119,7 +124,7 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "container_id_in_path",
         file.to_string_lossy().contains(&c.id),
     );
-    ctx.observe("seed_request_status", refused.shell_status());
+    ctx.observe("seed_request_status", status);
     ctx.observe("seed_request_answer", &refusal);
     ctx.observe("engine_minimum_bytes", minimum);
     check_eq!(value.trim(), lim.as_str(), "{}", file.display());
@@ -128,10 +133,10 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
         "{} is not the container's cgroup",
         file.display()
     );
-    ctx.observe("seed_request_refused", !refused.success());
+    ctx.observe("seed_request_refused", status != 0);
     // An engine without the 6 MB minimum must then honour 4 MiB: read the
     // limit of a live container made with the seed's request.
-    let seed_readback = if refused.success() {
+    let seed_readback = if status == 0 {
         let c = dk::run_shell(ctx, &["--network", "none", "--memory", &seed])?;
         let f = limit_file(dk::init_pid(ctx, &c)?)?;
         Some(read(&f)?.trim().to_string())
@@ -139,7 +144,7 @@ pub(super) fn memory_limit_matches(ctx: &mut Ctx, _v: Variant) -> Outcome {
         None
     };
     ctx.observe("seed_request_cgroup_value", &seed_readback);
-    judge_seed_request(refused.shell_status(), &refusal, seed_readback.as_deref())
+    judge_seed_request(status, &refusal, seed_readback.as_deref())
 }
 
 /// The seed's `--memory 4194304`: refused with status 125 and a stated

@@ -11,7 +11,7 @@ use crate::docker::{self as dk, Container};
 use crate::experiment::{Ctx, Experiment};
 use crate::namespaces;
 use crate::needs;
-use crate::needs::{cmd, Need, ROOT};
+use crate::needs::{cmd, Controller, Need, ROOT};
 
 /// What every Docker row needs (an engine, its client, the suite's image
 /// from the host's busybox and tar); section 8's container rows too.
@@ -46,6 +46,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ENGINE, cmd::NSENTER]),
     Experiment::new("docker.namespaces-created", namespaces_created)
         .asserts("the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2")
+        .anchor("youki ns_itype").anchor("runtime-tools linux_ns_itype").anchor("runtime-tools linux_ns_nopath")
         .needs(needs![ENGINE, cmd::LSNS]),
     Experiment::new("docker.nprocs-rises", nprocs_rises)
         .asserts("NPROCS of the container's pid ns (lsns) rises by exactly 1 while `sleep 60` runs inside")
@@ -58,12 +59,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ENGINE, cmd::IP]),
     Experiment::new("docker.memory-limit-matches", memory_limit_matches)
         .asserts("--memory 33554432: the host cgroup limit file reads 33554432; the seed's 4194304 is refused with the engine's minimum")
+        .anchor("youki cgroup_v1_memory").anchor("runtime-tools linux_cgroups_memory")
         .needs(ENGINE),
     Experiment::new("docker.oom-killed", oom_killed)
         .asserts("over the limit: exit 137, State.OOMKilled=true, and the container cgroup's oom_kill counter rose")
+        .anchor("moby TestRunOOMExitCode")
         .needs(ENGINE),
     Experiment::new("docker.default-seccomp", default_seccomp)
         .asserts("default profile: Seccomp: 2 and `unshare -U true` fails with EPERM; the project's profile file does the same")
+        .anchor("youki seccomp").anchor("runtime-tools linux_seccomp").anchor("moby TestRunSeccompProfileDenyUnshare")
         .needs(ENGINE),
     Experiment::new("docker.seccomp-unconfined", seccomp_unconfined)
         .asserts("--security-opt seccomp=unconfined: Seccomp: 0 and `unshare -U true` succeeds")
@@ -77,15 +81,22 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("docker.housekeeping", housekeeping)
         .asserts("docker ps -a / container ls -a / image ls -a list the suite's objects; a label-filtered prune removes them; none left")
         .needs(ENGINE),
+    Experiment::new("docker.hardening-flags", hardening_flags)
+        .asserts("--pids-limit 8: host pids.max reads 8 and the 9th process cannot fork; --read-only: a write to / fails EROFS; --user 1000 --security-opt no-new-privileges: NoNewPrivs 1 and a setuid-root exec keeps euid 1000")
+        .anchor("moby TestRunPIDsLimit").anchor("moby TestRunContainerWithReadonlyRootfs").anchor("moby TestRunNoNewPrivSetuid").anchor("youki root_readonly").anchor("youki process_user").anchor("runtime-tools root_readonly_true").anchor("runtime-tools process_user")
+        .needs(needs![ENGINE, &[Need::Cgroup(Controller::Pids)]])
+        .control("the same three runs without the flags: the forks and the write succeed, the setuid exec gives euid 0"),
 ];
 
 mod confinement;
 mod engine;
+mod hardening;
 mod isolation;
 mod limits;
 
 use confinement::{default_seccomp, seccomp_unconfined};
 use engine::{export_rootfs, housekeeping, process_tree};
+use hardening::hardening_flags;
 use isolation::{
     container_network, container_pid_1, exec_is_nsenter, namespaces_created, netns_not_in_ip_netns,
     nprocs_rises,
@@ -93,6 +104,7 @@ use isolation::{
 use limits::{memory_limit_matches, oom_killed};
 
 pub use confinement::seccomp_mode;
+pub use hardening::euid_probe_elf;
 pub use isolation::same_ns_as_init;
 pub use limits::{cgroup_path, judge_seed_request, kv, oom_killed_pids, parse_minimum};
 
@@ -253,6 +265,13 @@ mod tests {
     #[case("some other error", None)]
     fn parses_the_engine_minimum(#[case] msg: &str, #[case] want: Option<u64>) {
         assert_eq!(parse_minimum(msg), want);
+    }
+
+    #[test]
+    fn the_euid_probe_is_a_static_elf() {
+        let b = euid_probe_elf();
+        assert_eq!(b.len(), 136);
+        assert_eq!(dk::elf_has_interp(&b), Ok(false));
     }
 
     #[test]

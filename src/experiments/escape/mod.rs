@@ -33,10 +33,12 @@ const USERNS_TOOLS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, c
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.release-agent-denied", release_agent_denied)
         .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")
+        .cve("CVE-2022-0492")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::MOUNT])
         .control("real root in the init user ns: the mount and the write succeed (then cleared, unmounted)"),
     Experiment::new("esc.abstract-socket-per-netns", abstract_socket_per_netns)
         .asserts("an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED")
+        .cve("CVE-2020-15257")
         .needs(needs![ROOT, cmd::IP])
         .control("the client in the server's netns: connects and reads the reply"),
     Experiment::new("esc.locked-mounts", locked_mounts)
@@ -49,29 +51,46 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("real root: mknod of the same device (1:3) succeeds"),
     Experiment::new("esc.setns-out-denied", setns_out_denied)
         .asserts("uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM")
+        .anchor("LTP userns04")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
         .control("real root: setns succeeds (in a child that exits at once)"),
     Experiment::new("esc.no-new-privs", no_new_privs)
         .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
+        .anchor("LTP prctl06")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::NSENTER, cmd::SETPRIV])
         .control("without no_new_privs: euid 0"),
     Experiment::new("esc.docker-masked-paths", docker_masked_paths)
         .asserts("each existing path of the engine's MaskedPaths is a mount point reading empty, each ReadonlyPaths one is mounted ro, and writing /proc/sys/kernel/hostname fails 'Read-only file system'")
+        .anchor("youki masked_paths").anchor("youki readonly_paths").anchor("runtime-tools linux_masked_paths").anchor("runtime-tools linux_readonly_paths")
         .needs(ENGINE)
         .control("--security-opt systempaths=unconfined: none of those mounts, the write succeeds (the container's own uts ns)"),
     Experiment::new("esc.docker-caps-dropped", docker_caps_dropped)
         .asserts("a default container's CapEff lacks SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE; mount -t tmpfs and ip link add fail EPERM")
+        .anchor("runtime-tools process_capabilities")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
     Experiment::new("esc.cgroup-migrate-open-creds", cgroup_migrate_open_creds)
         .asserts("a suite child in group A opens B/cgroup.procs as euid 65534 (owner of A's and B's cgroup.procs, not of their parent's), then writes itself through it as euid 0: EACCES (the open-time credentials decide) and it stays in A (v2 where mounted, else v1 pids)")
+        .anchor("LTP cgroup_core01").anchor("kselftest test_cgcore_lesser_euid_open").cve("CVE-2021-4197")
         .needs(needs![ROOT])
         .control("the same fd opened as euid 0: the write moves it to B"),
+    Experiment::new("esc.docker-no-leaked-fds", docker_no_leaked_fds)
+        .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
+        .anchor("youki fd_control").cve("CVE-2024-21626")
+        .needs(needs![ENGINE, cmd::UNSHARE])
+        .control("a suite process that opened a suite dir as fd 7 before entering its own mount ns: the same detector flags that fd"),
+    Experiment::new("esc.docker-device-cgroup", docker_device_cgroup)
+        .asserts("in a default container (CAP_MKNOD) mknod of a suite loop device's node succeeds but opening it fails EPERM (device cgroup / eBPF filter) and nothing of the image is read")
+        .anchor("runtime-tools linux_cgroups_devices").anchor("youki devices")
+        .needs(ENGINE)
+        .control("--device-cgroup-rule 'b 7:N r' for that device: the open succeeds and reads the suite image's first bytes"),
 ];
 
 mod boundaries;
 mod cgroup_creds;
 mod containers;
+mod device_cgroup;
+mod leaked_fds;
 mod release_agent;
 
 use boundaries::{
@@ -80,8 +99,11 @@ use boundaries::{
 };
 use cgroup_creds::cgroup_migrate_open_creds;
 use containers::{docker_caps_dropped, docker_masked_paths};
+use device_cgroup::docker_device_cgroup;
+use leaked_fds::docker_no_leaked_fds;
 use release_agent::release_agent_denied;
 
+pub use leaked_fds::{classify, fdinfo_mnt_id, mount_ids, Place};
 pub use release_agent::has_cgroup_v1_fs;
 
 // ---------------------------------------------------------------- shared

@@ -46,15 +46,18 @@ pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
         .control("`ip link set lo up` first"),
     Experiment::new("net.lo-ping-succeeds-after-up", lo_ping_succeeds_after_up)
         .asserts("after `ip link set dev lo up`: ping 0% loss; lo UP with 127.0.0.1/8 (ip and getifaddrs)")
+        .anchor("LTP netns_comm.sh")
         .needs(ROOT_IP_PING),
     Experiment::new("net.route-table", route_table)
         .asserts("the route table of a new netns is empty; after the seed's setup exactly 10.200.1.0/24 and default via 10.200.1.1")
         .needs(ROOT_IP),
     Experiment::new("net.veth-moves-between-namespaces", veth_moves_between_namespaces)
         .asserts("`ip link set v-ethc netns ns1` moves the peer out of h's link list into ns1's; deleting ns1 destroys both ends")
+        .anchor("LTP netns_breakns.sh").anchor("youki net_devices")
         .needs(ROOT_IP),
     Experiment::new("net.veth-connectivity", veth_connectivity)
         .asserts("h <-> ns1 ping both ways over 10.200.1.0/24")
+        .anchor("LTP netns_comm.sh")
         .needs(ROOT_IP_PING)
         .control("veth ends left down"),
     Experiment::new("net.nat-masquerade", nat_masquerade)
@@ -69,10 +72,12 @@ pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
         .needs(needs![ROOT_IP, cmd::UNSHARE, cmd::LSNS]),
     Experiment::new("net.sysctl-per-netns", sysctl_per_netns)
         .asserts("net.ipv4.ip_forward, net.core.somaxconn (helper after setns) and net.ipv4.ping_group_range (a shell in `ip netns exec`) written in suite netns A read back there only: a second fresh netns keeps the defaults, the host's values are unchanged; vm.swappiness (global, read only) is the same in every ns")
+        .anchor("runtime-tools linux_sysctl").anchor("youki sysctl")
         .needs(ROOT_IP)
         .control("the reader shares the writer's netns: it sees the new values"),
     Experiment::new("net.sysfs-and-netlink-per-netns", sysfs_and_netlink_per_netns)
         .asserts("a veth pair made in suite netns A is listed in /sys/class/net of a sysfs mounted in A (and by `ip netns exec A ls`), never in the host's; an RTMGRP_LINK listener in A sees its NEWLINK and DELLINK, one in suite netns B neither")
+        .anchor("LTP netns_sysfs.sh").anchor("LTP netns_netlink")
         .needs(ROOT_IP)
         .control("the second listener in A (the writer's ns): it sees both events"),
 ]);

@@ -1,0 +1,365 @@
+//! What the registry covers of the upstream suites (LTP, the kernel's
+//! selftests, youki's contest, runtime-tools' validation) and which CVEs
+//! it guards: docs/coverage.md (`isocheck list --coverage`) and
+//! `isocheck list --cve`.
+//!
+//! Built rows answer from the registry (`Experiment::anchors`/`cves`),
+//! pending rows from fixtures/anchors.tsv, so the map shows what is
+//! planned without claiming it runs; tests/coverage.rs keeps the two equal
+//! for built rows.
+
+use crate::experiment::Experiment;
+use crate::experiments;
+use crate::host::HostFacts;
+use crate::report::Report;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One upstream test the map must account for (fixtures/upstream-tests.tsv).
+pub struct Upstream {
+    /// The suite and list it comes from, e.g. `LTP runtest/containers`.
+    pub source: &'static str,
+    /// Its directory or file within the source, for the table's grouping.
+    pub group: &'static str,
+    /// The anchor a row names to follow it, e.g. `LTP pidns05`.
+    pub anchor: &'static str,
+    /// One line on what the upstream test checks.
+    pub what: &'static str,
+}
+
+/// One line of fixtures/anchors.tsv: what a catalogue row follows and guards.
+pub struct AnchorLine {
+    /// The catalogue id.
+    pub id: &'static str,
+    /// Its anchors, in the file's order.
+    pub anchors: Vec<&'static str>,
+    /// Its CVEs, in the file's order.
+    pub cves: Vec<&'static str>,
+}
+
+fn data_lines(text: &'static str) -> impl Iterator<Item = Vec<&'static str>> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split('\t').collect())
+}
+
+fn list(field: Option<&&'static str>) -> Vec<&'static str> {
+    field.map_or_else(Vec::new, |f| {
+        f.split("; ").filter(|s| !s.is_empty()).collect()
+    })
+}
+
+/// fixtures/upstream-tests.tsv, in file order.
+pub fn upstream() -> Vec<Upstream> {
+    data_lines(include_str!("../fixtures/upstream-tests.tsv"))
+        .map(|f| Upstream {
+            source: f[0],
+            group: f.get(1).copied().unwrap_or(""),
+            anchor: f.get(2).copied().unwrap_or(""),
+            what: f.get(3).copied().unwrap_or(""),
+        })
+        .collect()
+}
+
+/// fixtures/uncovered.tsv: anchor to why no row follows it.
+pub fn uncovered() -> Vec<(&'static str, &'static str)> {
+    data_lines(include_str!("../fixtures/uncovered.tsv"))
+        .map(|f| (f[0], f.get(1).copied().unwrap_or("")))
+        .collect()
+}
+
+/// fixtures/anchors.tsv, in catalogue order.
+pub fn anchors_file() -> Vec<AnchorLine> {
+    data_lines(include_str!("../fixtures/anchors.tsv"))
+        .map(|f| AnchorLine {
+            id: f[0],
+            anchors: list(f.get(1)),
+            cves: list(f.get(2)),
+        })
+        .collect()
+}
+
+/// A catalogue row as the map sees it: built (from the registry) or pending.
+struct Row {
+    id: &'static str,
+    built: Option<&'static Experiment>,
+    anchors: Vec<&'static str>,
+    cves: Vec<&'static str>,
+}
+
+fn rows() -> Vec<Row> {
+    let file = anchors_file();
+    experiments::catalogue_ids()
+        .into_iter()
+        .map(|id| match experiments::find(id) {
+            Some(e) => Row {
+                id,
+                built: Some(e),
+                anchors: e.anchors.as_slice().to_vec(),
+                cves: e.cves.as_slice().to_vec(),
+            },
+            None => {
+                let line = file.iter().find(|l| l.id == id);
+                Row {
+                    id,
+                    built: None,
+                    anchors: line.map_or_else(Vec::new, |l| l.anchors.clone()),
+                    cves: line.map_or_else(Vec::new, |l| l.cves.clone()),
+                }
+            }
+        })
+        .collect()
+}
+
+fn row_ref(r: &Row) -> String {
+    if r.built.is_some() {
+        format!("`{}`", r.id)
+    } else {
+        format!("`{}` (not built yet)", r.id)
+    }
+}
+
+/// How an upstream test is accounted for.
+enum Account {
+    Covered(String),
+    PendingOnly(String),
+    Uncovered(&'static str),
+    Unaccounted,
+}
+
+fn account(anchor: &str, rows: &[Row], why: &[(&str, &'static str)]) -> Account {
+    let by: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.anchors.contains(&anchor))
+        .collect();
+    let names = by.iter().map(|r| row_ref(r)).collect::<Vec<_>>().join(", ");
+    if by.iter().any(|r| r.built.is_some()) {
+        Account::Covered(names)
+    } else if !by.is_empty() {
+        Account::PendingOnly(names)
+    } else if let Some((_, w)) = why.iter().find(|(a, _)| *a == anchor) {
+        Account::Uncovered(w)
+    } else {
+        Account::Unaccounted
+    }
+}
+
+/// The name a source's table shows: the anchor without its suite word.
+fn short(anchor: &str) -> &str {
+    anchor.split_once(' ').map_or(anchor, |(_, rest)| rest)
+}
+
+const PREAMBLE: &str = "# Coverage against upstream test suites
+
+Generated by `ci/update-readme.sh` (`isocheck list --coverage`); do not edit.
+Its sources: the registry's `.anchor(..)` and `.cve(..)` (written into
+`src/experiments/**` by `ci/apply-anchors.py` from `fixtures/anchors.tsv`),
+`fixtures/upstream-tests.tsv` (what must be accounted for) and
+`fixtures/uncovered.tsv` (why no row follows a test). `cargo test --test
+coverage` fails when this page is stale, when a test is neither followed nor
+explained, and when an explanation names a row.
+
+A row *follows* an upstream test when it asserts the boundary that test
+checks, in isocheck's own way (a suite-made object, a negative control, two
+layers where a CLI exists); it does not run the upstream program. A row
+marked *not built yet* is a catalogue row still pending: it counts apart.
+
+What is listed: every program of LTP's `runtest/containers`; of
+`runtest/controllers` the cgroup core, memcg, pids, cpuset, cpuacct and io
+programs (the 264 `cgroup_fj_*` lines as their two scripts); of `runtest/cve`
+the bugs reachable from inside a container or a user namespace; of the
+kernel's selftests the isolation files, seccomp_bpf by test group; youki's
+contest groups and runtime-tools' validations, all of them.
+";
+
+/// docs/coverage.md.
+pub fn markdown() -> String {
+    let rows = rows();
+    let why = uncovered();
+    let tests = upstream();
+    let mut sources: Vec<&str> = Vec::new();
+    for t in &tests {
+        if !sources.contains(&t.source) {
+            sources.push(t.source);
+        }
+    }
+    let mut out = String::from(PREAMBLE);
+    out.push_str("\n| source | tests | followed | by pending rows only | not followed |\n|---|---|---|---|---|\n");
+    for s in &sources {
+        let mut n = [0usize; 4];
+        for t in tests.iter().filter(|t| t.source == *s) {
+            n[match account(t.anchor, &rows, &why) {
+                Account::Covered(_) => 0,
+                Account::PendingOnly(_) => 1,
+                Account::Uncovered(_) => 2,
+                Account::Unaccounted => 3,
+            }] += 1;
+        }
+        let total: usize = n.iter().sum();
+        let _ = write!(out, "| {s} | {total} | {} | {} | {} |", n[0], n[1], n[2]);
+        if n[3] > 0 {
+            let _ = write!(out, " **{} unaccounted** |", n[3]);
+        }
+        out.push('\n');
+    }
+    for s in &sources {
+        source_table(&mut out, s, &tests, &rows, &why);
+    }
+    cve_table(&mut out, &rows);
+    other_anchors(&mut out, &rows, &tests);
+    out
+}
+
+fn source_table(
+    out: &mut String,
+    source: &str,
+    tests: &[Upstream],
+    rows: &[Row],
+    why: &[(&str, &'static str)],
+) {
+    let mine: Vec<&Upstream> = tests.iter().filter(|t| t.source == source).collect();
+    let _ = write!(
+        out,
+        "\n## {source} ({} tests)\n\n| group | test | what it checks | isocheck rows, or why none |\n|---|---|---|---|\n",
+        mine.len()
+    );
+    for t in mine {
+        let cell = match account(t.anchor, rows, why) {
+            Account::Covered(r) | Account::PendingOnly(r) => r,
+            Account::Uncovered(w) => format!("none: {w}"),
+            Account::Unaccounted => {
+                "**unaccounted**: add a row's anchor or a line in fixtures/uncovered.tsv".into()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | `{}` | {} | {} |",
+            t.group,
+            short(t.anchor),
+            t.what.replace('|', "\\|"),
+            cell.replace('|', "\\|")
+        );
+    }
+}
+
+fn cve_table(out: &mut String, rows: &[Row]) {
+    let mut by_cve: BTreeMap<(u32, u32), (&str, Vec<String>)> = BTreeMap::new();
+    for r in rows {
+        for c in &r.cves {
+            by_cve
+                .entry(cve_key(c))
+                .or_insert((c, Vec::new()))
+                .1
+                .push(row_ref(r));
+        }
+    }
+    let _ = write!(
+        out,
+        "\n## CVEs ({})\n\nA row names a CVE when it asserts the boundary that CVE crossed, as the \
+         fix restored it; it does not run the exploit (`isocheck list --cve` shows this host's verdicts).\n\n| CVE | rows |\n|---|---|\n",
+        by_cve.len()
+    );
+    for (c, rs) in by_cve.values() {
+        let _ = writeln!(out, "| {c} | {} |", rs.join(", "));
+    }
+}
+
+fn other_anchors(out: &mut String, rows: &[Row], tests: &[Upstream]) {
+    let mut others: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.anchors.iter().copied())
+        .filter(|a| !tests.iter().any(|t| t.anchor == *a))
+        .collect();
+    others.sort();
+    others.dedup();
+    let _ = write!(
+        out,
+        "\n## Other anchors ({})\n\nTests rows follow outside the lists above (moby's integration tests, LTP \
+         programs outside the runtest files read).\n\n| anchor | rows |\n|---|---|\n",
+        others.len()
+    );
+    for a in others {
+        let by: Vec<String> = rows
+            .iter()
+            .filter(|r| r.anchors.contains(&a))
+            .map(row_ref)
+            .collect();
+        let _ = writeln!(out, "| {a} | {} |", by.join(", "));
+    }
+}
+
+/// Orders `CVE-2014-5206` before `CVE-2014-8989` before `CVE-2021-4197`.
+fn cve_key(c: &str) -> (u32, u32) {
+    let mut parts = c.trim_start_matches("CVE-").split('-');
+    let mut num = || {
+        parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    (num(), num())
+}
+
+/// `isocheck list --cve`: every CVE a row guards, with the row's verdict
+/// from `report` when given, else whether `host` meets its needs (a
+/// listing runs nothing; with a report the host is not probed at all).
+pub fn cve_list(report: Option<&Report>, host: Option<&HostFacts>) -> String {
+    let rows = rows();
+    let mut lines: Vec<((u32, u32), String)> = Vec::new();
+    for r in &rows {
+        for c in &r.cves {
+            let verdict = verdict(r, report, host);
+            lines.push((cve_key(c), format!("{c:<16} {:<34} {verdict}", r.id)));
+        }
+    }
+    lines.sort();
+    let cves: std::collections::BTreeSet<_> = lines.iter().map(|(k, _)| *k).collect();
+    let source = match report {
+        Some(rep) => format!("verdicts of the report (kernel {})", rep.host.kernel),
+        None => "needs on this host only; `--report FILE` shows a run's verdicts".to_string(),
+    };
+    let mut out = format!(
+        "{} CVEs guarded by {} rows; {source}\n",
+        cves.len(),
+        lines.len()
+    );
+    for (_, l) in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+fn verdict(r: &Row, report: Option<&Report>, host: Option<&HostFacts>) -> String {
+    let Some(exp) = r.built else {
+        return "not built yet".into();
+    };
+    let Some(rep) = report else {
+        return match host.and_then(|h| exp.unmet(h)) {
+            None => "runnable here".into(),
+            Some(why) => format!("would be ignored: {why}"),
+        };
+    };
+    let Some(res) = rep.experiments.iter().find(|e| e.id == r.id) else {
+        return "not in the report".into();
+    };
+    let mut v = res.status.word().to_string();
+    if let Some(c) = res.control {
+        let _ = write!(
+            v,
+            " (control {})",
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|j| j.as_str().map(str::to_string))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(why) = res
+        .reason
+        .as_deref()
+        .filter(|_| res.status != crate::report::Status::Passed)
+    {
+        let _ = write!(v, ": {why}");
+    }
+    v
+}
