@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # Starts, stops and reports the Docker engine the docker.* experiments run on.
-# Usage: ci/docker-engine.sh start|stop|status [--user PID]
+# Usage: ci/docker-engine.sh start|stop|status [--user PID] [--release R] [--runtime RT]
+#        ci/docker-engine.sh sweep
+#
+# --release host|bookworm|trixie|sid  (default host: the engine of this
+#         machine, as below). A Debian release's engine runs beside it, from
+#         a root of that release's packages (ci/engine-release.sh), with its
+#         own socket, state, bridge and users; the host's engine is never
+#         stopped or changed. The last line of `start` is DOCKER_HOST=unix://…
+# --runtime runc|crun  the release engine's default OCI runtime (--add-runtime).
+# sweep   stops every release engine whose starter and users are all gone
+#         (a run killed by SIGKILL), as the next run's stop would.
 #
 # --user PID  (ci/test, ci/isocheck) registers process PID as a user of the
 #         engine on start and unregisters it on stop. Users are files under
@@ -29,14 +39,19 @@
 # All three are idempotent. Install the engine with ci/install-host-deps.sh --docker.
 set -euo pipefail
 
-STATE=${ISOCHECK_DOCKER_STATE:-/run/isocheck-docker}
-PIDFILE=$STATE/dockerd.pid
-# Who started the engine: `manual` (a plain `start`: stopped only by a plain
-# `stop`) or a user's PID-STARTTIME. A pid file without it counts as manual.
-OWNER=$STATE/owner
-USERS=$STATE/users
+BASE_STATE=${ISOCHECK_DOCKER_STATE:-/run/isocheck-docker}
+STATE=$BASE_STATE
+# Per engine (the host's, or one release engine's state directory).
+state_files() {
+  PIDFILE=$STATE/dockerd.pid
+  # Who started the engine: `manual` (a plain `start`: stopped only by a plain
+  # `stop`) or a user's PID-STARTTIME. A pid file without it counts as manual.
+  OWNER=$STATE/owner
+  USERS=$STATE/users
+  LOG=$STATE/dockerd.log
+}
+state_files
 LOCK_WAIT=${ISOCHECK_DOCKER_LOCK_WAIT:-120}
-LOG=$STATE/dockerd.log
 START_WAIT=${ISOCHECK_DOCKER_START_WAIT:-30}
 STOP_WAIT=${ISOCHECK_DOCKER_STOP_WAIT:-20}
 
@@ -47,6 +62,8 @@ if [ -n "${ISOCHECK_DOCKER_CLI:-}" ]; then DOCKER=$ISOCHECK_DOCKER_CLI
 elif [ -x /usr/bin/docker ]; then DOCKER=/usr/bin/docker; else DOCKER=docker; fi
 
 say() { echo "docker-engine: $*" >&2; }
+# shellcheck source=ci/engine-release.sh
+source "$(dirname "${BASH_SOURCE[0]}")/engine-release.sh"
 
 answers() { timeout 5 "$DOCKER" version >/dev/null 2>&1; }
 
@@ -121,17 +138,51 @@ cmd_start() {
       say "an engine already answers: using it, changing nothing"
     fi
     register
+    print_host
     return 0
-  fi
-  if ! command -v dockerd >/dev/null; then
-    say "dockerd not found: install it with ci/install-host-deps.sh --docker (Debian package docker.io)"
-    return 2
   fi
   if [ "$(id -u)" != 0 ]; then
     say "starting dockerd needs root; rerun with sudo"
     return 2
   fi
   mkdir -p "$STATE"
+  if [ "$RELEASE" = host ]; then
+    host_start_engine || return
+  else
+    release_start_engine || return 1
+  fi
+  echo "${ME:-manual}" >"$OWNER"
+  local deadline=$((SECONDS + START_WAIT))
+  while ! answers; do
+    # Not our_pid: a release engine is sh and unshare before it is dockerd.
+    if ! [ -d "/proc/$(cat "$PIDFILE")" ]; then
+      say "dockerd exited while starting; its log ($LOG):"
+      tail -n 20 "$LOG" >&2 || true
+      cmd_stop || true
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      say "dockerd did not answer within ${START_WAIT}s; stopping it. Log tail:"
+      tail -n 20 "$LOG" >&2 || true
+      cmd_stop || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  register
+  readlink "/proc/$(cat "$PIDFILE")/ns/mnt" >"$STATE/mntns" || true
+  say "started dockerd (pid $(cat "$PIDFILE")): $(versions)"
+  print_host
+}
+
+# The last line of start: where the engine answers, for the caller to export.
+print_host() { echo "DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}"; }
+
+host_start_engine() {
+  if ! command -v dockerd >/dev/null; then
+    say "dockerd not found: install it with ci/install-host-deps.sh --docker (Debian package docker.io)"
+    return 2
+  fi
   # The bridge is the engine's: remove it on stop only if it was not here before.
   if ip link show docker0 >/dev/null 2>&1; then echo yes >"$STATE/docker0-existed"; else echo no >"$STATE/docker0-existed"; fi
   # So are its state directories: a machine that had none gets none back.
@@ -147,25 +198,6 @@ cmd_start() {
   # 9>&-: the engine must not hold the state lock for its lifetime.
   setsid dockerd --iptables=false --ip-forward=false </dev/null >"$LOG" 2>&1 9>&- &
   echo $! >"$PIDFILE"
-  echo "${ME:-manual}" >"$OWNER"
-  local deadline=$((SECONDS + START_WAIT))
-  while ! answers; do
-    if ! our_pid >/dev/null; then
-      say "dockerd exited while starting; its log ($LOG):"
-      tail -n 20 "$LOG" >&2 || true
-      rm -f "$PIDFILE"
-      return 1
-    fi
-    if [ $SECONDS -ge $deadline ]; then
-      say "dockerd did not answer within ${START_WAIT}s; stopping it. Log tail:"
-      tail -n 20 "$LOG" >&2 || true
-      cmd_stop || true
-      return 1
-    fi
-    sleep 0.1
-  done
-  register
-  say "started dockerd (pid $(cat "$PIDFILE")): $(versions)"
 }
 
 # Whether this stop may take the engine down: see the header.
@@ -202,10 +234,13 @@ cmd_stop() {
       say "no engine started by isocheck; leaving any engine alone"
     fi
     if [ "$(other_users "$ME")" = 0 ]; then
-      rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG" "$OWNER"
+      if [ "$RELEASE" != host ]; then release_cleanup "$(cat "$STATE/mntns" 2>/dev/null)"; fi
+      rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG" "$OWNER" "$STATE/mntns" "$STATE/root"
     fi
     return 0
   fi
+  local ns
+  ns=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null || cat "$STATE/mntns" 2>/dev/null || true)
   # Containers first: their shims outlive dockerd otherwise.
   if answers; then
     local ids
@@ -225,6 +260,13 @@ cmd_stop() {
     fi
     sleep 0.1
   done
+  if [ "$RELEASE" = host ]; then host_cleanup; else release_cleanup "$ns"; fi
+  rm -f "$PIDFILE" "$OWNER" "$LOG" "$STATE/mntns" "$STATE/root"
+  say "stopped dockerd (pid $pid)"
+}
+
+# The host engine's traces that were not there before its start.
+host_cleanup() {
   if [ "$(cat "$STATE/docker0-existed" 2>/dev/null)" = no ] && ip link show docker0 >/dev/null 2>&1; then
     ip link delete docker0 || say "could not delete the docker0 bridge"
   fi
@@ -244,20 +286,71 @@ cmd_stop() {
     if [ -z "$d" ] || [ ! -d "$d" ]; then continue; fi
     rmdir "$d" 2>/dev/null || say "could not remove cgroup $d (still in use?)"
   done <"$STATE/created-cgroups"
-  rm -f "$PIDFILE" "$OWNER" "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups" "$LOG"
-  say "stopped dockerd (pid $pid)"
+  rm -f "$STATE/docker0-existed" "$STATE/created-dirs" "$STATE/created-cgroups"
 }
 
-usage() { echo "usage: $0 start|stop|status [--user PID]" >&2; exit 2; }
+# Release engines whose starter and users are all gone (a run killed by
+# SIGKILL): stopped as their last user's stop would have, each under its lock.
+cmd_sweep() {
+  local d
+  for d in "$BASE_STATE"/engines/*/; do
+    [ -e "$d/dockerd.pid" ] || [ -e "$d/mntns" ] || continue
+    d=${d%/}; d=${d##*/}
+    RELEASE=${d%-*} RUNTIME=${d##*-}
+    if ! is_one_of "$RELEASE" "${RELEASES[@]}" || ! is_one_of "$RUNTIME" "${RUNTIMES[@]}"; then continue; fi
+    ( release_layout; state_files
+      owner=$(cat "$OWNER" 2>/dev/null || echo manual)
+      [ "$owner" != manual ] || exit 0
+      with_lock sweep_one ) || true
+  done
+}
+
+sweep_one() {
+  local owner
+  owner=$(cat "$OWNER" 2>/dev/null || echo manual)
+  if [ "$owner" = manual ] || user_alive "$owner" || [ "$(other_users "")" != 0 ]; then return 0; fi
+  say "$INST: its runs are gone (killed?): stopping it"
+  cmd_stop
+}
+
+usage() {
+  echo "usage: $0 start|stop|status [--user PID] [--release $(valid host "${RELEASES[@]}")] [--runtime $(valid "${RUNTIMES[@]}")] | sweep" >&2
+  exit 2
+}
 cmd=${1:-}
-ME=
-if [ "${2:-}" = --user ]; then
-  [ -n "${3:-}" ] || usage
-  ME=$(user_key "$3") || { say "--user $3: no such process"; exit 2; }
+[ $# -gt 0 ] && shift
+ME='' RELEASE=host RUNTIME=''
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --user) [ -n "${2:-}" ] || usage
+      ME=$(user_key "$2") || { say "--user $2: no such process"; exit 2; }
+      shift 2 ;;
+    --release|--engine) RELEASE=${2:-}; shift 2 || usage ;;
+    --runtime) RUNTIME=${2:-}; shift 2 || usage ;;
+    *) usage ;;
+  esac
+done
+if ! is_one_of "$RELEASE" host "${RELEASES[@]}"; then
+  say "unknown release '$RELEASE': valid are $(valid host "${RELEASES[@]}")"; exit 2
+fi
+if [ -n "$RUNTIME" ] && ! is_one_of "$RUNTIME" "${RUNTIMES[@]}"; then
+  say "unknown runtime '$RUNTIME': valid are $(valid "${RUNTIMES[@]}")"; exit 2
+fi
+if [ "$RELEASE" = host ]; then
+  if [ -n "$RUNTIME" ] && [ "$RUNTIME" != runc ]; then
+    say "--runtime $RUNTIME needs --release $(valid "${RELEASES[@]}"): the host's engine (runc) is never changed"
+    exit 2
+  fi
+else
+  RUNTIME=${RUNTIME:-runc}
+  release_layout
+  state_files
+  if [ "$cmd" = start ]; then MIRROR=$(debian_mirror) || exit 1; fi
 fi
 case "$cmd" in
   start) with_lock cmd_start ;;
   stop) with_lock cmd_stop ;;
   status) cmd_status ;;
+  sweep) cmd_sweep ;;
   *) usage ;;
 esac

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the host packages the experiments need. Idempotent: packages already
 # present are skipped, so a second run costs one dpkg query.
-# Usage: ci/install-host-deps.sh [--docker] [--qemu] [--locales] [--browser]
+# Usage: ci/install-host-deps.sh [--docker] [--engines] [--qemu] [--locales] [--browser]
+# --engines installs mmdebstrap, which builds the Debian releases' engine
+# roots of ci/docker-engine.sh --release.
 # --locales also generates de_DE.UTF-8 and fr_FR.UTF-8, to check that the
 # suite gives the same verdicts under a translated locale
 # (LC_ALL=de_DE.UTF-8 ci/isocheck: every command it reads runs with LC_ALL=C).
@@ -15,6 +17,7 @@ locales=()
 for arg in "$@"; do
   case "$arg" in
     --docker) want+=(docker.io) ;;
+    --engines) want+=(mmdebstrap debian-archive-keyring) ;;
     # kmod: depmod for the guest's modules. The guest's tools image is made of
     # the host's installed packages: its engine, and apparmor, since Debian's
     # kernels enforce AppArmor and dockerd refuses containers without
@@ -22,7 +25,7 @@ for arg in "$@"; do
     --qemu) want+=(qemu-system-x86 kmod libc6-dev docker.io containerd runc tini apparmor) ;;
     --locales) want+=(locales); locales=(de_DE.UTF-8 fr_FR.UTF-8) ;;
     --browser) want+=(chromium fonts-dejavu-core) ;;   # the HTML report's headless-browser test
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install-host-deps: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done

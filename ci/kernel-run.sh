@@ -7,6 +7,7 @@
 #          [--timeout SECONDS] [--accel auto|kvm|tcg] [--release] [--smp N] [--mem MIB]
 #          [--isocheck BINARY]  (a prebuilt isocheck instead of `cargo build`)
 #          [--exec 'SHELL COMMAND']  (run in the guest before the suite; output on the console)
+#          [--userspace host|bookworm|trixie|sid] [--runtime runc|crun]
 #
 #   --kernel 6.12     newest Debian kernel of that series (5.10 ... 7.3 from
 #                     bullseye, bookworm, trixie, their backports and sid, or
@@ -20,6 +21,13 @@
 #   --cgroup v1       hybrid layout (v1 hierarchies + cgroup2 at unified/) where
 #                     the kernel has v1 controllers; default v2 (unified)
 #   --out FILE        the guest's report (default target/kernel/<version>.json)
+#   --userspace sid   the guest's whole userspace (engine, containerd, runc,
+#                     crun, gcc, libseccomp's headers, the tools) from that
+#                     Debian release's packages, built with mmdebstrap and
+#                     cached like ci/docker-engine.sh --release's roots; the
+#                     guest switches into it before the engine starts.
+#                     Default host: the host's own files (a bookworm userspace)
+#   --runtime crun    the guest engine's default runtime (with --userspace)
 #
 # Exit status: 0 when the suite passed in the guest, 1 when an experiment
 # failed or broke or the guest did (timeout, panic: the report then holds one
@@ -35,6 +43,7 @@ die() { echo "kernel-run: $*" >&2; exit 2; }
 
 kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=600 accel=auto flavour=cloud list=""
 bin="" profile=debug prebuilt="" guest_exec="" smp=2 mem=1024 jobs="" filters=()
+userspace=host runtime=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --kernel) kernel="${2:?--kernel needs a version}"; shift 2 ;;
@@ -53,7 +62,9 @@ while [ $# -gt 0 ]; do
     --exec) guest_exec="${2:?--exec needs a shell command}"; shift 2 ;;
     --smp) smp="${2:?}"; shift 2 ;;
     --mem) mem="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --userspace) userspace="${2:-}"; shift; shift || true ;;
+    --runtime) runtime="${2:-}"; shift; shift || true ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
 done
@@ -68,6 +79,12 @@ fi
 case "$cgroup" in v1|v2) ;; *) die "--cgroup is v1 or v2" ;; esac
 case "$accel" in auto|kvm|tcg) ;; *) die "--accel is auto, kvm or tcg" ;; esac
 [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout is a number of seconds"
+# shellcheck source=ci/engine-release.sh
+. "$HERE/engine-release.sh"
+is_one_of "$userspace" host "${RELEASES[@]}" || die "unknown --userspace '$userspace': valid are $(valid host "${RELEASES[@]}")"
+[ -z "$runtime" ] || is_one_of "$runtime" "${RUNTIMES[@]}" || die "unknown --runtime '$runtime': valid are $(valid "${RUNTIMES[@]}")"
+[ "$userspace" != host ] || [ -z "$runtime" ] || [ "$runtime" = runc ] ||
+  die "--runtime $runtime needs --userspace $(valid "${RELEASES[@]}") (the host's userspace has runc only)"
 for t in qemu-system-x86_64 busybox gcc depmod python3 mkfs.ext4; do
   command -v "$t" >/dev/null || die "$t missing: run ci/install-host-deps.sh --qemu"
 done
@@ -161,16 +178,35 @@ dbgexit="$CACHE/debug-exit"
 if [ ! -x "$dbgexit" ] || [ "$HERE/kernel/debug-exit.c" -nt "$dbgexit" ]; then
   gcc -static -O2 -o "$dbgexit" "$HERE/kernel/debug-exit.c" || die "gcc -static debug-exit.c failed (needs libc6-dev)"
 fi
+tools_img="$CACHE/tools.ext4"
+if [ "$userspace" != host ]; then
+  say() { log "$@"; }
+  RELEASE=$userspace ROOT_KIND=guest
+  MIRROR=$(debian_mirror) || die "no Debian mirror for --userspace"
+  uroot=$(release_root) || die "the $userspace userspace could not be built (above)"
+  tools_img="$uroot.ext4"
+  if [ ! -f "$tools_img" ]; then
+    mib=$(du -sm "$uroot" | cut -f1)
+    mkfs.ext4 -q -F -L "isocheck-$userspace" -O ^has_journal -E root_owner=0:0 -d "$uroot" "$tools_img.tmp" "$((mib * 11 / 10 + 64))M" \
+      || die "mkfs.ext4 -d $uroot failed"
+    mv "$tools_img.tmp" "$tools_img"
+  fi
+  log "userspace $userspace: $(grep -E '^(docker.io|containerd|runc|crun|gcc)=' "$uroot.info" | tr '\n' ' ')"
+fi
 {
   echo "CGROUP=$cgroup"
+  echo "USERSPACE=$([ "$userspace" = host ] || echo "$userspace")"
+  echo "RUNTIME=${runtime:-runc}"
   echo "JOBS=$jobs"
   echo "FILTERS='${filters[*]:-}'"
 } > "$work/guest.conf"
 printf '%s\n' "$guest_exec" > "$work/exec.sh"
 build_base "$CACHE/base.cpio"
 parts=("$CACHE/base.cpio")
-build_tools "$CACHE/tools.ext4" "$CACHE/tools-links.cpio" "$CACHE/base.cpio"
-parts+=("$CACHE/tools-links.cpio")
+if [ "$userspace" = host ]; then
+  build_tools "$CACHE/tools.ext4" "$CACHE/tools-links.cpio" "$CACHE/base.cpio"
+  parts+=("$CACHE/tools-links.cpio")
+fi
 if [ -n "$modules" ]; then
   build_modules "$kver" "$modules" "$kdir/modules.cpio"
   parts+=("$kdir/modules.cpio")
@@ -206,7 +242,7 @@ boot() {
     -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/init quiet" \
     -serial "file:$work/console.log" -serial "file:$work/report.out" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-    -drive "file=$CACHE/tools.ext4,if=virtio,format=raw,readonly=on" \
+    -drive "file=$tools_img,if=virtio,format=raw,readonly=on" \
     -monitor none </dev/null >"$work/qemu.log" 2>&1 &
   qpid=$!
   wait "$qpid"; qrc=$?

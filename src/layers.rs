@@ -33,6 +33,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "netns",
             "docker",
             "loopdev",
+            "enginestack",
         ],
     ),
     ("helper ops", &["helper"]),

@@ -10,6 +10,7 @@ pub mod cleanup;
 pub mod coverage;
 pub mod docker;
 pub mod dockerapi;
+pub mod enginestack;
 pub mod experiment;
 pub mod experiments;
 pub mod formats;

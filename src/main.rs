@@ -629,6 +629,13 @@ fn cmd_diff(old: &PathBuf, new: &PathBuf) -> ExitCode {
         "{}",
         report::render_diff(&d, &name(&a, old), &name(&b, new))
     );
+    print!(
+        "{}",
+        isocheck::enginestack::render_changes(
+            a.host.docker_stack.as_ref(),
+            b.host.docker_stack.as_ref()
+        )
+    );
     if d.regressions() > 0 {
         ExitCode::from(1)
     } else {

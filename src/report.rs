@@ -111,6 +111,9 @@ pub struct HostReport {
     pub tools: BTreeMap<String, String>,
     /// The Docker engine's version; None when no engine answered.
     pub docker: Option<String>,
+    /// The engine's stack as facts (`enginestack`), when Docker rows ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_stack: Option<Value>,
     /// "allowed", or why unprivileged user namespaces are blocked; None in reports older than the field.
     #[serde(default)]
     pub userns: Option<String>,
@@ -135,6 +138,7 @@ impl HostReport {
             cgroup: serde_json::to_value(&h.cgroup).unwrap_or(Value::Null),
             tools,
             docker: h.docker.clone(),
+            docker_stack: crate::enginestack::stack(),
             userns: Some(match &h.userns_blocked {
                 None => "allowed".to_string(),
                 Some(why) => why.clone(),

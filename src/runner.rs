@@ -232,6 +232,13 @@ pub fn run_one(exp: &Experiment) -> ExperimentResult {
     if let Some(why) = exp.unmet(HostFacts::get()) {
         return ignored(exp, why);
     }
+    // An engine whose runtime cannot run here fails every container the
+    // same way: one probe, and its words as every Docker row's reason.
+    if exp.needs.contains(&crate::needs::Need::Docker) {
+        if let Some(why) = crate::enginestack::runtime_unmet() {
+            return ignored(exp, why);
+        }
+    }
     let start = Instant::now();
     let mut res = ExperimentResult {
         id: exp.id.to_string(),

@@ -5,7 +5,8 @@
 # - a run that started the engine leaves it running while another run uses it;
 #   the last user stops it;
 # - an engine started by a plain `start` (outside a run) outlives every run;
-# - a plain `stop` refuses while a run still uses the engine.
+# - a plain `stop` refuses while a run still uses the engine;
+# - an unknown --release or --runtime exits 2 naming the valid ones.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 fake=$(mktemp -d /tmp/isocheck-engine-test.XXXXXX)
@@ -37,7 +38,7 @@ exit 0
 EOS
 chmod +x "$fake/bin/dockerd" "$fake/bin/docker"
 export PATH="$fake/bin:$PATH" ISOCHECK_DOCKER_STATE="$fake/state" ISOCHECK_DOCKER_CLI="$fake/bin/docker"
-engine() { "$here/ci/docker-engine.sh" "$@" 2>>"$fake/log"; }
+engine() { "$here/ci/docker-engine.sh" "$@" >>"$fake/log" 2>&1; }
 up() { [ -e "$fake/up" ]; }
 # A run of the suite, as far as the script can tell: a live process.
 user() { sleep 600 >/dev/null 2>&1 & users+=($!); }
@@ -57,4 +58,11 @@ engine start --user "$c"
 engine stop; up || fail "a plain stop took the engine from a running user"
 engine stop --user "$c"; up || fail "a run stopped an engine started outside it"
 engine stop; sleep 0.3; up && fail "a plain stop did not stop a manual engine"
+# Bad input exits 2 before any work, naming the valid values.
+for bad in "--release focal" "--release sid --runtime youki" "--runtime crun"; do
+  read -ra opts <<<"$bad"
+  rc=0; out=$("$here/ci/docker-engine.sh" start "${opts[@]}" 2>&1) || rc=$?
+  [ "$rc" = 2 ] || fail "start $bad exited $rc, not 2"
+  grep -q "bookworm|trixie|sid\|runc|crun" <<<"$out" || fail "start $bad: no valid values in: $out"
+done
 echo "docker-engine users: ok"

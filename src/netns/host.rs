@@ -119,9 +119,14 @@ impl HostNetSnapshot {
         // daemon started and stopped by another section between the two
         // snapshots). The suite's own links never carry Docker's names.
         let has_bridge = |s: &HostNetSnapshot| {
-            s.parts
-                .get("ip -o link")
-                .is_some_and(|l| l.lines().any(|l| mentions_dev(l, "docker0")))
+            s.parts.get("ip -o link").is_some_and(|l| {
+                l.lines().any(|l| {
+                    mentions_dev(l, "docker0")
+                        || l.split(": ")
+                            .nth(1)
+                            .is_some_and(|n| n.starts_with("docker-"))
+                })
+            })
         };
         let docker = [self, after]
             .iter()
@@ -183,11 +188,14 @@ pub fn host_span_leave() -> anyhow::Result<Option<Vec<String>>> {
     Ok(Some(before.diff(&after)))
 }
 
-/// `docker0`, the links enslaved to it, and links named as Docker names a
-/// container's veth ends (`veth` + 7 hex digits: a pair is created in the
-/// host's namespace before one end is enslaved and the other moved).
+/// `docker0` and the bridges of `ci/docker-engine.sh --release` engines
+/// (`docker-<release>-<runtime>`), the links enslaved to them, and links
+/// named as Docker names a container's veth ends (`veth` + 7 hex digits: a
+/// pair is created in the host's namespace before one end is enslaved and
+/// the other moved).
 fn docker_link_names(s: &HostNetSnapshot) -> BTreeSet<String> {
     let mut v = BTreeSet::from(["docker0".to_string()]);
+    let bridge = |n: &str| n == "docker0" || n.starts_with("docker-");
     let links = s.parts.get("ip -o link").map(String::as_str).unwrap_or("");
     for l in links.lines() {
         let Some(name) = l.split(": ").nth(1) else {
@@ -197,7 +205,10 @@ fn docker_link_names(s: &HostNetSnapshot) -> BTreeSet<String> {
         let docker_veth = name
             .strip_prefix("veth")
             .is_some_and(|h| h.len() == 7 && h.chars().all(|c| c.is_ascii_hexdigit()));
-        if docker_veth || l.contains(" master docker0 ") {
+        let enslaved = l
+            .split_once(" master ")
+            .is_some_and(|(_, m)| bridge(m.split_whitespace().next().unwrap_or("")));
+        if docker_veth || bridge(name) || enslaved {
             v.insert(name.to_string());
         }
     }

@@ -193,6 +193,18 @@ const ROUTES: &str = "default via 192.0.2.1 dev eth0\n";
     snap(LINKS_CONTAINER, ROUTES, "", true),
     0
 )]
+// Nor a release engine's bridge (ci/docker-engine.sh --release), its
+// route going linkdown, and the veth enslaved to it.
+#[case(
+    snap(&format!("{LINKS}40: docker-sid-runc: <UP,LOWER_UP> state UP\n"), &format!("{ROUTES}172.30.202.0/24 dev docker-sid-runc src 172.30.202.1\n"), "", true),
+    snap(
+        &format!("{LINKS}40: docker-sid-runc: <NO-CARRIER,UP> state DOWN\n41: vethab@if2: <UP> master docker-sid-runc state UP\n"),
+        &format!("{ROUTES}172.30.202.0/24 dev docker-sid-runc src 172.30.202.1 linkdown\n"),
+        "",
+        true
+    ),
+    0
+)]
 // Nor a container's veth pair before it is enslaved and moved.
 #[case(
     snap(LINKS, ROUTES, "", true),
