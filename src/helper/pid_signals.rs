@@ -62,11 +62,24 @@ fn errno_of(r: nix::Result<()>) -> Option<String> {
     r.err().map(|e| format!("{e:?}"))
 }
 
+/// kill(-1, SIGKILL), only once proven the init of a pid ns that is not
+/// the run's: from the run's own namespace (an unshare that silently did
+/// nothing) it would kill every process the caller may signal.
+fn kill_all_as_lone_init() -> Option<String> {
+    if nix::unistd::getpid().as_raw() != 1 {
+        return Some("refused: not pid 1 of a new pid namespace".into());
+    }
+    if let Err(e) = super::refuse_in_host_ns("pid") {
+        return Some(e);
+    }
+    errno_of(kill(Pid::from_raw(-1), Signal::SIGKILL))
+}
+
 /// The init's side: signals out, then waits for the parent's and a child's.
 fn init_side(victim: i32, new_ns: bool, mut ready: std::fs::File) -> CrossSignals {
     catch(&[Signal::SIGUSR1, Signal::SIGUSR2]);
     let kill_outside = errno_of(kill(Pid::from_raw(victim), Signal::SIGKILL));
-    let kill_all = new_ns.then(|| errno_of(kill(Pid::from_raw(-1), Signal::SIGKILL)));
+    let kill_all = new_ns.then(kill_all_as_lone_init);
     let _ = ready.write_all(b"r");
     drop(ready);
     let si_pid_from_parent = wait_si_pid(Signal::SIGUSR1);
