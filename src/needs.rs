@@ -77,6 +77,7 @@ pub mod cmd {
         MOUNT = Mount,
         PS = Ps,
         IPCS = Ipcs,
+        IPCMK = Ipcmk,
         HOSTNAME = Hostname,
         CGCREATE = Cgcreate,
         CGEXEC = Cgexec,

@@ -46,9 +46,9 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME])
         .control("the inner step in the outer (suite-made) uts ns itself: the outer names change"),
     Experiment::new("ipc.sem-msg-mqueuefs", sem_msg_mqueuefs)
-        .asserts("a SysV semaphore set and message queue with a fixed key made in ipc ns A are ENOENT from ipc ns B (B's semget gets its own set); an mqueue fs mounted in A lists exactly A's queue, one mounted in B not it")
+        .asserts("a SysV semaphore set and message queue with a fixed key made in ipc ns A are ENOENT from ipc ns B (B's semget gets its own set); an mqueue fs mounted in A lists exactly A's queue, one mounted in B not it; `ipcs` in a nested `unshare --ipc` lists none of what `ipcmk` made outside it")
         .anchor("LTP sem_nstest").anchor("LTP semtest_2ns").anchor("LTP sem_comm").anchor("LTP mesgq_nstest").anchor("LTP msg_comm").anchor("LTP mqns_03").anchor("LTP mqns_04")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::IPCS, cmd::IPCMK])
         .control("B shares A's ipc ns: it finds both objects"),
     Experiment::new("time.boottime-procfs", boottime_procfs)
         .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier (kernel >= 5.11; recorded before); realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")

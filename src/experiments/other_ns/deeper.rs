@@ -137,7 +137,33 @@ pub(super) fn sem_msg_mqueuefs(ctx: &mut Ctx, v: Variant) -> Outcome {
     );
     check_eq!(r.mqueue_a, vec![own.clone()], "the mqueue fs mounted in A");
     check!(!r.mqueue_b.contains(&own), "B's mqueue fs lists A's queue");
+    let seen = sysv_cli(ctx, v)?;
+    ctx.observe("cli_objects_seen_from_b", seen);
+    check_eq!(
+        seen,
+        0,
+        "`ipcs -s -q` in a second ipc ns, of the 2 objects ipcmk made in the first"
+    );
     Ok(())
+}
+
+/// The CLI layer: `ipcmk -S 1`, `ipcmk -Q` in a new ipc ns, then `ipcs`
+/// from a nested one (the control: from the same one); the ids it lists.
+fn sysv_cli(ctx: &Ctx, v: Variant) -> Result<usize, Problem> {
+    let nest = if v.isolated() { "unshare --ipc " } else { "" };
+    let script = format!(
+        "{}ipcmk -S 1 >/dev/null && ipcmk -Q >/dev/null && {nest}ipcs -s -q",
+        namespaces::sh_guard(&["ipc"])
+    );
+    let r = run(ctx.cmd("unshare").args(["--ipc", "sh", "-c", &script]))?;
+    if !r.success() {
+        broken!(
+            "unshare --ipc: status {}: {}",
+            r.shell_status(),
+            r.stderr.trim()
+        );
+    }
+    Ok(r.stdout.lines().filter(|l| l.starts_with("0x")).count())
 }
 
 // ---------------------------------------------------------------------------
