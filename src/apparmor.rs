@@ -60,6 +60,22 @@ pub fn engine_unmet(param_text: Option<&str>, parser_found: bool) -> Option<Stri
     })
 }
 
+/// The ignore reason when the container's own AppArmor profile, not
+/// seccomp, refused `unshare -U`: AppArmor's user-namespace mediation
+/// answers EACCES ("Permission denied"; seccomp's refusal is EPERM). Seen
+/// with sid's apparmor 5 and Docker 28's docker-default on a 6.12 kernel.
+pub fn profile_denies_userns(profile: Option<&str>, stderr: &str) -> Option<String> {
+    let p = profile.filter(|p| !p.starts_with("unconfined"))?;
+    stderr.contains("Permission denied").then(|| {
+        format!(
+            "the container's AppArmor profile ({p}) denies creating a user namespace (EACCES, \
+             AppArmor's userns mediation), so `unshare -U true` cannot show what seccomp allows; \
+             Seccomp: 0 was seen. To run this row: an engine whose profile allows userns, or a \
+             kernel without AppArmor"
+        )
+    })
+}
+
 /// The live host's sysctl text, if the knob exists.
 pub fn sysctl_text() -> Option<String> {
     std::fs::read_to_string(SYSCTL).ok()
@@ -106,6 +122,31 @@ mod tests {
                 "{w}"
             );
         }
+    }
+
+    #[rstest::rstest]
+    #[case::apparmor_userns_mediation(
+        Some("docker-default (enforce)"),
+        "unshare: unshare failed: Permission denied",
+        true
+    )]
+    #[case::seccomp_eperm(
+        Some("docker-default (enforce)"),
+        "unshare: unshare failed: Operation not permitted",
+        false
+    )]
+    #[case::no_apparmor(None, "unshare: unshare failed: Permission denied", false)]
+    #[case::unconfined(
+        Some("unconfined"),
+        "unshare: unshare failed: Permission denied",
+        false
+    )]
+    fn only_an_apparmor_eacces_under_a_profile_is_an_unmet_need(
+        #[case] profile: Option<&str>,
+        #[case] stderr: &str,
+        #[case] unmet: bool,
+    ) {
+        assert_eq!(profile_denies_userns(profile, stderr).is_some(), unmet);
     }
 
     #[test]

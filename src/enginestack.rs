@@ -63,6 +63,27 @@ pub fn stack_of(version: &Value, info: &Value) -> Value {
     })
 }
 
+/// The stack in a few words for a column head (`docker 28.5.2 · containerd
+/// 2.1.9 · runc 1.3.6`), packaging suffixes (`+dfsg4`, `~ds1`) cut.
+pub fn label(stack: &Value) -> String {
+    let short = |v: &Value| {
+        v.as_str()
+            .map(|s| s.split(['+', '~']).next().unwrap_or(s).to_string())
+    };
+    let mut parts = Vec::new();
+    if let Some(e) = short(&stack["engine"]) {
+        parts.push(format!("docker {e}"));
+    }
+    if let Some(c) = short(&stack["containerd"]) {
+        parts.push(format!("containerd {c}"));
+    }
+    if let Some(r) = stack["runtime"].as_str() {
+        let v = short(&stack["runtime_version"]).unwrap_or_default();
+        parts.push(format!("{r} {v}").trim().to_string());
+    }
+    parts.join(" · ")
+}
+
 /// What a default container's inspect shows of the engine's defaults.
 pub fn container_defaults(inspect: &Value) -> Value {
     let hc = &inspect["HostConfig"];
@@ -215,6 +236,14 @@ mod tests {
             s["security_options"][0] == "name=seccomp,profile=default",
             runtime == "runc"
         );
+    }
+
+    #[rstest]
+    #[case::sid(json!({"engine": "28.5.2+dfsg4", "containerd": "2.1.9+unknown", "runtime": "runc", "runtime_version": "1.3.6+ds1"}), "docker 28.5.2 · containerd 2.1.9 · runc 1.3.6")]
+    #[case::bookworm(json!({"engine": "20.10.24+dfsg1", "containerd": "1.6.20~ds1", "runtime": "runc", "runtime_version": "1.1.5+ds1"}), "docker 20.10.24 · containerd 1.6.20 · runc 1.1.5")]
+    #[case::no_answer(json!({"engine": null, "runtime": "crun"}), "crun")]
+    fn labels_a_column_by_its_stack(#[case] stack: Value, #[case] want: &str) {
+        assert_eq!(label(&stack), want);
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub mod cmd {
         MOUNT = Mount,
         PS = Ps,
         IPCS = Ipcs,
+        IPCMK = Ipcmk,
         HOSTNAME = Hostname,
         CGCREATE = Cgcreate,
         CGEXEC = Cgexec,
@@ -102,6 +103,11 @@ pub enum Controller {
     Pids,
     /// `cpu`: the quota and weight rows.
     Cpu,
+    /// `freezer`: a v1 hierarchy; on v2 freezing is a core file of every
+    /// group (`cgroup.freeze`), so any cgroup2 mount provides it.
+    Freezer,
+    /// `cpuset`: the CPU-affinity row.
+    Cpuset,
 }
 
 impl Controller {
@@ -111,6 +117,8 @@ impl Controller {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
             Controller::Cpu => "cpu",
+            Controller::Freezer => "freezer",
+            Controller::Cpuset => "cpuset",
         }
     }
 }
@@ -126,6 +134,11 @@ pub enum Need {
     Cgroup(Controller),
     /// The controller is mounted as a cgroup v1 hierarchy.
     CgroupV1(Controller),
+    /// The controller is enabled at the root of the cgroup v2 hierarchy.
+    CgroupV2Ctrl(Controller),
+    /// A cgroup2 hierarchy is mounted (its core files: `cgroup.kill`,
+    /// `cgroup.freeze`, `cgroup.events`), whatever controllers it has.
+    CgroupV2,
     /// Kernel version at least (major, minor).
     Kernel(u32, u32),
     /// Creating a user namespace works on this host (sysctls, AppArmor).
@@ -143,6 +156,8 @@ impl fmt::Display for Need {
             Need::Tool(t) => write!(f, "cmd:{}", t.command()),
             Need::Cgroup(c) => write!(f, "cgroup:{}", c.name()),
             Need::CgroupV1(c) => write!(f, "cgroup-v1:{}", c.name()),
+            Need::CgroupV2 => write!(f, "cgroup-v2"),
+            Need::CgroupV2Ctrl(c) => write!(f, "cgroup-v2:{}", c.name()),
             Need::Kernel(a, b) => write!(f, "kernel>={a}.{b}"),
             Need::UserNamespaces => write!(f, "userns"),
             Need::LibseccompDev => write!(f, "libseccomp-dev"),
@@ -158,6 +173,8 @@ impl Need {
             "memory" => Ok(Controller::Memory),
             "pids" => Ok(Controller::Pids),
             "cpu" => Ok(Controller::Cpu),
+            "freezer" => Ok(Controller::Freezer),
+            "cpuset" => Ok(Controller::Cpuset),
             _ => Err(format!("unknown cgroup controller {n:?} in need {s:?}")),
         };
         match s {
@@ -165,6 +182,7 @@ impl Need {
             "userns" => return Ok(Need::UserNamespaces),
             "libseccomp-dev" => return Ok(Need::LibseccompDev),
             "docker" => return Ok(Need::Docker),
+            "cgroup-v2" => return Ok(Need::CgroupV2),
             _ => {}
         }
         if let Some(c) = s.strip_prefix("cmd:") {
@@ -173,6 +191,9 @@ impl Need {
                 .find(|t| t.command() == c)
                 .map(|t| Need::Tool(*t))
                 .ok_or_else(|| format!("unknown tool {c:?} in need {s:?}"));
+        }
+        if let Some(c) = s.strip_prefix("cgroup-v2:") {
+            return ctrl(c).map(Need::CgroupV2Ctrl);
         }
         if let Some(c) = s.strip_prefix("cgroup-v1:") {
             return ctrl(c).map(Need::CgroupV1);
@@ -213,23 +234,9 @@ impl Need {
                     t.package()
                 )
             }),
-            Need::Cgroup(c) => (!host.cgroup.has(c.name())).then(|| {
-                format!(
-                    "needs the cgroup {} controller (layout {}: v1 {:?}, v2 {:?})",
-                    c.name(),
-                    host.cgroup.layout,
-                    host.cgroup.v1,
-                    host.cgroup.v2
-                )
-            }),
-            Need::CgroupV1(c) => (!host.cgroup.v1.iter().any(|x| x == c.name())).then(|| {
-                format!(
-                    "needs the {} controller on cgroup v1 (this host: layout {}, v1 {:?})",
-                    c.name(),
-                    host.cgroup.layout,
-                    host.cgroup.v1
-                )
-            }),
+            Need::Cgroup(_) | Need::CgroupV1(_) | Need::CgroupV2Ctrl(_) | Need::CgroupV2 => {
+                self.cgroup_unmet(&host.cgroup)
+            }
             Need::Kernel(a, b) => (host.kernel_version < (*a, *b, 0))
                 .then(|| format!("needs kernel >= {a}.{b} (this host runs {})", host.kernel)),
             Need::UserNamespaces => host.userns_blocked.clone(),
@@ -237,6 +244,49 @@ impl Need {
                 "needs the libseccomp headers (seccomp.h): install libseccomp-dev".to_string()
             }),
             Need::Docker => host.docker_unmet(),
+        }
+    }
+    /// `unmet` for the cgroup needs.
+    fn cgroup_unmet(&self, cg: &crate::host::CgroupLayout) -> Option<String> {
+        match self {
+            // v2's freezer is no controller: every cgroup2 group has `cgroup.freeze`.
+            Need::Cgroup(Controller::Freezer)
+                if cg.v2_mount.is_some() || cg.has("freezer") =>
+            {
+                None
+            }
+            Need::Cgroup(c) => (!cg.has(c.name())).then(|| {
+                format!(
+                    "needs the cgroup {} controller (layout {}: v1 {:?}, v2 {:?})",
+                    c.name(),
+                    cg.layout,
+                    cg.v1,
+                    cg.v2
+                )
+            }),
+            Need::CgroupV1(c) => (!cg.v1.iter().any(|x| x == c.name())).then(|| {
+                format!(
+                    "needs the {} controller on cgroup v1 (this host: layout {}, v1 {:?})",
+                    c.name(),
+                    cg.layout,
+                    cg.v1
+                )
+            }),
+            Need::CgroupV2Ctrl(c) => (!cg.v2.iter().any(|x| x == c.name())).then(|| {
+                format!(
+                    "needs the {} controller on cgroup v2 (this host: layout {}, v2 root enables {:?})",
+                    c.name(),
+                    cg.layout,
+                    cg.v2
+                )
+            }),
+            Need::CgroupV2 => cg.v2_mount.is_none().then(|| {
+                format!(
+                    "needs a cgroup v2 hierarchy (this host: layout {}, no cgroup2 mount)",
+                    cg.layout
+                )
+            }),
+            _ => None,
         }
     }
 }

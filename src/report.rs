@@ -543,6 +543,16 @@ pub fn matrix(cols: &[(String, Report)]) -> String {
             .collect(),
     );
     rows.push(
+        std::iter::once("stack".to_string())
+            .chain(cols.iter().map(|(_, r)| {
+                r.host
+                    .docker_stack
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), crate::enginestack::label)
+            }))
+            .collect(),
+    );
+    rows.push(
         std::iter::once("cgroup".to_string())
             .chain(cols.iter().map(|(_, r)| {
                 r.host
@@ -554,7 +564,8 @@ pub fn matrix(cols: &[(String, Report)]) -> String {
             }))
             .collect(),
     );
-    let mut out = aligned(&rows);
+    // The kernel, stack and cgroup rows close the table under a rule.
+    let mut out = aligned(&rows, 3);
     let _ = writeln!(
         out,
         "(* = a fact differs from the first column; measurements never mark a cell; see `isocheck diff`)"
@@ -605,7 +616,7 @@ fn matrix_rows(cols: &[(String, Report)]) -> Vec<Vec<String>> {
 
 /// Left-aligned columns, with a rule under the header and above the last
 /// two (host) rows.
-fn aligned(rows: &[Vec<String>]) -> String {
+fn aligned(rows: &[Vec<String>], footer: usize) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
@@ -617,7 +628,7 @@ fn aligned(rows: &[Vec<String>]) -> String {
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if i == 0 || i == rows.len() - 3 {
+        if i == 0 || i + footer + 1 == rows.len() {
             let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
             let _ = writeln!(out, "{}", rule.join("  "));
         }

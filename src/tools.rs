@@ -29,6 +29,8 @@ pub enum Tool {
     Ps,
     /// `ipcs` (util-linux): SysV IPC objects visible in an ipc namespace.
     Ipcs,
+    /// `ipcmk` (util-linux): makes SysV IPC objects, the ipc rows' CLI layer.
+    Ipcmk,
     /// `hostname`: the UTS namespace rows.
     Hostname,
     /// `cgcreate` (cgroup-tools): the seed's way of making a group.
@@ -71,6 +73,7 @@ impl Tool {
         Tool::Mount,
         Tool::Ps,
         Tool::Ipcs,
+        Tool::Ipcmk,
         Tool::Hostname,
         Tool::Cgcreate,
         Tool::Cgexec,
@@ -100,6 +103,7 @@ impl Tool {
             Tool::Mount => "mount",
             Tool::Ps => "ps",
             Tool::Ipcs => "ipcs",
+            Tool::Ipcmk => "ipcmk",
             Tool::Hostname => "hostname",
             Tool::Cgcreate => "cgcreate",
             Tool::Cgexec => "cgexec",
@@ -129,7 +133,7 @@ impl Tool {
             | Tool::Findmnt
             | Tool::Mount => "util-linux",
             Tool::Ps => "procps",
-            Tool::Ipcs => "util-linux",
+            Tool::Ipcs | Tool::Ipcmk => "util-linux",
             Tool::Hostname => "hostname",
             Tool::Cgcreate | Tool::Cgexec | Tool::Cgdelete => "cgroup-tools",
             Tool::Gcc => "gcc",

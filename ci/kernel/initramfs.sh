@@ -47,7 +47,7 @@ copy_bin() {
 # mid-listing; coreutils' does not stat). Busybox provides the rest from
 # /opt/busybox/bin, later on PATH than the real tools.
 GUEST_TOOLS="ip iptables iptables-save iptables-restore ip6tables iptables-legacy iptables-nft nft ping
-  unshare nsenter lsns findmnt mount umount ps ipcs hostname cgcreate cgexec cgdelete cgset cgget
+  unshare nsenter lsns findmnt mount umount ps ipcs ipcmk hostname cgcreate cgexec cgdelete cgset cgget
   tar setpriv prlimit chroot pivot_root switch_root nproc timeout setcap getcap mkfs.ext4 mke2fs
   stat mountpoint dash bash sleep cat true false env kill pgrep pkill
   ls cp mv rm mkdir rmdir ln chmod chown touch readlink realpath basename dirname echo printf

@@ -70,6 +70,24 @@ impl Group {
         self.hier.spec(&self.name)
     }
 
+    /// A new child group `name` of this one. On v2 `ctrls` are enabled in
+    /// this group's `cgroup.subtree_control` first, so the child gets their
+    /// files; v1 children get every file of their hierarchy.
+    pub fn subgroup(&self, name: &str, ctrls: &[Controller]) -> anyhow::Result<Group> {
+        if self.version() == Version::V2 {
+            for c in ctrls {
+                self.write_ctx("cgroup.subtree_control", &format!("+{}", c.name()))?;
+            }
+        }
+        let g = Group {
+            hier: self.hier.clone(),
+            name: format!("{}/{name}", self.name),
+            path: self.path.join(name),
+        };
+        std::fs::create_dir(&g.path).with_context(|| format!("mkdir {}", g.path.display()))?;
+        Ok(g)
+    }
+
     /// The file whose writes move a process in (both versions).
     pub fn procs_file(&self) -> PathBuf {
         self.file("cgroup.procs")

@@ -80,6 +80,29 @@ impl Hierarchy {
         })
     }
 
+    /// The cgroup2 hierarchy for the core files every v2 group has
+    /// (`cgroup.procs`, `cgroup.kill`, `cgroup.freeze`, `cgroup.events`),
+    /// whatever controllers its root enables (none on this project's hybrid
+    /// host). Tagged `Freezer`: v2's freezer is such a core file, so the
+    /// suite's parent there delegates nothing.
+    pub fn v2_core() -> Option<Hierarchy> {
+        HostFacts::get()
+            .cgroup
+            .v2_mount
+            .clone()
+            .map(|root| Hierarchy {
+                controller: Controller::Freezer,
+                version: Version::V2,
+                root,
+            })
+    }
+
+    /// Whether groups of this hierarchy need the controller delegated: not
+    /// v1, and not v2's core files.
+    fn delegates(&self) -> bool {
+        self.version == Version::V2 && self.controller != Controller::Freezer
+    }
+
     /// `Hierarchy::of`, or why not (an experiment reports it as an unmet
     /// need: `.map_err(Problem::Unmet)`).
     pub fn require(ctrl: Controller) -> Result<Hierarchy, String> {
@@ -89,7 +112,7 @@ impl Hierarchy {
     /// Why groups cannot use the controller here: on v2 the root must
     /// delegate it (`cgroup.subtree_control`), and that file is the host's.
     pub fn delegation_unmet(&self) -> Option<String> {
-        if self.version == Version::V1 {
+        if !self.delegates() {
             return None;
         }
         let ctrl = self.controller.name();
@@ -119,7 +142,7 @@ impl Hierarchy {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(anyhow!("mkdir {}: {e}", p.display())),
         }
-        if self.version == Version::V2 {
+        if self.delegates() {
             let ctrl = self.controller.name();
             let root_sub = crate::process::read(self.root.join("cgroup.subtree_control"))?;
             if !root_sub.split_whitespace().any(|c| c == ctrl) {

@@ -537,6 +537,14 @@ pub fn remove_cgroup_tree(p: &Path) -> Result<(), String> {
             i += 1;
         }
         for d in &dirs {
+            // A frozen v1 task keeps a SIGKILL pending until it is thawed
+            // (v2 lets it die); thawing a group that is not frozen is a no-op.
+            if d.join("freezer.state").exists() {
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+            }
+            if d.join("cgroup.freeze").exists() {
+                let _ = std::fs::write(d.join("cgroup.freeze"), "0");
+            }
             for pid in std::fs::read_to_string(d.join("cgroup.procs"))
                 .unwrap_or_default()
                 .lines()

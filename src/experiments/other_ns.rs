@@ -15,6 +15,8 @@ mod nsfs;
 mod userns;
 
 pub use nsfs::find_comm;
+mod deeper;
+use deeper::{boottime_procfs, domainname_and_setns, lesser_ns_open, sem_msg_mqueuefs};
 
 /// Section 4's rows (UTS, IPC, user, cgroup and time namespaces), in run order.
 pub static EXPERIMENTS: &[Experiment] = &[
@@ -65,6 +67,21 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("user.unprivileged-userns-policy", userns::unprivileged_userns_policy)
         .asserts("what uid 100000 gets from a new user+mnt ns (a full CapEff and a tmpfs mount as its root; helper and setpriv+unshare -Urm alike) matches the policy its knobs declare (unprivileged_userns_clone, max_user_namespaces, apparmor_restrict_unprivileged_userns, recorded); real root's same steps are the baseline")
         .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::MOUNT]),
+    Experiment::new("uts.domainname-and-setns", domainname_and_setns)
+        .asserts("setdomainname in a uts ns nested in a suite-made one is seen inside only: setns back to the outer ns (and the outer shell of `unshare --uts`) shows the outer hostname and domainname; the host's names are never written")
+        .anchor("LTP utsname01").anchor("LTP utsname02").anchor("LTP setns02").anchor("youki domainname")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME])
+        .control("the inner step in the outer (suite-made) uts ns itself: the outer names change"),
+    Experiment::new("ipc.sem-msg-mqueuefs", sem_msg_mqueuefs)
+        .asserts("a SysV semaphore set and message queue with a fixed key made in ipc ns A are ENOENT from ipc ns B (B's semget gets its own set); an mqueue fs mounted in A lists exactly A's queue, one mounted in B not it; `ipcs` in a nested `unshare --ipc` lists none of what `ipcmk` made outside it")
+        .anchor("LTP sem_nstest").anchor("LTP semtest_2ns").anchor("LTP sem_comm").anchor("LTP mesgq_nstest").anchor("LTP msg_comm").anchor("LTP mqns_03").anchor("LTP mqns_04")
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::IPCS, cmd::IPCMK])
+        .control("B shares A's ipc ns: it finds both objects"),
+    Experiment::new("time.boottime-procfs", boottime_procfs)
+        .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier (kernel >= 5.11; recorded before); realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
+        .anchor("kselftest timens procfs").anchor("LTP timens01").anchor("LTP sysinfo03")
+        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE])
+        .control("a time ns without the offset: uptime and btime equal the host's"),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
         .anchor("LTP utsname04").anchor("LTP unshare02").anchor("LTP setns01")
@@ -78,6 +95,11 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .asserts("setns(pidfd, NEWUTS|NEWIPC|NEWNET|NEWNS|NEWCGROUP) joins all of a suite target's namespaces at once (inodes equal, as one nsfd per type and nsenter give); an exited child's pidfd gives ESRCH and changes nothing; flags 0 give EINVAL; uid 0 of an unrelated user ns gets EPERM")
         .anchor("kselftest pidfd_setns_test")
         .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 8)], cmd::NSENTER]),
+    Experiment::new("cgroupns.lesser-ns-open", lesser_ns_open)
+        .asserts("a clone sharing a child's fd table, in a cgroup ns rooted at suite group A, opens B/cgroup.procs (B outside its root); the child's write of itself through that fd fails with ENOENT and it stays in A (cgroup2 with nsdelegate)")
+        .anchor("LTP cgroup_core02").anchor("kselftest test_cgcore_lesser_ns_open").cve("CVE-2021-4197")
+        .needs(needs![ROOT, &[Need::CgroupV2]])
+        .control("the fd opened from the initial cgroup ns: the write moves it to B"),
 ];
 
 fn host_hostname() -> String {

@@ -52,11 +52,19 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
         .asserts("an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init")
         .needs(needs![ROOT]),
+    Experiment::new("pid.signals-cross-ns", signals_cross_ns)
+        .asserts("from a new pid ns, kill() of a suite process outside fails with ESRCH and it lives (`unshare --fork --pid sh -c 'kill -9 PID'` too); a lone ns init's kill(-1, SIGKILL) is ESRCH; a signal from the parent ns arrives with si_pid 0, one from a child inside with the child's pid")
+        .anchor("LTP pidns06").anchor("LTP pidns10").anchor("LTP pidns12").anchor("LTP pidns16")
+        .needs(needs![ROOT, cmd::UNSHARE])
+        .control("the same sends without a new pid ns: the kill succeeds, si_pid is the sender's pid"),
     Experiment::new("pid.nesting-limits", nesting::nesting_limits)
         .asserts("32 pid namespaces nest and the 33rd unshare(CLONE_NEWPID) fails ENOSPC; user namespaces nest at least 32 deep and the next fails ENOSPC; nested unshare(1) agrees at and past each depth; both depths recorded")
         .anchor("LTP pidns32").anchor("LTP userns07")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
 ];
+
+mod cross_ns;
+use cross_ns::signals_cross_ns;
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.
 pub fn whoami_in(ctx: &Ctx, unshare_args: &[&str]) -> anyhow::Result<Whoami> {

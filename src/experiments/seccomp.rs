@@ -19,6 +19,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+mod stacking;
+use stacking::{filter_precedence, install_rules, user_notif};
+
 /// The rows that build the seed's C program.
 const GCC_NEEDS: &[Need] = needs![cmd::GCC, &[Need::LibseccompDev]];
 const UNSHARE_NEEDS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE];
@@ -58,6 +61,21 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("sc.unconfined-allows-unshare", unconfined_allows_unshare)
         .asserts("without a filter `unshare -U true` succeeds and the status shows `Seccomp: 0`")
         .needs(UNSHARE_NEEDS),
+    Experiment::new("sc.filter-precedence", filter_precedence)
+        .asserts("two filters on getppid in either install order: the stronger action wins, KILL over TRAP over ERRNO over TRACE (no tracer: -1/ENOSYS) over LOG over ALLOW; of two ERRNO filters the one installed last gives its errno")
+        .anchor("kselftest seccomp_bpf precedence").anchor("kselftest seccomp_bpf ERRNO_order")
+        .needs(needs![ROOT])
+        .control("only the second filter of each pair: its own action"),
+    Experiment::new("sc.user-notif-pid-translation", user_notif)
+        .asserts("a SECCOMP_RET_USER_NOTIF listener is told req.pid 0 for a task in a sibling pid ns and the task's pid when both share one; a second listener on the chain fails with EBUSY; answering after the task died fails with ENOENT")
+        .anchor("kselftest seccomp_bpf user_notification").anchor("youki seccomp_notify")
+        .needs(needs![ROOT, &[Need::Kernel(5, 0)]])
+        .control("listener and task in one pid ns: req.pid is the task's pid"),
+    Experiment::new("sc.install-rules", install_rules)
+        .asserts("as uid 65534 (no CAP_SYS_ADMIN) without no_new_privs seccomp(2) fails with EACCES, with it the filter loads; with TSYNC all 3 threads show Seccomp: 2, without it only the installing one")
+        .anchor("kselftest seccomp_bpf mode_filter_without_nnp").anchor("kselftest seccomp_bpf TSYNC")
+        .needs(needs![ROOT])
+        .control("a process with CAP_SYS_ADMIN: installs without no_new_privs"),
 ];
 
 /// The profiles and C source the seccomp rows and tests read, under the source tree.

@@ -96,7 +96,11 @@ fn section_title(key: &str) -> String {
 fn column_meta(c: &Column) -> Value {
     let host = &c.report["host"];
     let layout = host["cgroup"]["layout"].as_str().unwrap_or("?");
-    let docker = host["docker"].as_str().unwrap_or("no engine");
+    let docker = if host["docker_stack"].is_object() {
+        crate::enginestack::label(&host["docker_stack"])
+    } else {
+        host["docker"].as_str().unwrap_or("no engine").to_string()
+    };
     json!({
         "label": c.label,
         "kernel": text(&host["kernel"]),

@@ -8,18 +8,24 @@
 //! `main`, does the syscalls with nix, and reports what it saw as JSON on
 //! stdout. It is the kernel-layer twin of `unshare(1)`.
 
+pub mod cgcore;
 pub mod cgroup;
 pub mod docker;
 pub mod escape;
 pub mod mnt;
 pub mod mount_api;
 pub mod net;
+pub mod netlink;
 pub mod nsfs;
 pub mod other_ns;
 pub mod pid;
+pub mod pid_signals;
+pub mod sc_notif;
+pub mod sc_stack;
 pub mod seccomp;
 mod unshare;
 pub mod userns;
+pub mod uts_ipc_time;
 pub mod whoami;
 
 use nix::sys::wait::WaitStatus;
@@ -75,12 +81,15 @@ const OPS: &[(&str, HelperOp)] = &[
     ("pidns-init-death", pid::op_init_death),
     ("pidns-signals", pid::op_signals),
     ("pidns-orphan", pid::op_orphan),
+    ("pidns-cross", pid_signals::op_cross),
     ("net-view", net::op_net_view),
     ("net-sysctl", net::op_net_sysctl),
     ("net-exec", net::op_net_exec),
     ("udp-connect", net::op_udp_connect),
     ("udp-echo", net::op_udp_echo),
     ("udp-ask", net::op_udp_ask),
+    ("nl-links", netlink::op_links),
+    ("sysfs-net", netlink::op_sysfs_net),
     ("bind-list", mnt::op_bind_list),
     ("pivot-shell", mnt::op_pivot_shell),
     ("shm-hold", other_ns::op_shm_hold),
@@ -105,15 +114,26 @@ const OPS: &[(&str, HelperOp)] = &[
     ("mnt-owner", mount_api::op_owner),
     ("overlay-copyup", mount_api::op_overlay_copyup),
     ("mount-gate", mount_api::op_mount_gate),
+    ("uts-domainname", uts_ipc_time::op_domainname),
+    ("timens-boottime", uts_ipc_time::op_boottime),
+    ("ipc-objects", uts_ipc_time::op_ipc_objects),
     ("cg-enter", cgroup::op_enter),
     ("cg-park", cgroup::op_park),
     ("cg-alloc", cgroup::op_alloc),
     ("cg-fork", cgroup::op_fork),
     ("cg-burn", cgroup::op_burn),
+    ("cg-forker", cgcore::op_forker),
+    ("cg-count", cgcore::op_count),
+    ("cg-affinity", cgcore::op_affinity),
+    ("cg-open-creds", cgcore::op_open_creds),
+    ("cgns-open", cgcore::op_cgns_open),
     ("seccomp-exec", seccomp::op_seccomp_exec),
     ("seccomp-thread", seccomp::op_seccomp_thread),
     ("seccomp-profile", seccomp::op_seccomp_profile),
     ("seccomp-probe", seccomp::op_seccomp_probe),
+    ("sc-install-rules", sc_stack::op_install_rules),
+    ("sc-precedence", sc_stack::op_precedence),
+    ("sc-notif", sc_notif::op_notif),
     ("docker-pivot", docker::op_pivot),
     ("esc-ra-own", escape::op_ra_own),
     ("esc-ra-try", escape::op_ra_try),

@@ -14,17 +14,23 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 mod cgdelete;
+mod core;
+mod hier;
 mod limits;
 mod memory;
 mod oom;
+mod oom_group;
 
 use cgdelete::cgdelete;
 pub use cgdelete::{cgdelete_live_task, CgdeleteLive};
+use core::{freezer, kill};
+use hier::{cpuset_affinity, pids_hierarchical};
 use limits::{cpu_quota, pids_max};
 use memory::{cgexec_places_process, create_group, kmem_limit, limit_parsing, limit_readback};
 pub use memory::{kmem_documented, parse_cases, Kmem, Parse};
 use oom::oom_kill_at_limit;
 pub use oom::peak_verdict;
+use oom_group::oom_group;
 
 /// The memory controller, which most rows of this section use.
 const MEM: &[Need] = &[Need::Cgroup(Controller::Memory)];
@@ -67,6 +73,31 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .anchor("youki cgroup_v1_cpu").anchor("youki cgroup_v2_cpu").anchor("runtime-tools linux_cgroups_cpus")
         .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpu)]])
         .control("no quota (side by side with an unquota'd twin, under the same load)"),
+    Experiment::new("cg.freezer", freezer)
+        .asserts("a busy child in a frozen suite group (v1 freezer.state FROZEN, v2 cgroup.freeze 1 and cgroup.events frozen 1; every form the host has) stops counting, a child joining it stops at once; v2 SIGKILL kills a frozen task (v1: recorded); thawing resumes the counter")
+        .anchor("kselftest test_cgfreezer_simple").anchor("kselftest test_cgfreezer_migrate").anchor("LTP freezer")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Freezer)]])
+        .control("the group left unfrozen: its counter advances"),
+    Experiment::new("cg.kill", kill)
+        .asserts("writing 1 to v2 cgroup.kill SIGKILLs every task of the group and of its child group (a forking child included); cgroup.events then reads populated 0; a sibling group's task lives")
+        .anchor("kselftest test_cgkill_simple").anchor("kselftest test_cgkill_tree").anchor("kselftest test_cgkill_forkbomb").anchor("kselftest test_cgcore_populated").anchor("LTP cgroup_core03")
+        .needs(needs![ROOT, &[Need::CgroupV2, Need::Kernel(5, 14)]])
+        .control("cgroup.kill written to the sibling group: the group's tasks live"),
+    Experiment::new("cg.pids-hierarchical", pids_hierarchical)
+        .asserts("under a parent with pids.max=4 and children allowed 10, the children together hold 4 tasks when a fork fails with EAGAIN; lowering a child's pids.max below its count is accepted, kills nothing and refuses the next fork")
+        .anchor("LTP pids.sh")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Pids)]])
+        .control("the parent without a limit: a child reaches its own 10"),
+    Experiment::new("cg.cpuset-affinity", cpuset_affinity)
+        .asserts("a child in a suite cpuset with cpus=0 has sched_getaffinity {0} and Cpus_allowed_list 0 (cgexec -g cpuset: shows the same); sched_setaffinity to CPU 1 fails with EINVAL; moved out to a full cpuset it gets every online CPU")
+        .anchor("LTP cpuset_base_ops").anchor("moby TestRunWithCpusetCpus")
+        .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpuset)], cmd::CGEXEC])
+        .control("the same child outside the group: every online CPU"),
+    Experiment::new("cg.oom-group", oom_group)
+        .asserts("with memory.oom.group=1 one OOM (64 MiB under a 32 MiB memory.max, no swap) kills every task of the group (memory.events oom_kill counts them: >= 3) except one with oom_score_adj -1000")
+        .anchor("kselftest test_memcg_oom_group_leaf_events").anchor("kselftest test_memcg_oom_group_score_events")
+        .needs(needs![ROOT, &[Need::CgroupV2Ctrl(Controller::Memory)]])
+        .control("memory.oom.group=0: only the allocating task dies"),
 ];
 
 // ---------------------------------------------------------------------------
@@ -92,6 +123,17 @@ fn defer_destroy(ctx: &mut Ctx, g: &Group) {
             eprintln!("isocheck: removing {}: {e}", g.path.display());
         }
     });
+}
+
+/// A new group of this experiment in `h`, removed at teardown (on v2's
+/// core hierarchy nothing is delegated: the files used there are core).
+/// Other sections' cgroup rows (cgroupns., esc.) make theirs with it too.
+pub(crate) fn suite_group(ctx: &mut Ctx, h: &Hierarchy, role: &str) -> Result<Group, Problem> {
+    let name = ctx.name(role);
+    let g = h.group(&name);
+    defer_destroy(ctx, &g);
+    h.create(&name)?;
+    Ok(g)
 }
 
 /// A new group of this experiment, removed at teardown.

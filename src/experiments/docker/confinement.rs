@@ -118,6 +118,11 @@ pub(super) fn seccomp_unconfined(ctx: &mut Ctx, _v: Variant) -> Outcome {
         if let Some(why) = crate::apparmor::userns_unmet(sysctl.as_deref(), profile.as_deref()) {
             return Err(Problem::Unmet(why));
         }
+        if let Some(why) =
+            crate::apparmor::profile_denies_userns(profile.as_deref(), r.stderr.as_str())
+        {
+            return Err(Problem::Unmet(why));
+        }
     }
     check_eq!(status, Some(0), "unshare -U true with seccomp=unconfined");
     Ok(())

@@ -69,6 +69,11 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .anchor("runtime-tools process_capabilities")
         .needs(ENGINE)
         .control("--cap-add SYS_ADMIN, seccomp and apparmor unconfined: the tmpfs mount succeeds"),
+    Experiment::new("esc.cgroup-migrate-open-creds", cgroup_migrate_open_creds)
+        .asserts("a suite child in group A opens B/cgroup.procs as euid 65534 (owner of A's and B's cgroup.procs, not of their parent's), then writes itself through it as euid 0: EACCES (the open-time credentials decide) and it stays in A (v2 where mounted, else v1 pids)")
+        .anchor("LTP cgroup_core01").anchor("kselftest test_cgcore_lesser_euid_open").cve("CVE-2021-4197")
+        .needs(needs![ROOT])
+        .control("the same fd opened as euid 0: the write moves it to B"),
     Experiment::new("esc.mount-flags-locked", mount_flags_locked)
         .asserts("real root mounts a suite tmpfs ro,nosuid,nodev,noexec; as uid 0 of a new user+mnt ns a bind remount clearing any of them fails EPERM (mount(2) and unshare -Urm mount alike) and mountinfo keeps all four; a remount keeping them succeeds (CVE-2014-5206/5207)")
         .anchor("kselftest unprivileged-remount-test").cve("CVE-2014-5206").cve("CVE-2014-5207")
@@ -97,6 +102,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
 ];
 
 mod boundaries;
+mod cgroup_creds;
 mod containers;
 mod device_cgroup;
 mod leaked_fds;
@@ -107,6 +113,7 @@ use boundaries::{
     abstract_socket_per_netns, locked_mounts, no_new_privs, setns_out_denied,
     userns_no_device_nodes,
 };
+use cgroup_creds::cgroup_migrate_open_creds;
 use containers::{docker_caps_dropped, docker_masked_paths};
 use device_cgroup::docker_device_cgroup;
 use leaked_fds::docker_no_leaked_fds;

@@ -70,6 +70,16 @@ pub static EXPERIMENTS: &[Experiment] = &HOST_GUARD.around_each([
     Experiment::new("net.anonymous-ns-invisible-to-ip-netns", anonymous_ns_invisible_to_ip_netns)
         .asserts("a netns made by `unshare --fork --net` is listed by `lsns -t net` but not by `ip netns list` (nor `ip netns identify`)")
         .needs(needs![ROOT_IP, cmd::UNSHARE, cmd::LSNS]),
+    Experiment::new("net.sysctl-per-netns", sysctl_per_netns)
+        .asserts("net.ipv4.ip_forward, net.core.somaxconn (helper after setns) and net.ipv4.ping_group_range (a shell in `ip netns exec`) written in suite netns A read back there only: a second fresh netns keeps the defaults, the host's values are unchanged; vm.swappiness (global, read only) is the same in every ns")
+        .anchor("runtime-tools linux_sysctl").anchor("youki sysctl")
+        .needs(ROOT_IP)
+        .control("the reader shares the writer's netns: it sees the new values"),
+    Experiment::new("net.sysfs-and-netlink-per-netns", sysfs_and_netlink_per_netns)
+        .asserts("a veth pair made in suite netns A is listed in /sys/class/net of a sysfs mounted in A (and by `ip netns exec A ls`), never in the host's; an RTMGRP_LINK listener in A sees its NEWLINK and DELLINK, one in suite netns B neither")
+        .anchor("LTP netns_sysfs.sh").anchor("LTP netns_netlink")
+        .needs(ROOT_IP)
+        .control("the second listener in A (the writer's ns): it sees both events"),
 ]);
 
 /// Every net body runs inside a span of host snapshots
@@ -123,9 +133,11 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 mod basics;
 mod lifecycle;
 mod nat;
+mod per_ns;
 mod veth;
 
 use basics::*;
 use lifecycle::*;
 use nat::*;
+use per_ns::*;
 use veth::*;
