@@ -135,6 +135,10 @@ pub(super) fn op_ra_own(args: &[String]) -> i32 {
     0
 }
 
+/// The v1 controllers `esc-ra-try` may mount (comma-separated), set by the
+/// row: never one that cgroup2 holds.
+pub const V1_TRY_ENV: &str = "ISOCHECK_RA_V1_TRY";
+
 /// `esc-ra-try DIR TRY OWN`: mount a named hierarchy TRY on DIR/try and
 /// write its release_agent (only once verified); mount `memory` and `rdma`
 /// as the exploit did (never opened); write the release_agent of the suite
@@ -156,7 +160,12 @@ pub(super) fn op_ra_try(args: &[String]) -> i32 {
         Err(_) => "not-attempted-mount-refused".into(),
     };
     let mut j = json!({"named_mount": errno_of(m), "named_write": write});
+    let tryable = std::env::var(V1_TRY_ENV).unwrap_or_default();
     for c in ["memory", "rdma"] {
+        if !tryable.split(',').any(|t| t == c) {
+            j[format!("{c}_mount")] = json!("on-cgroup2-not-tried");
+            continue;
+        }
         let e = d.join("exploit");
         let r = mount_cgroup(&e, c);
         if r.is_ok() {

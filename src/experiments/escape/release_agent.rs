@@ -4,6 +4,7 @@
 
 use super::{kv_lines, last_json, open_dir, UNPRIV_S};
 use crate::experiment::{read, Ctx, Outcome, Problem, Variant};
+use crate::helper::escape::V1_TRY_ENV;
 use crate::helper::helper_path;
 use crate::process::run_ok;
 use crate::{broken, check, check_eq};
@@ -63,6 +64,20 @@ pub(super) fn release_agent_denied(ctx: &mut Ctx, v: Variant) -> Outcome {
     check_release_agent(ctx, &kernel, &cli)
 }
 
+/// Which of the exploit's v1 controllers (`memory`, `rdma`) the attempts
+/// may mount, comma-separated: none that cgroup2 holds. As real root (the
+/// control) a v1 mount of a controller no v2 group uses at that moment
+/// takes it off the v2 root (6.12 guest: the v2 memory rows then came out
+/// ignored), a change to the host's cgroups no row may make.
+fn v1_tryable() -> String {
+    let v2 = &crate::host::HostFacts::get().cgroup.v2;
+    ["memory", "rdma"]
+        .into_iter()
+        .filter(|c| !v2.iter().any(|x| x == c))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Kernel layer: `helper unshare --ns mnt` (a private mount ns as real root)
 /// runs `esc-ra-own`, which mounts the suite's hierarchy and then runs the
 /// attempt `esc-ra-try` either as uid 0 of a new user+mnt+cgroup ns mapped
@@ -90,7 +105,7 @@ fn release_agent_kernel(
             .args(["--map-root-to", UNPRIV_S, "--"]);
     }
     c.arg(&exe).args(["helper", "esc-ra-try", &d, tried, own]);
-    let out = run_ok(&mut c)?;
+    let out = run_ok(c.env(V1_TRY_ENV, v1_tryable()))?;
     let tries = out.lines().find(|l| l.contains("\"named_mount\""));
     let mut j: Value = last_json(&out)?;
     if let Some(t) = tries.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
@@ -119,6 +134,7 @@ else
   echo "named_mount=$(echo "$m" | head -1)"
 fi
 for c in memory rdma; do
+  case ",$ISOCHECK_RA_V1_TRY," in *",$c,"*) ;; *) echo "${c}_mount=on-cgroup2-not-tried"; continue ;; esac
   if m=$(mount -t cgroup -o $c cgroup $D/exploit 2>&1); then echo ${c}_mount=ok; umount $D/exploit; else echo "${c}_mount=$(echo "$m" | head -1)"; fi
 done
 w=$(printf %s /bin/true | dd of=$D/own/release_agent status=none 2>&1) && echo own_write=ok || echo "own_write=${w##*: }"
@@ -175,6 +191,7 @@ fn release_agent_cli(
     let out = run_ok(
         ctx.cmd("unshare")
             .env("LC_ALL", "C")
+            .env(V1_TRY_ENV, v1_tryable())
             .args([
                 "-m",
                 "--propagation",
