@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates what is derived from the registry and the catalogue:
 # fixtures/catalogue-ids.txt (the id column of ../shared/spec/catalogue.md,
-# when that checkout is present) and README.md's table of experiments.
+# when that checkout is present), README.md's table of experiments and
+# ci/kernel/isocheck.config (the rows' kconfig needs and src/kconfig.rs's BOOT).
 # `cargo test --test registry` fails, naming this script, when either is stale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ else
   echo "update-readme: $spec absent; fixtures/catalogue-ids.txt left as it is" >&2
 fi
 cargo build --quiet
+target/debug/isocheck list --kconfig > ci/kernel/isocheck.config
 table=$(target/debug/isocheck list --markdown)
 python3 - "$table" <<'PY'
 import sys, re

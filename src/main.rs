@@ -52,8 +52,11 @@ enum Cmd {
     /// List every experiment: id, section, needs, and whether this host meets them
     List {
         /// Print the README's table of experiments instead (Markdown)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "kconfig")]
         markdown: bool,
+        /// Print the CONFIG_ fragment every row needs (ci/kernel/isocheck.config)
+        #[arg(long)]
+        kconfig: bool,
     },
     /// Show what the host offers and, for each missing need, what provides it
     Doctor,
@@ -141,11 +144,15 @@ fn main() -> ExitCode {
             Ok(plan) => cmd_run(&plan),
             Err(usage) => usage_error(usage),
         },
-        Cmd::List { markdown: true } => {
+        Cmd::List { kconfig: true, .. } => {
+            print!("{}", isocheck::kconfig::fragment());
+            ExitCode::SUCCESS
+        }
+        Cmd::List { markdown: true, .. } => {
             print!("{}", markdown_table());
             ExitCode::SUCCESS
         }
-        Cmd::List { markdown: false } => cmd_list(),
+        Cmd::List { .. } => cmd_list(),
         Cmd::Doctor => cmd_doctor(),
         Cmd::Diff { old, new } => cmd_diff(&old, &new),
         Cmd::Matrix { reports } => cmd_matrix(&reports),
@@ -479,9 +486,40 @@ fn cmd_doctor() -> ExitCode {
         )
     );
     let _ = writeln!(out, "page size     {}", host.page_size);
+    doctor_kconfig(host, &mut out);
     doctor_tools(host, &mut out);
     doctor_unmet(host, &mut out);
     ExitCode::SUCCESS
+}
+
+/// `doctor`'s kernel config: where it was read, and the fragment's options
+/// this kernel lacks (or that nothing could be read, so probes decide).
+fn doctor_kconfig(host: &HostFacts, out: &mut dyn Write) {
+    let Some(cfg) = &host.kconfig else {
+        let tried: Vec<String> = isocheck::kconfig::candidates(&host.kernel)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "kconfig       none readable ({}): kconfig needs count as met, the runtime probes decide",
+            tried.join(", ")
+        );
+        return;
+    };
+    let lacking: Vec<&str> = isocheck::kconfig::fragment_options()
+        .into_iter()
+        .filter(|o| !cfg.enabled(o))
+        .collect();
+    let _ = writeln!(out, "kconfig       {} ({} options set)", cfg.source, cfg.len());
+    let _ = match lacking.is_empty() {
+        true => writeln!(out, "  every option of ci/kernel/isocheck.config is set"),
+        false => writeln!(
+            out,
+            "  not set here, wanted by ci/kernel/isocheck.config: {}",
+            lacking.join(" ")
+        ),
+    };
 }
 
 /// `doctor`'s tools: each one's version, or the package that provides it.

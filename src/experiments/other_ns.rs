@@ -15,23 +15,23 @@ use std::collections::BTreeMap;
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
         .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME]),
+        .needs(needs![ROOT, crate::needs::kc::UTS_NS, cmd::UNSHARE, cmd::HOSTNAME]),
     Experiment::new("ipc.sysv-isolated", sysv_isolated)
         .asserts("a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns")
-        .needs(needs![ROOT, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
+        .needs(needs![ROOT, crate::needs::kc::IPC_NS, crate::needs::kc::SYSVIPC, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
     Experiment::new("user.uid-map", uid_map)
         .asserts("uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
     Experiment::new("cgroupns.root-view", cgroupns_root_view)
         .asserts("/proc/self/cgroup inside a new cgroup ns shows / for the process's own group")
-        .needs(needs![ROOT, cmd::UNSHARE, &[Need::Cgroup(crate::needs::Controller::Pids)]])
+        .needs(needs![ROOT, crate::needs::kc::CGROUPS, crate::needs::kc::CGROUP_PIDS, cmd::UNSHARE, &[Need::Cgroup(crate::needs::Controller::Pids)]])
         .control("the same process in the same group without --cgroup"),
     Experiment::new("time.offsets", time_offsets)
         .asserts("a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime")
-        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
+        .needs(needs![ROOT, crate::needs::kc::TIME_NS, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
-        .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
+        .needs(needs![ROOT, crate::needs::kc::NAMESPACES, cmd::LSNS, &[Need::Kernel(5, 6)]]),
 ];
 
 fn host_hostname() -> String {

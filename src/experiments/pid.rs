@@ -16,35 +16,35 @@ use std::time::Duration;
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.init-is-pid-1", init_is_pid_1)
         .asserts("the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1")
-        .needs(needs![ROOT, cmd::UNSHARE])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::UNSHARE])
         .control("unshare without --pid"),
     Experiment::new("pid.ps-sees-only-namespace", ps_sees_only_namespace)
         .asserts("`ps` and /proc inside list exactly the namespace's processes; the host sees many more")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::PS])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::UNSHARE, cmd::PS])
         .control("unshare --pid without --mount-proc"),
     Experiment::new("pid.ns-link-differs", ns_link_differs)
         .asserts("the child's /proc/<pid>/ns/pid inode differs from the host's; every other link equals the host's")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS])
         .control("the same child without a new pid ns"),
     Experiment::new("pid.nspid-translation", nspid_translation)
         .asserts("NSpid: in the host's /proc/<hostpid>/status reads `<hostpid> 1`")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS]),
     Experiment::new("pid.lsns-counts-processes", lsns_counts_processes)
         .asserts("lsns -t pid lists the new ns with NPROCS = its processes; a `sleep 60` entering it raises NPROCS by exactly 1")
-        .needs(needs![ROOT, cmd::LSNS, cmd::NSENTER]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::LSNS, cmd::NSENTER]),
     Experiment::new("pid.nsenter-joins", nsenter_joins)
         .asserts("nsenter --pid --mount --net gives the target's pid/mnt/net inodes, the namespace's process list and a small pid")
-        .needs(needs![ROOT, cmd::NSENTER]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::NSENTER]),
     Experiment::new("pid.init-death-kills-namespace", init_death_kills_namespace)
         .asserts("SIGKILL to the ns init kills every process of the ns; a later fork into it fails with ENOMEM")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS]),
     Experiment::new("pid.init-ignores-unhandled-signals", init_ignores_unhandled_signals)
         .asserts("a handler-less ns init ignores SIGTERM/SIGKILL from inside and SIGTERM from the parent ns; SIGKILL from the parent kills it")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS])
         .control("the same signals to a non-init process of the ns"),
     Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
         .asserts("an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS]),
 ];
 
 /// Runs `isocheck helper whoami` inside `isocheck helper unshare ARGS`.

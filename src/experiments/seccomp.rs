@@ -34,28 +34,28 @@ const WRITE_RULE: &str = "\t//seccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(writ
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("sc.seed-program", seed_program)
         .asserts("the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (31, shell status 159); no shell runs")
-        .needs(GCC_NEEDS)
+        .needs(needs![GCC_NEEDS, crate::needs::kc::SECCOMP_FILTER])
         .control("built without the execve rule: the shell runs"),
     Experiment::new("sc.kill-write-variant", kill_write_variant)
         .asserts("with the commented `write` rule enabled nothing is printed and the program dies by SIGSYS")
-        .needs(GCC_NEEDS),
+        .needs(needs![GCC_NEEDS, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.execve-killed", execve_killed)
         .asserts("libseccomp crate, KillProcess on execve: SIGSYS on exec; `Seccomp: 2`, `Seccomp_filters: 1` in /proc/<pid>/status before it")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER])
         .control("no filter: exec succeeds"),
     Experiment::new("sc.actions", actions)
         .asserts("execve from a second thread: KillProcess kills the process, KillThread only the thread, Trap gives SIGSYS with si_code SYS_SECCOMP and si_syscall execve, Errno(EPERM) returns -1/EPERM, Log lets it through")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.inherited", inherited)
         .asserts("a filter survives fork and execve: a grandchild shows `Seccomp: 2`, `Seccomp_filters: 1` and its uname(2) is blocked")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.default-profile-blocks-unshare", default_profile_blocks_unshare)
         .asserts("under the Docker-default-like profile (no CAP_SYS_ADMIN) `unshare -U true` fails with EPERM; unshare(2), clone(CLONE_NEWUSER), setns(2) get EPERM")
-        .needs(UNSHARE_NEEDS)
+        .needs(needs![UNSHARE_NEEDS, crate::needs::kc::SECCOMP_FILTER])
         .control("unconfined: no profile applied"),
     Experiment::new("sc.unconfined-allows-unshare", unconfined_allows_unshare)
         .asserts("without a filter `unshare -U true` succeeds and the status shows `Seccomp: 0`")
-        .needs(UNSHARE_NEEDS),
+        .needs(needs![UNSHARE_NEEDS, crate::needs::kc::SECCOMP_FILTER]),
 ];
 
 /// The profiles and C source the seccomp rows and tests read, under the source tree.

@@ -33,32 +33,32 @@ const MEM: &[Need] = &[Need::Cgroup(Controller::Memory)];
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("cg.create-group", create_group)
         .asserts("cgcreate -a USER makes the group directory with the memory controller's files, owned by USER; a bare mkdir gets the same files from the kernel, owned by the creator")
-        .needs(needs![ROOT, MEM, cmd::CGCREATE]),
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, MEM, cmd::CGCREATE]),
     Experiment::new("cg.limit-readback", limit_readback)
         .asserts("echo 10000000 > the memory limit file reads back the page-rounded value (9998336 with 4 KiB pages)")
-        .needs(needs![ROOT, MEM]),
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, MEM]),
     Experiment::new("cg.limit-parsing", limit_parsing)
         .asserts("the memory limit parse: page round-down (page+1 -> page, page-1 -> 0), the unlimited value accepted, `1.0` `1xx` `xx` EINVAL with the old limit kept")
-        .needs(needs![ROOT, MEM]),
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, MEM]),
     Experiment::new("cg.kmem-limit", kmem_limit)
         .asserts("writing memory.kmem.limit_in_bytes behaves as this kernel version documents (enforced / ENOTSUPP / absent / accepted without effect)")
-        .needs(needs![ROOT, &[Need::CgroupV1(Controller::Memory)]]),
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, &[Need::CgroupV1(Controller::Memory)]]),
     Experiment::new("cg.cgexec-places-process", cgexec_places_process)
         .asserts("cgexec -g memory:GROUP (and writing cgroup.procs then exec) puts the process in GROUP: /proc/PID/cgroup names it, cgroup.procs lists it")
-        .needs(needs![ROOT, MEM, cmd::CGCREATE, cmd::CGEXEC]),
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, MEM, cmd::CGCREATE, cmd::CGEXEC]),
     Experiment::new("cg.oom-kill-at-limit", oom_kill_at_limit)
         .asserts("allocating 32 MiB under an 8 MiB limit (no swap escape): SIGKILL (shell 137, waitpid signal 9), oom_kill +1 per kill, peak usage <= limit")
-        .needs(needs![ROOT, MEM])
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, MEM])
         .control("the same allocation under a 256 MiB limit"),
     Experiment::new("cg.cgdelete", cgdelete)
         .asserts("rmdir of a group with a live task fails with EBUSY, succeeds once it exited; cgdelete moves the task to the parent on v1, fails busy on v2 (no internal processes) until it exited")
-        .needs(needs![ROOT, MEM, cmd::CGCREATE, cmd::CGEXEC, cmd::CGDELETE]),
+        .needs(needs![ROOT, crate::needs::kc::MEMCG, MEM, cmd::CGCREATE, cmd::CGEXEC, cmd::CGDELETE]),
     Experiment::new("cg.pids-max", pids_max)
         .asserts("with pids.max=5 the group's 6th process cannot be forked (EAGAIN); pids.events max rises by 1")
-        .needs(needs![ROOT, &[Need::Cgroup(Controller::Pids)]]),
+        .needs(needs![ROOT, crate::needs::kc::CGROUP_PIDS, &[Need::Cgroup(Controller::Pids)]]),
     Experiment::new("cg.cpu-quota", cpu_quota)
         .asserts("a busy child under a 10% CFS quota (1000/10000 us) is throttled (nr_throttled > 0) and gets <= 15% of a CPU over 150 ms (15 periods)")
-        .needs(needs![ROOT, &[Need::Cgroup(Controller::Cpu)]])
+        .needs(needs![ROOT, crate::needs::kc::CFS_BANDWIDTH, &[Need::Cgroup(Controller::Cpu)]])
         .control("no quota (side by side with an unquota'd twin, under the same load)"),
 ];
 

@@ -33,11 +33,11 @@ const USERNS_TOOLS: &[Need] = needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, c
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.release-agent-denied", release_agent_denied)
         .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")
-        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::MOUNT])
+        .needs(needs![ROOT, crate::needs::kc::CGROUPS, USERNS, cmd::UNSHARE, cmd::MOUNT])
         .control("real root in the init user ns: the mount and the write succeed (then cleared, unmounted)"),
     Experiment::new("esc.abstract-socket-per-netns", abstract_socket_per_netns)
         .asserts("an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED")
-        .needs(needs![ROOT, cmd::IP])
+        .needs(needs![ROOT, crate::needs::kc::NET_NS, crate::needs::kc::UNIX, cmd::IP])
         .control("the client in the server's netns: connects and reads the reply"),
     Experiment::new("esc.locked-mounts", locked_mounts)
         .asserts("after unshare -Urm, umount of a suite tmpfs covering a file fails EINVAL (MNT_LOCKED) and the file stays hidden")
@@ -49,7 +49,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
         .control("real root: mknod of the same device (1:3) succeeds"),
     Experiment::new("esc.setns-out-denied", setns_out_denied)
         .asserts("uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM")
-        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
+        .needs(needs![ROOT, crate::needs::kc::NET_NS, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
         .control("real root: setns succeeds (in a child that exits at once)"),
     Experiment::new("esc.no-new-privs", no_new_privs)
         .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
