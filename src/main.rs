@@ -511,14 +511,20 @@ fn doctor_kconfig(host: &HostFacts, out: &mut dyn Write) {
         .into_iter()
         .filter(|o| !cfg.enabled(o))
         .collect();
-    let _ = writeln!(out, "kconfig       {} ({} options set)", cfg.source, cfg.len());
-    let _ = match lacking.is_empty() {
-        true => writeln!(out, "  every option of ci/kernel/isocheck.config is set"),
-        false => writeln!(
+    let _ = writeln!(
+        out,
+        "kconfig       {} ({} options set)",
+        cfg.source,
+        cfg.len()
+    );
+    let _ = if lacking.is_empty() {
+        writeln!(out, "  every option of ci/kernel/isocheck.config is set")
+    } else {
+        writeln!(
             out,
             "  not set here, wanted by ci/kernel/isocheck.config: {}",
             lacking.join(" ")
-        ),
+        )
     };
 }
 
