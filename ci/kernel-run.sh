@@ -205,12 +205,6 @@ fi
   echo "FILTERS='${filters[*]:-}'"
 } > "$work/guest.conf"
 printf '%s\n' "$guest_exec" > "$work/exec.sh"
-rm -f "$work/kernel.config"
-if [ -n "$kconfig" ]; then
-  cp "$kconfig" "$work/kernel.config"; log "kernel config: $kconfig"
-else
-  log "no kernel config found: in the guest, kconfig needs fall back to /proc/config.gz or the runtime probes"
-fi
 build_base "$CACHE/base.cpio"
 parts=("$CACHE/base.cpio")
 build_tools "$CACHE/tools.ext4" "$CACHE/tools-links.cpio" "$CACHE/base.cpio"
@@ -223,6 +217,20 @@ else
 fi
 build_suite "$work/suite.cpio" "$bin" "$dbgexit" "$work/guest.conf" "$work/exec.sh"
 parts+=("$work/suite.cpio")
+# The booted kernel's .config as /etc/isocheck/kernel.config: the guest's
+# kconfig needs read it (ISOCHECK_KCONFIG, set by isocheck-init) where the
+# kernel has no /proc/config.gz, as Debian's have not. An archive of its own,
+# so the cached parts stay the same for every kernel.
+rm -f "$work/kconfig.cpio"
+if [ -n "$kconfig" ]; then
+  rm -rf "$work/kconfig.d"; mkdir -p "$work/kconfig.d/etc/isocheck"
+  cp "$kconfig" "$work/kconfig.d/etc/isocheck/kernel.config"
+  mkcpio "$work/kconfig.d" "$work/kconfig.cpio"; rm -rf "$work/kconfig.d"
+  parts+=("$work/kconfig.cpio")
+  log "kernel config: $kconfig"
+else
+  log "no kernel config found: in the guest, kconfig needs fall back to /proc/config.gz or the runtime probes"
+fi
 # The last guest run's durations on this kernel: the runner starts the
 # longest rows first (the Docker rows), so no slow row starts last and runs
 # alone on an idle vCPU. A scheduling hint only; absent on a first run.
