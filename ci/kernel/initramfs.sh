@@ -186,10 +186,6 @@ build_suite() {
   cp "$HERE/kernel/isocheck-init" "$stage/usr/sbin/isocheck-init"
   cp "$conf" "$stage/etc/isocheck/guest.conf"
   cp "$exec" "$stage/etc/isocheck/exec.sh"
-  # The booted kernel's .config, when kernel-run.sh found one: the guest's
-  # kconfig needs read it (ISOCHECK_KCONFIG) where the kernel has no
-  # /proc/config.gz, as Debian's have not.
-  [ ! -f "$(dirname "$conf")/kernel.config" ] || cp "$(dirname "$conf")/kernel.config" "$stage/etc/isocheck/kernel.config"
   mkcpio "$stage" "$out"
   rm -rf "$stage"
 }
