@@ -210,26 +210,18 @@ pub const BOOT: &[&str] = &[
     "CONFIG_X86_MPPARSE",
 ];
 
-/// Every option the fragment sets: `BOOT` and each row's `kconfig:` needs,
+/// Every option the fragment sets: `BOOT` and the rows' `kconfig:` needs
+/// (the caller collects them: the registry sits layers above this module),
 /// sorted, each once.
-pub fn fragment_options() -> Vec<&'static str> {
-    let rows = crate::experiments::all()
-        .into_iter()
-        .flat_map(|e| e.needs.iter());
-    let mut all: Vec<&'static str> = rows
-        .filter_map(|n| match n {
-            crate::needs::Need::Kconfig(o) => Some(*o),
-            _ => None,
-        })
-        .chain(BOOT.iter().copied())
-        .collect();
+pub fn fragment_options(rows: impl IntoIterator<Item = &'static str>) -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = rows.into_iter().chain(BOOT.iter().copied()).collect();
     all.sort_unstable();
     all.dedup();
     all
 }
 
 /// The text of `ci/kernel/isocheck.config` (`isocheck list --kconfig`).
-pub fn fragment() -> String {
+pub fn fragment(rows: impl IntoIterator<Item = &'static str>) -> String {
     let mut out = String::from(
         "# The CONFIG_ options isocheck's rows need, and what ci/kernel-run.sh's qemu\n\
          # guest needs to boot, merged over `make tinyconfig` (or defconfig) by\n\
@@ -237,7 +229,7 @@ pub fn fragment() -> String {
          # Generated: `isocheck list --kconfig > ci/kernel/isocheck.config` (the rows'\n\
          # `kconfig:` needs and src/kconfig.rs's BOOT); tests/registry.rs checks it.\n",
     );
-    for o in fragment_options() {
+    for o in fragment_options(rows) {
         out.push_str(o);
         out.push_str("=y\n");
     }
@@ -294,9 +286,15 @@ mod tests {
 
     #[test]
     fn fragment_is_sorted_and_every_line_an_option() {
-        let opts = fragment_options();
-        assert!(opts.windows(2).all(|w| w[0] < w[1]));
+        let opts = fragment_options(["CONFIG_USER_NS", "CONFIG_VETH", "CONFIG_USER_NS"]);
+        assert!(opts.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
         assert!(opts.iter().all(|o| is_option_name(o)), "{opts:?}");
         assert!(opts.contains(&"CONFIG_USER_NS"), "a row's need is in it");
+        assert!(opts.contains(&"CONFIG_PVH"), "the boot needs are in it");
+        let text = fragment(["CONFIG_USER_NS"]);
+        assert!(text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .all(|l| l.ends_with("=y")));
     }
 }

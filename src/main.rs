@@ -145,7 +145,7 @@ fn main() -> ExitCode {
             Err(usage) => usage_error(usage),
         },
         Cmd::List { kconfig: true, .. } => {
-            print!("{}", isocheck::kconfig::fragment());
+            print!("{}", isocheck::kconfig::fragment(row_kconfig()));
             ExitCode::SUCCESS
         }
         Cmd::List { markdown: true, .. } => {
@@ -492,6 +492,17 @@ fn cmd_doctor() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Every `kconfig:` need of the registry's rows.
+fn row_kconfig() -> Vec<&'static str> {
+    let needs = experiments::all().into_iter().flat_map(|e| e.needs.iter());
+    needs
+        .filter_map(|n| match n {
+            Need::Kconfig(o) => Some(*o),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `doctor`'s kernel config: where it was read, and the fragment's options
 /// this kernel lacks (or that nothing could be read, so probes decide).
 fn doctor_kconfig(host: &HostFacts, out: &mut dyn Write) {
@@ -507,7 +518,7 @@ fn doctor_kconfig(host: &HostFacts, out: &mut dyn Write) {
         );
         return;
     };
-    let lacking: Vec<&str> = isocheck::kconfig::fragment_options()
+    let lacking: Vec<&str> = isocheck::kconfig::fragment_options(row_kconfig())
         .into_iter()
         .filter(|o| !cfg.enabled(o))
         .collect();
