@@ -210,6 +210,12 @@ pub const BOOT: &[&str] = &[
     "CONFIG_X86_MPPARSE",
 ];
 
+/// Options the fragment turns off. A built-in `sit` driver gives every new
+/// network namespace a `sit0` link (found on a 6.1 build: the rows that
+/// count a new namespace's links then saw two); Debian builds it as a module,
+/// which a guest without modules never loads.
+pub const OFF: &[&str] = &["CONFIG_IPV6_SIT"];
+
 /// Every option the fragment sets: `BOOT` and the rows' `kconfig:` needs
 /// (the caller collects them: the registry sits layers above this module),
 /// sorted, each once.
@@ -232,6 +238,9 @@ pub fn fragment(rows: impl IntoIterator<Item = &'static str>) -> String {
     for o in fragment_options(rows) {
         out.push_str(o);
         out.push_str("=y\n");
+    }
+    for o in OFF {
+        out.push_str(&format!("# {o} is not set\n"));
     }
     out
 }
