@@ -3,7 +3,7 @@
 # everything built in, for `ci/kernel-run.sh --vmlinuz`.
 #
 # Usage: ci/kernel-build.sh SRC [--out DIR] [--base tinyconfig|defconfig]
-#          [--fragment FILE]... [--jobs N] [--strict]
+#          [--fragment FILE]... [--jobs N] [--strict] [--config-only]
 #
 #   SRC              a kernel source tree (a git checkout or an unpacked
 #                    linux-source tarball); it is built out of tree (make O=)
@@ -16,6 +16,7 @@
 #   --jobs N         make -j (default: the number of CPUs)
 #   --strict         exit 1 when an option the fragments want is not in the
 #                    final .config (by default: named on stderr, build goes on)
+#   --config-only    stop after writing and checking DIR/.config
 #
 # The build runs under `nice -n 19`. The last stdout line is the vmlinux path.
 # Exit status: 0 built; 1 the build failed (or --strict and options missing);
@@ -27,7 +28,7 @@ ROOT="$(cd "$HERE/.." && pwd)"
 log() { echo "kernel-build: $*" >&2; }
 die() { echo "kernel-build: $*" >&2; exit 2; }
 
-src="" out="" base=tinyconfig jobs="$(nproc)" strict="" frags=("$HERE/kernel/isocheck.config")
+src="" out="" base=tinyconfig jobs="$(nproc)" strict="" config_only="" frags=("$HERE/kernel/isocheck.config")
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
@@ -35,7 +36,8 @@ while [ $# -gt 0 ]; do
     --fragment) frags+=("$(realpath "${2:?--fragment needs a file}")"); shift 2 ;;
     --jobs) jobs="${2:?--jobs needs a number}"; shift 2 ;;
     --strict) strict=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --config-only) config_only=1; shift ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (try --help)" ;;
     *) [ -z "$src" ] || die "one SRC only (got $src and $1)"; src="$1"; shift ;;
   esac
@@ -86,6 +88,7 @@ while read -r opt val; do
 done <<< "$want"
 [ "$missing" = 0 ] || log "$missing option(s) of the fragments are not in the final .config"
 [ "$missing" = 0 ] || [ -z "$strict" ] || { log "--strict: stopping"; exit 1; }
+[ -z "$config_only" ] || { log "config written: $out/.config"; exit 0; }
 
 t1=$(date +%s)
 log "building with -j$jobs (nice 19)"
