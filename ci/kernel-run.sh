@@ -72,7 +72,7 @@ while [ $# -gt 0 ]; do
     --bisect) shift ;;
     --smp) smp="${2:?}"; shift 2 ;;
     --mem) mem="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
 done
