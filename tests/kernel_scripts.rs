@@ -25,6 +25,7 @@ const NOT_SET: Option<&str> = Some("not configured: CONFIG_USER_NS is not set");
 #[case::broken(&[("user.uid-map", "broken", Some("setup"))], 125)]
 #[case::not_configured(&[("user.uid-map", "ignored", NOT_SET)], 125)]
 #[case::kernel_too_old(&[("time.offsets", "ignored", Some("needs kernel >= 5.6 (this host runs 5.4)"))], 125)]
+#[case::namespace_type_absent(&[("ns.lsns-types", "ignored", Some("this kernel is built without the [\"user\"] namespace"))], 125)]
 #[case::no_boot(&[("kernel.boot", "broken", Some("the guest never reached its init"))], 125)]
 fn bisect_verdict(#[case] rows: &[(&str, &str, Option<&str>)], #[case] code: i32) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,8 @@
 Docker engine, a missing tool); 1: a row failed, so this kernel is bad;
 125: this kernel cannot be judged: it did not boot or report (the lone
 `kernel.boot` row), a row broke, a row is not configured in this kernel
-(`not configured: CONFIG_X is not set`) or needs a newer one. Rows all
+(`not configured: CONFIG_X is not set`, or ns.lsns-types' "this kernel is
+built without the … namespace") or needs a newer one. Rows all
 ignored outside the kernel give 0 as the contract says, with a warning:
 such a run tests nothing.
 A failed row outweighs a broken or unconfigured one: that kernel is bad
@@ -16,7 +17,7 @@ import json
 import sys
 
 # Ignored for a reason that is the kernel's: such a commit cannot say good.
-KERNEL_REASONS = ("not configured:", "needs kernel >=")
+KERNEL_REASONS = ("not configured:", "needs kernel >=", "this kernel is built without")
 
 
 def verdict(report):
