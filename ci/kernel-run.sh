@@ -163,8 +163,13 @@ else
   if [ -n "$modules" ] && [ ! -f "$modules/modules.dep" ]; then
     die "$modules has no modules.dep: run depmod -b <root> $kver first"
   fi
-  if [ ! -f "$vmlinux" ] || [ "$vmlinuz" -nt "$vmlinux" ]; then
+  # Two builds of one tree share a release (a bisect's every step, a build
+  # without one option): the cached copy is keyed by the image's path, size
+  # and mtime, not by "newer than", which booted an older build's stale copy.
+  stamp="$(realpath "$vmlinuz") $(stat -c '%s %Y' "$vmlinuz")"
+  if [ ! -f "$vmlinux" ] || [ "$(cat "$kdir/source" 2>/dev/null)" != "$stamp" ]; then
     "$HERE/kernel/extract-vmlinux.sh" "$vmlinuz" "$vmlinux" || { log "cannot extract vmlinux: booting the bzImage"; cp "$vmlinuz" "$vmlinux"; }
+    echo "$stamp" > "$kdir/source"
   fi
   ksrc="$vmlinuz"
   if [ -z "$kconfig" ]; then
