@@ -8,6 +8,7 @@
 #          [--isocheck BINARY]  (a prebuilt isocheck instead of `cargo build`)
 #          [--exec 'SHELL COMMAND']  (run in the guest before the suite; output on the console)
 #          [--userspace host|bookworm|trixie|sid] [--runtime runc|crun]
+#          [--config FILE] [--bisect]
 #
 #   --kernel 6.12     newest Debian kernel of that series (5.10 ... 7.3 from
 #                     bullseye, bookworm, trixie, their backports and sid, or
@@ -17,7 +18,16 @@
 #   --flavour cloud   Debian's kernel flavour: cloud (default) or amd64
 #   --list            every kernel ABI and flavour the sources offer
 #   --vmlinuz PATH    your own kernel (bzImage or vmlinux); --modules is its
-#                     /lib/modules/<version> directory
+#                     /lib/modules/<version> directory; a kernel of
+#                     ci/kernel-build.sh needs none (everything built in)
+#   --config FILE     the kernel's .config, handed to the guest for the rows'
+#                     kconfig needs (default: the package's config-<ver>, or a
+#                     .config beside --vmlinuz or up to three levels above)
+#   --bisect          exit as `git bisect run` reads it: 0 good (every selected
+#                     row passed or was ignored for a reason outside the
+#                     kernel), 1 bad (a row failed), 125 cannot tell (no boot,
+#                     not a kernel, a row broke, a row not configured); bad
+#                     usage or a harness error exits 128, which stops the bisect
 #   --cgroup v1       hybrid layout (v1 hierarchies + cgroup2 at unified/) where
 #                     the kernel has v1 controllers; default v2 (unified)
 #   --out FILE        the guest's report (default target/kernel/<version>.json)
@@ -32,6 +42,7 @@
 # Exit status: 0 when the suite passed in the guest, 1 when an experiment
 # failed or broke or the guest did (timeout, panic: the report then holds one
 # `kernel.boot` row with status broken and the console tail), 2 on bad usage.
+# A --vmlinuz that is no kernel image exits 1 before qemu, with no report.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,10 +50,16 @@ ROOT="$(cd "$HERE/.." && pwd)"
 CACHE="${ISOCHECK_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/isocheck/kernels}"
 
 log() { echo "kernel-run: $*" >&2; }
-die() { echo "kernel-run: $*" >&2; exit 2; }
+# Under --bisect exit 2 would read as "bad commit": a harness error stops
+# the bisect instead (git stops on statuses above 127).
+bisect=""
+for a in "$@"; do [ "$a" != --bisect ] || bisect=1; done
+die() { echo "kernel-run: $*" >&2; exit "$([ -n "$bisect" ] && echo 128 || echo 2)"; }
+# no_kernel MSG: this kernel cannot be judged; no report is written.
+no_kernel() { echo "kernel-run: $*" >&2; exit "$([ -n "$bisect" ] && echo 125 || echo 1)"; }
 
 kernel="" vmlinuz="" modules="" out="" cgroup=v2 timeout=600 accel=auto flavour=cloud list=""
-bin="" profile=debug prebuilt="" guest_exec="" smp=2 mem=1024 jobs="" filters=()
+bin="" profile=debug prebuilt="" guest_exec="" smp=2 mem=1024 jobs="" filters=() kconfig=""
 userspace=host runtime=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,11 +77,13 @@ while [ $# -gt 0 ]; do
     --release) profile=release; shift ;;
     --isocheck) prebuilt="${2:?--isocheck needs a binary}"; shift 2 ;;
     --exec) guest_exec="${2:?--exec needs a shell command}"; shift 2 ;;
+    --config) kconfig="${2:?--config needs a file}"; shift 2 ;;
+    --bisect) shift ;;
     --smp) smp="${2:?}"; shift 2 ;;
     --mem) mem="${2:?}"; shift 2 ;;
     --userspace) userspace="${2:-}"; shift; shift || true ;;
     --runtime) runtime="${2:-}"; shift; shift || true ;;
-    -h|--help) sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (try --help)" ;;
   esac
 done
@@ -141,6 +160,14 @@ if [ -n "$kernel" ]; then
   ksrc="$(head -1 "$kdir/deb")"
 else
   [ -f "$vmlinuz" ] || die "no such kernel image: $vmlinuz"
+  # A bzImage carries "HdrS" at 0x202 (the boot protocol's header); a
+  # vmlinux is an ELF. Anything else never boots: say so instead of a
+  # qemu run that times out.
+  magic=$(head -c 4 "$vmlinuz" | od -An -c | tr -d ' ')
+  hdrs=$(dd if="$vmlinuz" bs=1 skip=514 count=4 2>/dev/null | tr -d '\0' || true)
+  [ "$magic" = 177ELF ] || [ "$hdrs" = HdrS ] || no_kernel "$vmlinuz is not a kernel image (neither a bzImage nor an ELF vmlinux)"
+  [ "$magic" != 177ELF ] || LC_ALL=C grep -aqm1 'Linux version [0-9]' "$vmlinuz" \
+    || no_kernel "$vmlinuz is an ELF file but not a Linux kernel (no 'Linux version' banner)"
   kver=""
   if [ -n "$modules" ]; then
     [ -f "$modules/modules.dep" ] || [ -f "$modules/modules.order" ] || die "$modules is not a /lib/modules/<version> directory"
@@ -153,11 +180,27 @@ else
   if [ -n "$modules" ] && [ ! -f "$modules/modules.dep" ]; then
     die "$modules has no modules.dep: run depmod -b <root> $kver first"
   fi
-  if [ ! -f "$vmlinux" ] || [ "$vmlinuz" -nt "$vmlinux" ]; then
+  # Two builds of one tree share a release (a bisect's every step, a build
+  # without one option): the cached copy is keyed by the image's path, size
+  # and mtime, not by "newer than", which booted an older build's stale copy.
+  stamp="$(realpath "$vmlinuz") $(stat -c '%s %Y' "$vmlinuz")"
+  if [ ! -f "$vmlinux" ] || [ "$(cat "$kdir/source" 2>/dev/null)" != "$stamp" ]; then
     "$HERE/kernel/extract-vmlinux.sh" "$vmlinuz" "$vmlinux" || { log "cannot extract vmlinux: booting the bzImage"; cp "$vmlinuz" "$vmlinux"; }
+    echo "$stamp" > "$kdir/source"
   fi
   ksrc="$vmlinuz"
+  if [ -z "$kconfig" ]; then
+    d=$(dirname "$(realpath "$vmlinuz")")
+    for _ in 1 2 3 4; do
+      [ -f "$d/.config" ] && { kconfig="$d/.config"; break; }
+      d=$(dirname "$d")
+    done
+  fi
 fi
+if [ -z "$kconfig" ] && [ -n "$kernel" ]; then
+  kconfig=$(ls "$kdir/pkg/boot/config-$kver" 2>/dev/null || true)
+fi
+[ -z "$kconfig" ] || [ -f "$kconfig" ] || die "no such config: $kconfig"
 [ -n "$out" ] || out="$ROOT/target/kernel/$kver$( [ "$cgroup" = v1 ] && echo -v1 || true).json"
 mkdir -p "$(dirname "$out")"
 work="$ROOT/target/kernel/work-$kver-$cgroup"
@@ -215,6 +258,20 @@ else
 fi
 build_suite "$work/suite.cpio" "$bin" "$dbgexit" "$work/guest.conf" "$work/exec.sh"
 parts+=("$work/suite.cpio")
+# The booted kernel's .config as /etc/isocheck/kernel.config: the guest's
+# kconfig needs read it (ISOCHECK_KCONFIG, set by isocheck-init) where the
+# kernel has no /proc/config.gz, as Debian's have not. An archive of its own,
+# so the cached parts stay the same for every kernel.
+rm -f "$work/kconfig.cpio"
+if [ -n "$kconfig" ]; then
+  rm -rf "$work/kconfig.d"; mkdir -p "$work/kconfig.d/etc/isocheck"
+  cp "$kconfig" "$work/kconfig.d/etc/isocheck/kernel.config"
+  mkcpio "$work/kconfig.d" "$work/kconfig.cpio"; rm -rf "$work/kconfig.d"
+  parts+=("$work/kconfig.cpio")
+  log "kernel config: $kconfig"
+else
+  log "no kernel config found: in the guest, kconfig needs fall back to /proc/config.gz or the runtime probes"
+fi
 # The last guest run's durations on this kernel: the runner starts the
 # longest rows first (the Docker rows), so no slow row starts last and runs
 # alone on an idle vCPU. A scheduling hint only; absent on a first run.
@@ -279,6 +336,10 @@ rc=0
 python3 "$HERE/kernel/collect.py" --report-out "$work/report.out" --console "$work/console.log" \
   --qemu-status "$qrc" --timeout "$timeout" --kernel "$kver" --source "$ksrc" --accel "$use" \
   --cgroup "$cgroup" --wall "$(python3 -c "print($t_q1-$t_q0)")" --out "$out" || rc=$?
+if [ -n "$bisect" ]; then
+  rc=0
+  python3 "$HERE/kernel/verdict.py" "$out" || rc=$?
+fi
 python3 - "$out" "$hint" <<'PY' || true
 import json, sys
 rows = json.load(open(sys.argv[1])).get("experiments", [])

@@ -2,7 +2,8 @@
 # Regenerates what is derived from the registry and the catalogue:
 # fixtures/catalogue-ids.txt (the id column of ../shared/spec/catalogue.md,
 # when that checkout is present), README.md's table of experiments and
-# docs/coverage.md (the upstream suites' tests each row follows).
+# docs/coverage.md (the upstream suites' tests each row follows) and
+# ci/kernel/isocheck.config (the rows' kconfig needs and src/kconfig.rs's BOOT).
 # `cargo test --test registry` and `--test coverage` fail, naming this
 # script, when one is stale. Run ci/apply-anchors.py first when
 # fixtures/anchors.tsv changed: the map is read from the registry.
@@ -17,6 +18,7 @@ else
   echo "update-readme: $spec absent; fixtures/catalogue-ids.txt left as it is" >&2
 fi
 cargo build --quiet
+target/debug/isocheck list --kconfig > ci/kernel/isocheck.config
 table=$(target/debug/isocheck list --markdown)
 target/debug/isocheck list --coverage > docs/coverage.md
 python3 - "$table" <<'PY'

@@ -164,6 +164,9 @@ pub struct HostFacts {
     pub docker_reason: Option<String>,
     /// The page size in bytes (v1 memory limits round to it).
     pub page_size: u64,
+    /// The running kernel's build options, when a config can be read.
+    #[serde(skip)]
+    pub kconfig: Option<crate::kconfig::KernelConfig>,
 }
 
 static HOST: OnceLock<HostFacts> = OnceLock::new();
@@ -189,6 +192,7 @@ impl HostFacts {
             .collect();
         let (docker, docker_reason) = crate::dockerapi::probe_engine();
         HostFacts {
+            kconfig: crate::kconfig::KernelConfig::load(&kernel),
             kernel_version: parse_kernel_version(&kernel),
             kernel,
             is_root: nix::unistd::geteuid().is_root(),

@@ -18,7 +18,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     // Starting commands, the tool vocabulary, file ownership under sudo and
     // the engine's socket: what the host probe itself is built from.
     ("primitives", &["process", "tools", "owner", "dockerapi"]),
-    ("probing", &["host", "needs", "apparmor"]),
+    ("probing", &["kconfig", "host", "needs", "apparmor"]),
     // `scope` is what a mechanism asks of an experiment (tag, names,
     // commands, teardown); `cleanup` knows leftover kinds that mechanisms
     // register, so it never imports one.

@@ -16,6 +16,7 @@ pub mod experiments;
 pub mod formats;
 pub mod helper;
 pub mod host;
+pub mod kconfig;
 #[cfg(test)]
 mod layers;
 pub mod loopdev;

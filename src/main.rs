@@ -52,7 +52,7 @@ enum Cmd {
     /// List every experiment: id, section, needs, and whether this host meets them
     List {
         /// Print the README's table of experiments instead (Markdown)
-        #[arg(long, conflicts_with_all = ["cve", "coverage"])]
+        #[arg(long, conflicts_with_all = ["cve", "coverage", "kconfig"])]
         markdown: bool,
         /// Print docs/coverage.md instead: the upstream suites' tests each row follows
         #[arg(long, conflicts_with = "cve")]
@@ -65,6 +65,9 @@ enum Cmd {
         /// With --cve: the report (`isocheck run --json FILE`) to take verdicts from
         #[arg(long, value_name = "REPORT.json", requires = "cve")]
         report: Option<PathBuf>,
+        /// Print the CONFIG_ fragment every row needs (ci/kernel/isocheck.config)
+        #[arg(long)]
+        kconfig: bool,
     },
     /// Show what the host offers and, for each missing need, what provides it
     Doctor,
@@ -152,6 +155,10 @@ fn main() -> ExitCode {
             Ok(plan) => cmd_run(&plan),
             Err(usage) => usage_error(usage),
         },
+        Cmd::List { kconfig: true, .. } => {
+            print!("{}", isocheck::kconfig::fragment(row_kconfig()));
+            ExitCode::SUCCESS
+        }
         Cmd::List { markdown: true, .. } => {
             print!("{}", markdown_table());
             ExitCode::SUCCESS
@@ -519,9 +526,57 @@ fn cmd_doctor() -> ExitCode {
         )
     );
     let _ = writeln!(out, "page size     {}", host.page_size);
+    doctor_kconfig(host, &mut out);
     doctor_tools(host, &mut out);
     doctor_unmet(host, &mut out);
     ExitCode::SUCCESS
+}
+
+/// Every `kconfig:` need of the registry's rows.
+fn row_kconfig() -> Vec<&'static str> {
+    let needs = experiments::all().into_iter().flat_map(|e| e.needs.iter());
+    needs
+        .filter_map(|n| match n {
+            Need::Kconfig(o) => Some(*o),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `doctor`'s kernel config: where it was read, and the fragment's options
+/// this kernel lacks (or that nothing could be read, so probes decide).
+fn doctor_kconfig(host: &HostFacts, out: &mut dyn Write) {
+    let Some(cfg) = &host.kconfig else {
+        let tried: Vec<String> = isocheck::kconfig::candidates(&host.kernel)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let _ = writeln!(
+            out,
+            "kconfig       none readable ({}): kconfig needs count as met, the runtime probes decide",
+            tried.join(", ")
+        );
+        return;
+    };
+    let lacking: Vec<&str> = isocheck::kconfig::fragment_options(row_kconfig())
+        .into_iter()
+        .filter(|o| !cfg.enabled(o))
+        .collect();
+    let _ = writeln!(
+        out,
+        "kconfig       {} ({} options set)",
+        cfg.source,
+        cfg.len()
+    );
+    let _ = if lacking.is_empty() {
+        writeln!(out, "  every option of ci/kernel/isocheck.config is set")
+    } else {
+        writeln!(
+            out,
+            "  not set here, wanted by ci/kernel/isocheck.config: {}",
+            lacking.join(" ")
+        )
+    };
 }
 
 /// `doctor`'s tools: each one's version, or the package that provides it.

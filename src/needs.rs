@@ -53,8 +53,48 @@ pub const fn join<const N: usize>(groups: &[&[Need]]) -> [Need; N] {
 
 /// Building block: effective uid 0.
 pub const ROOT: &[Need] = &[Need::Root];
-/// Building block: user namespaces can be created.
-pub const USERNS: &[Need] = &[Need::UserNamespaces];
+/// Building block: user namespaces can be created. The kernel option
+/// comes first: on a kernel built without it, the row says "not
+/// configured" rather than the probe's "creating a user namespace fails".
+pub const USERNS: &[Need] = &[Need::Kconfig("CONFIG_USER_NS"), Need::UserNamespaces];
+
+/// One-option building blocks for `needs!`: `kc::VETH` is
+/// `kconfig:CONFIG_VETH`. Every option a row names here is also in
+/// ci/kernel/isocheck.config (`isocheck list --kconfig`).
+pub mod kc {
+    use super::Need;
+    macro_rules! one_option {
+        ($($name:ident),* $(,)?) => {
+            $(#[doc = concat!("Building block: `CONFIG_", stringify!($name), "`.")]
+            pub const $name: &[Need] = &[Need::Kconfig(concat!("CONFIG_", stringify!($name)))];)*
+        };
+    }
+    one_option!(
+        NAMESPACES,
+        PID_NS,
+        NET_NS,
+        UTS_NS,
+        IPC_NS,
+        USER_NS,
+        TIME_NS,
+        SYSVIPC,
+        CGROUPS,
+        MEMCG,
+        CGROUP_PIDS,
+        CFS_BANDWIDTH,
+        SECCOMP_FILTER,
+        VETH,
+        BRIDGE,
+        NF_NAT,
+        NETFILTER_XT_TARGET_MASQUERADE,
+        OVERLAY_FS,
+        UNIX,
+        CPUSETS,
+        BLK_DEV_LOOP,
+        EXT4_FS,
+        POSIX_MQUEUE,
+    );
+}
 
 /// One-tool building blocks for `needs!`, one per `Tool`.
 pub mod cmd {
@@ -147,6 +187,10 @@ pub enum Need {
     LibseccompDev,
     /// A Docker engine answers.
     Docker,
+    /// The kernel was built with this option (`y` or `m`), after LTP's
+    /// `needs_kconfigs`; met when no config can be read (the runtime probes
+    /// then decide).
+    Kconfig(&'static str),
 }
 
 impl fmt::Display for Need {
@@ -162,6 +206,7 @@ impl fmt::Display for Need {
             Need::UserNamespaces => write!(f, "userns"),
             Need::LibseccompDev => write!(f, "libseccomp-dev"),
             Need::Docker => write!(f, "docker"),
+            Need::Kconfig(o) => write!(f, "kconfig:{o}"),
         }
     }
 }
@@ -194,6 +239,14 @@ impl Need {
         }
         if let Some(c) = s.strip_prefix("cgroup-v2:") {
             return ctrl(c).map(Need::CgroupV2Ctrl);
+        }
+        if let Some(o) = s.strip_prefix("kconfig:") {
+            if !crate::kconfig::is_option_name(o) {
+                return Err(format!("kconfig need {s:?} must name CONFIG_[A-Z0-9_]+"));
+            }
+            // The text form (CLI, tests) is rare and small: a leaked copy
+            // keeps `Need` Copy and its variants 'static.
+            return Ok(Need::Kconfig(Box::leak(o.to_string().into_boxed_str())));
         }
         if let Some(c) = s.strip_prefix("cgroup-v1:") {
             return ctrl(c).map(Need::CgroupV1);
@@ -244,6 +297,11 @@ impl Need {
                 "needs the libseccomp headers (seccomp.h): install libseccomp-dev".to_string()
             }),
             Need::Docker => host.docker_unmet(),
+            Need::Kconfig(o) => host
+                .kconfig
+                .as_ref()
+                .filter(|c| !c.enabled(o))
+                .map(|_| format!("not configured: {o} is not set")),
         }
     }
     /// `unmet` for the cgroup needs.

@@ -246,3 +246,27 @@ fn no_experiment_lists_a_need_twice() {
         }
     }
 }
+
+#[test]
+fn kconfig_fragment_is_the_registrys() {
+    let out = isocheck()
+        .args(["list", "--kconfig"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let generated = String::from_utf8(out).unwrap();
+    assert_eq!(
+        read_repo_file("ci/kernel/isocheck.config"),
+        generated,
+        "ci/kernel/isocheck.config is stale: run ci/update-readme.sh"
+    );
+    for e in isocheck::experiments::all() {
+        for n in e.needs {
+            if let Need::Kconfig(o) = n {
+                assert!(generated.contains(&format!("{o}=y\n")), "{}: {o}", e.id);
+            }
+        }
+    }
+}

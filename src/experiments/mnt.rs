@@ -18,10 +18,10 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.proc-view-differs", proc_view_differs)
         .asserts("`ls /proc` inside unshare --pid --mount-proc lists only the namespace's pids; the host's /proc is unchanged")
         .anchor("LTP pidns03")
-        .needs(needs![ROOT, cmd::UNSHARE]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::UNSHARE]),
     Experiment::new("mnt.findmnt-sees-own-table", findmnt_sees_own_table)
         .asserts("findmnt of the inner process shows a new proc mount stacked on /proc whose listing is the new pid ns ([1]); the host's /proc stack is unchanged while it lives")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::FINDMNT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::UNSHARE, cmd::FINDMNT]),
     Experiment::new("mnt.bind-mount-invisible-to-host", bind_mount_invisible)
         .asserts("`mount --bind /usr/bin DIR` in a new mount ns shows /usr/bin's entries inside; on the host DIR stays empty and unmounted")
         .needs(needs![ROOT, cmd::UNSHARE, cmd::MOUNT])
@@ -51,7 +51,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("mnt.proc-subset-pid", beyond::proc_subset_pid)
         .asserts("proc mounted with subset=pid in a new mnt+pid ns lists only pids, self and thread-self: sys, sysrq-trigger and cpuinfo are ENOENT (helper mount(2) and mount -o subset=pid alike)")
         .anchor("kselftest proc-subset-pid")
-        .needs(needs![ROOT, &[Need::Kernel(5, 8)], cmd::UNSHARE, cmd::MOUNT])
+        .needs(needs![ROOT, &[Need::Kernel(5, 8)], cmd::UNSHARE, cmd::MOUNT, crate::needs::kc::PID_NS])
         .control("a default proc mount in the same namespaces: sys is there"),
 ];
 

@@ -23,27 +23,27 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.hostname-isolated", hostname_isolated)
         .asserts("`hostname X` inside a new uts ns is seen inside, not on the host")
         .anchor("LTP utsname03").anchor("youki hostname").anchor("runtime-tools hostname")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME]),
+        .needs(needs![ROOT, crate::needs::kc::UTS_NS, cmd::UNSHARE, cmd::HOSTNAME]),
     Experiment::new("ipc.sysv-isolated", sysv_isolated)
         .asserts("a SysV shm segment and a POSIX mqueue made in a new ipc ns are invisible on the host (ipcs, /proc/sysvipc, mq_open), and the host's own (made for the run) are invisible in a new ipc ns")
         .anchor("LTP shmnstest").anchor("LTP shmem_2nstest").anchor("LTP shm_comm").anchor("LTP mqns_01").anchor("LTP mqns_02")
-        .needs(needs![ROOT, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
+        .needs(needs![ROOT, crate::needs::kc::IPC_NS, crate::needs::kc::SYSVIPC, cmd::IPCS, cmd::NSENTER, cmd::UNSHARE]),
     Experiment::new("user.uid-map", uid_map)
         .asserts("uid 0 inside maps to uid 100000 outside; unmapped ids show as 65534; caps inside do not work on host-owned resources")
         .anchor("LTP userns01").anchor("LTP userns02").anchor("youki uid_mappings").anchor("runtime-tools linux_uid_mappings").anchor("runtime-tools linux_gid_mappings")
         .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
     Experiment::new("cgroupns.root-view", cgroupns_root_view)
         .asserts("/proc/self/cgroup inside a new cgroup ns shows / for the process's own group")
-        .needs(needs![ROOT, cmd::UNSHARE, &[Need::Cgroup(crate::needs::Controller::Pids)]])
+        .needs(needs![ROOT, crate::needs::kc::CGROUPS, crate::needs::kc::CGROUP_PIDS, cmd::UNSHARE, &[Need::Cgroup(crate::needs::Controller::Pids)]])
         .control("the same process in the same group without --cgroup"),
     Experiment::new("time.offsets", time_offsets)
         .asserts("a new time ns with a CLOCK_MONOTONIC offset (helper unshare(2) and unshare --monotonic alike) shifts that clock of the child by the offset, and neither boottime nor realtime")
         .anchor("LTP clock_gettime03").anchor("kselftest timens timens")
-        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
+        .needs(needs![ROOT, crate::needs::kc::TIME_NS, &[Need::Kernel(5, 6)], cmd::UNSHARE]),
     Experiment::new("ns.lsns-types", lsns_types)
         .asserts("for each type a process unshared in it is listed by `lsns -t TYPE` with its own ns, and shares every other type with the host")
         .anchor("LTP userns05")
-        .needs(needs![ROOT, cmd::LSNS, &[Need::Kernel(5, 6)]]),
+        .needs(needs![ROOT, crate::needs::kc::NAMESPACES, cmd::LSNS, &[Need::Kernel(5, 6)]]),
     Experiment::new("user.setgroups-deny", userns::setgroups_deny)
         .asserts("uid 100000's new user ns reads setgroups allow and cannot write its own gid_map (EPERM); after deny it can, then setgroups(2) and writing allow back fail EPERM (helper and unshare -r alike)")
         .anchor("LTP userns03").cve("CVE-2014-8989")
@@ -57,7 +57,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("user.caps-scoped-to-own-netns", userns::caps_scoped_to_own_netns)
         .asserts("uid 0 of a new user+net ns (mapped to 100000) adds a veth pair and an iptables rule, opens a raw socket and sets SO_MARK in its own netns; uid 0 of a new user ns sharing a suite netns owned by the init user ns gets EPERM for each")
         .anchor("LTP tst_setup_netns")
-        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::IP, cmd::IPTABLES])
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::IP, cmd::IPTABLES, crate::needs::kc::NET_NS, crate::needs::kc::VETH])
         .control("real root in that suite netns: the steps succeed"),
     Experiment::new("user.file-caps-namespaced", userns::file_caps_namespaced)
         .asserts("setcap cap_net_raw+ep by uid 0 of a user ns mapped to 100000 (setcap and the helper's setxattr) on a suite file writes a v3 security.capability with rootid 100000 (read from the host); exec of it by host uid 100000 gets no CAP_NET_RAW")
@@ -70,17 +70,17 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("uts.domainname-and-setns", domainname_and_setns)
         .asserts("setdomainname in a uts ns nested in a suite-made one is seen inside only: setns back to the outer ns (and the outer shell of `unshare --uts`) shows the outer hostname and domainname; the host's names are never written")
         .anchor("LTP utsname01").anchor("LTP utsname02").anchor("LTP setns02").anchor("youki domainname")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME])
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::HOSTNAME, crate::needs::kc::UTS_NS])
         .control("the inner step in the outer (suite-made) uts ns itself: the outer names change"),
     Experiment::new("ipc.sem-msg-mqueuefs", sem_msg_mqueuefs)
         .asserts("a SysV semaphore set and message queue with a fixed key made in ipc ns A are ENOENT from ipc ns B (B's semget gets its own set); an mqueue fs mounted in A lists exactly A's queue, one mounted in B not it; `ipcs` in a nested `unshare --ipc` lists none of what `ipcmk` made outside it")
         .anchor("LTP sem_nstest").anchor("LTP semtest_2ns").anchor("LTP sem_comm").anchor("LTP mesgq_nstest").anchor("LTP msg_comm").anchor("LTP mqns_03").anchor("LTP mqns_04")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::IPCS, cmd::IPCMK])
+        .needs(needs![ROOT, cmd::UNSHARE, cmd::IPCS, cmd::IPCMK, crate::needs::kc::IPC_NS, crate::needs::kc::SYSVIPC, crate::needs::kc::POSIX_MQUEUE])
         .control("B shares A's ipc ns: it finds both objects"),
     Experiment::new("time.boottime-procfs", boottime_procfs)
         .asserts("with a CLOCK_BOOTTIME offset of +10 days a child's /proc/uptime is 10 days ahead of the host's (unshare --boottime too) and /proc/stat btime exactly 10 days earlier (kernel >= 5.11; recorded before); realtime offsets and nanoseconds outside [0, 1e9) are EINVAL; offsets cannot be written once a task entered")
         .anchor("kselftest timens procfs").anchor("LTP timens01").anchor("LTP sysinfo03")
-        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE])
+        .needs(needs![ROOT, &[Need::Kernel(5, 6)], cmd::UNSHARE, crate::needs::kc::TIME_NS])
         .control("a time ns without the offset: uptime and btime equal the host's"),
     Experiment::new("ns.unshare-needs-cap", nsfs::unshare_needs_cap)
         .asserts("uid 65534 without capabilities or a user ns gets EPERM from unshare(2)/unshare(1) of each of mount, uts, ipc, net, pid, cgroup, time and from setns/nsenter into a suite netns; each flag with CLONE_NEWUSER succeeds")
@@ -90,15 +90,15 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("ns.ioctl-hierarchy", nsfs::ioctl_hierarchy)
         .asserts("NS_GET_PARENT of a new user and pid ns gives the caller's, EPERM at its own top; NS_GET_USERNS of a uts ns made with a user ns gives that user ns; NS_GET_OWNER_UID the creator's uid 100000; NS_GET_NSTYPE names each type; ENOTTY on a non-ns fd; lsns PNS/ONS agree")
         .anchor("kselftest nsfs owner").anchor("kselftest nsfs pidns").anchor("LTP ioctl_ns01-07")
-        .needs(needs![ROOT, USERNS, &[Need::Kernel(4, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::LSNS]),
+        .needs(needs![ROOT, USERNS, &[Need::Kernel(4, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::LSNS, crate::needs::kc::PID_NS, crate::needs::kc::UTS_NS]),
     Experiment::new("ns.pidfd-setns", nsfs::pidfd_setns)
         .asserts("setns(pidfd, NEWUTS|NEWIPC|NEWNET|NEWNS|NEWCGROUP) joins all of a suite target's namespaces at once (inodes equal, as one nsfd per type and nsenter give); an exited child's pidfd gives ESRCH and changes nothing; flags 0 give EINVAL; uid 0 of an unrelated user ns gets EPERM")
         .anchor("kselftest pidfd_setns_test")
-        .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 8)], cmd::NSENTER]),
+        .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 8)], cmd::NSENTER, crate::needs::kc::NET_NS, crate::needs::kc::UTS_NS, crate::needs::kc::IPC_NS]),
     Experiment::new("cgroupns.lesser-ns-open", lesser_ns_open)
         .asserts("a clone sharing a child's fd table, in a cgroup ns rooted at suite group A, opens B/cgroup.procs (B outside its root); the child's write of itself through that fd fails with ENOENT and it stays in A (cgroup2 with nsdelegate)")
         .anchor("LTP cgroup_core02").anchor("kselftest test_cgcore_lesser_ns_open").cve("CVE-2021-4197")
-        .needs(needs![ROOT, &[Need::CgroupV2]])
+        .needs(needs![ROOT, &[Need::CgroupV2], crate::needs::kc::CGROUPS])
         .control("the fd opened from the initial cgroup ns: the write moves it to B"),
 ];
 

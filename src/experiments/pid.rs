@@ -19,48 +19,48 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("pid.init-is-pid-1", init_is_pid_1)
         .asserts("the first process of a new pid ns has getpid()==1, getppid()==0; `echo $$` prints 1")
         .anchor("LTP pidns01")
-        .needs(needs![ROOT, cmd::UNSHARE])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::UNSHARE])
         .control("unshare without --pid"),
     Experiment::new("pid.ps-sees-only-namespace", ps_sees_only_namespace)
         .asserts("`ps` and /proc inside list exactly the namespace's processes; the host sees many more")
         .anchor("LTP pidns03")
-        .needs(needs![ROOT, cmd::UNSHARE, cmd::PS])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::UNSHARE, cmd::PS])
         .control("unshare --pid without --mount-proc"),
     Experiment::new("pid.ns-link-differs", ns_link_differs)
         .asserts("the child's /proc/<pid>/ns/pid inode differs from the host's; every other link equals the host's")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS])
         .control("the same child without a new pid ns"),
     Experiment::new("pid.nspid-translation", nspid_translation)
         .asserts("NSpid: in the host's /proc/<hostpid>/status reads `<hostpid> 1`")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS]),
     Experiment::new("pid.lsns-counts-processes", lsns_counts_processes)
         .asserts("lsns -t pid lists the new ns with NPROCS = its processes; a `sleep 60` entering it raises NPROCS by exactly 1")
-        .needs(needs![ROOT, cmd::LSNS, cmd::NSENTER]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::LSNS, cmd::NSENTER]),
     Experiment::new("pid.nsenter-joins", nsenter_joins)
         .asserts("nsenter --pid --mount --net gives the target's pid/mnt/net inodes, the namespace's process list and a small pid")
         .anchor("runtime-tools linux_ns_path")
-        .needs(needs![ROOT, cmd::NSENTER]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS, cmd::NSENTER]),
     Experiment::new("pid.init-death-kills-namespace", init_death_kills_namespace)
         .asserts("SIGKILL to the ns init kills every process of the ns; a later fork into it fails with ENOMEM")
         .anchor("LTP pidns05")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS]),
     Experiment::new("pid.init-ignores-unhandled-signals", init_ignores_unhandled_signals)
         .asserts("a handler-less ns init ignores SIGTERM/SIGKILL from inside and SIGTERM from the parent ns; SIGKILL from the parent kills it")
         .anchor("LTP pidns04")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::PID_NS])
         .control("the same signals to a non-init process of the ns"),
     Experiment::new("pid.orphans-reparent-to-ns-init", orphans_reparent)
         .asserts("an orphan in the ns gets ppid 1 inside, and its host parent is the ns init, not the host's init")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::PID_NS]),
     Experiment::new("pid.signals-cross-ns", signals_cross_ns)
         .asserts("from a new pid ns, kill() of a suite process outside fails with ESRCH and it lives (`unshare --fork --pid sh -c 'kill -9 PID'` too); a lone ns init's kill(-1, SIGKILL) is ESRCH; a signal from the parent ns arrives with si_pid 0, one from a child inside with the child's pid")
         .anchor("LTP pidns06").anchor("LTP pidns10").anchor("LTP pidns12").anchor("LTP pidns16")
-        .needs(needs![ROOT, cmd::UNSHARE])
+        .needs(needs![ROOT, cmd::UNSHARE, crate::needs::kc::PID_NS])
         .control("the same sends without a new pid ns: the kill succeeds, si_pid is the sender's pid"),
     Experiment::new("pid.nesting-limits", nesting::nesting_limits)
         .asserts("32 pid namespaces nest and the 33rd unshare(CLONE_NEWPID) fails ENOSPC; user namespaces nest at least 32 deep and the next fails ENOSPC; nested unshare(1) agrees at and past each depth; both depths recorded")
         .anchor("LTP pidns32").anchor("LTP userns07")
-        .needs(needs![ROOT, USERNS, cmd::UNSHARE]),
+        .needs(needs![ROOT, USERNS, cmd::UNSHARE, crate::needs::kc::PID_NS]),
 ];
 
 mod cross_ns;

@@ -37,44 +37,44 @@ const WRITE_RULE: &str = "\t//seccomp_rule_add(ctx, SCMP_ACT_KILL, SCMP_SYS(writ
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("sc.seed-program", seed_program)
         .asserts("the seed's seccomp.c prints exactly `i will give you a shell\\n`, then dies by SIGSYS (31, shell status 159); no shell runs")
-        .needs(GCC_NEEDS)
+        .needs(needs![GCC_NEEDS, crate::needs::kc::SECCOMP_FILTER])
         .control("built without the execve rule: the shell runs"),
     Experiment::new("sc.kill-write-variant", kill_write_variant)
         .asserts("with the commented `write` rule enabled nothing is printed and the program dies by SIGSYS")
-        .needs(GCC_NEEDS),
+        .needs(needs![GCC_NEEDS, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.execve-killed", execve_killed)
         .asserts("libseccomp crate, KillProcess on execve: SIGSYS on exec; `Seccomp: 2`, `Seccomp_filters: 1` in /proc/<pid>/status before it")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER])
         .control("no filter: exec succeeds"),
     Experiment::new("sc.actions", actions)
         .asserts("execve from a second thread: KillProcess kills the process, KillThread only the thread, Trap gives SIGSYS with si_code SYS_SECCOMP and si_syscall execve, Errno(EPERM) returns -1/EPERM, Log lets it through")
         .anchor("kselftest seccomp_bpf actions")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.inherited", inherited)
         .asserts("a filter survives fork and execve: a grandchild shows `Seccomp: 2`, `Seccomp_filters: 1` and its uname(2) is blocked")
-        .needs(needs![ROOT]),
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.default-profile-blocks-unshare", default_profile_blocks_unshare)
         .asserts("under the Docker-default-like profile (no CAP_SYS_ADMIN) `unshare -U true` fails with EPERM; unshare(2), clone(CLONE_NEWUSER), setns(2) get EPERM")
         .anchor("kselftest seccomp_bpf argument filters")
-        .needs(UNSHARE_NEEDS)
+        .needs(needs![UNSHARE_NEEDS, crate::needs::kc::SECCOMP_FILTER])
         .control("unconfined: no profile applied"),
     Experiment::new("sc.unconfined-allows-unshare", unconfined_allows_unshare)
         .asserts("without a filter `unshare -U true` succeeds and the status shows `Seccomp: 0`")
-        .needs(UNSHARE_NEEDS),
+        .needs(needs![UNSHARE_NEEDS, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("sc.filter-precedence", filter_precedence)
         .asserts("two filters on getppid in either install order: the stronger action wins, KILL over TRAP over ERRNO over TRACE (no tracer: -1/ENOSYS) over LOG over ALLOW; of two ERRNO filters the one installed last gives its errno")
         .anchor("kselftest seccomp_bpf precedence").anchor("kselftest seccomp_bpf ERRNO_order")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER])
         .control("only the second filter of each pair: its own action"),
     Experiment::new("sc.user-notif-pid-translation", user_notif)
         .asserts("a SECCOMP_RET_USER_NOTIF listener is told req.pid 0 for a task in a sibling pid ns and the task's pid when both share one; a second listener on the chain fails with EBUSY; answering after the task died fails with ENOENT")
         .anchor("kselftest seccomp_bpf user_notification").anchor("youki seccomp_notify")
-        .needs(needs![ROOT, &[Need::Kernel(5, 0)]])
+        .needs(needs![ROOT, &[Need::Kernel(5, 0)], crate::needs::kc::SECCOMP_FILTER, crate::needs::kc::PID_NS])
         .control("listener and task in one pid ns: req.pid is the task's pid"),
     Experiment::new("sc.install-rules", install_rules)
         .asserts("as uid 65534 (no CAP_SYS_ADMIN) without no_new_privs seccomp(2) fails with EACCES, with it the filter loads; with TSYNC all 3 threads show Seccomp: 2, without it only the installing one")
         .anchor("kselftest seccomp_bpf mode_filter_without_nnp").anchor("kselftest seccomp_bpf TSYNC")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::SECCOMP_FILTER])
         .control("a process with CAP_SYS_ADMIN: installs without no_new_privs"),
 ];
 

@@ -40,44 +40,44 @@ const PROFILE: &str = crate::seccomp::PROFILE_JSON;
 pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("docker.container-pid-1", container_pid_1)
         .asserts("the container's shell is pid 1 (echo $$, NSpid) and lsns -t pid shows one process in its pid ns")
-        .needs(needs![ENGINE, cmd::LSNS]),
+        .needs(needs![ENGINE, cmd::LSNS, crate::needs::kc::PID_NS]),
     Experiment::new("docker.exec-is-nsenter", exec_is_nsenter)
         .asserts("a docker exec process has the container init's pid/net/mnt/uts/ipc ns inodes, as nsenter -t INIT does")
         .needs(needs![ENGINE, cmd::NSENTER]),
     Experiment::new("docker.namespaces-created", namespaces_created)
         .asserts("the container has new pid, net, mnt, uts, ipc namespaces; shares user and time; cgroup shared on v1, private on v2")
         .anchor("youki ns_itype").anchor("runtime-tools linux_ns_itype").anchor("runtime-tools linux_ns_nopath")
-        .needs(needs![ENGINE, cmd::LSNS]),
+        .needs(needs![ENGINE, cmd::LSNS, crate::needs::kc::PID_NS, crate::needs::kc::NET_NS, crate::needs::kc::UTS_NS, crate::needs::kc::IPC_NS]),
     Experiment::new("docker.nprocs-rises", nprocs_rises)
         .asserts("NPROCS of the container's pid ns (lsns) rises by exactly 1 while `sleep 60` runs inside")
-        .needs(needs![ENGINE, cmd::LSNS]),
+        .needs(needs![ENGINE, cmd::LSNS, crate::needs::kc::PID_NS]),
     Experiment::new("docker.netns-not-in-ip-netns", netns_not_in_ip_netns)
         .asserts("the container's net ns is listed by lsns -t net and absent from ip netns list")
-        .needs(needs![ENGINE, cmd::LSNS, cmd::IP]),
+        .needs(needs![ENGINE, cmd::LSNS, cmd::IP, crate::needs::kc::NET_NS]),
     Experiment::new("docker.container-network", container_network)
         .asserts("the container pings its bridge gateway; with --network none it has only lo and ping fails 'Network is unreachable'")
-        .needs(needs![ENGINE, cmd::IP]),
+        .needs(needs![ENGINE, cmd::IP, crate::needs::kc::NET_NS, crate::needs::kc::VETH, crate::needs::kc::BRIDGE]),
     Experiment::new("docker.memory-limit-matches", memory_limit_matches)
         .asserts("--memory 33554432: the host cgroup limit file reads 33554432; the seed's 4194304 is refused with the engine's minimum")
         .anchor("youki cgroup_v1_memory").anchor("runtime-tools linux_cgroups_memory")
-        .needs(ENGINE),
+        .needs(needs![ENGINE, crate::needs::kc::MEMCG]),
     Experiment::new("docker.oom-killed", oom_killed)
         .asserts("over the limit: exit 137, State.OOMKilled=true, and the container cgroup's oom_kill counter rose")
         .anchor("moby TestRunOOMExitCode")
-        .needs(ENGINE),
+        .needs(needs![ENGINE, crate::needs::kc::MEMCG]),
     Experiment::new("docker.default-seccomp", default_seccomp)
         .asserts("default profile: Seccomp: 2 and `unshare -U true` fails with EPERM; the project's profile file does the same")
         .anchor("youki seccomp").anchor("runtime-tools linux_seccomp").anchor("moby TestRunSeccompProfileDenyUnshare")
-        .needs(ENGINE),
+        .needs(needs![ENGINE, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("docker.seccomp-unconfined", seccomp_unconfined)
         .asserts("--security-opt seccomp=unconfined: Seccomp: 0 and `unshare -U true` succeeds")
-        .needs(ENGINE),
+        .needs(needs![ENGINE, crate::needs::kc::SECCOMP_FILTER]),
     Experiment::new("docker.process-tree", process_tree)
         .asserts("the container's init is a child of containerd-shim-runc-v2; dockerd and containerd run; no runc stays resident")
-        .needs(ENGINE),
+        .needs(needs![ENGINE, crate::needs::kc::PID_NS]),
     Experiment::new("docker.export-rootfs", export_rootfs)
         .asserts("docker export | tar gives the image's tree (/bin/busybox, /bin/sh); pivot_root into it sees only its files and pid 1")
-        .needs(ENGINE),
+        .needs(needs![ENGINE, crate::needs::kc::OVERLAY_FS]),
     Experiment::new("docker.housekeeping", housekeeping)
         .asserts("docker ps -a / container ls -a / image ls -a list the suite's objects; a label-filtered prune removes them; none left")
         .needs(ENGINE),

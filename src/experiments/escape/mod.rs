@@ -34,12 +34,12 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.release-agent-denied", release_agent_denied)
         .asserts("uid 0 of a new user+mnt+cgroup ns (mapped to 100000) cannot set a cgroup v1 release_agent: its v1 mount is refused or the write fails EPERM; the suite's own hierarchy's release_agent write fails EPERM (CVE-2022-0492)")
         .cve("CVE-2022-0492")
-        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::MOUNT])
+        .needs(needs![ROOT, crate::needs::kc::CGROUPS, USERNS, cmd::UNSHARE, cmd::MOUNT])
         .control("real root in the init user ns: the mount and the write succeed (then cleared, unmounted)"),
     Experiment::new("esc.abstract-socket-per-netns", abstract_socket_per_netns)
         .asserts("an abstract unix socket bound in one suite netns is not reachable from another: connect fails ECONNREFUSED")
         .cve("CVE-2020-15257")
-        .needs(needs![ROOT, cmd::IP])
+        .needs(needs![ROOT, crate::needs::kc::NET_NS, crate::needs::kc::UNIX, cmd::IP])
         .control("the client in the server's netns: connects and reads the reply"),
     Experiment::new("esc.locked-mounts", locked_mounts)
         .asserts("after unshare -Urm, umount of a suite tmpfs covering a file fails EINVAL (MNT_LOCKED) and the file stays hidden")
@@ -52,7 +52,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.setns-out-denied", setns_out_denied)
         .asserts("uid 0 of a new user ns (mapped to 100000) cannot setns() into a suite netns owned by the init user ns: EPERM")
         .anchor("LTP userns04")
-        .needs(needs![ROOT, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
+        .needs(needs![ROOT, crate::needs::kc::NET_NS, USERNS, cmd::UNSHARE, cmd::NSENTER, cmd::IP])
         .control("real root: setns succeeds (in a child that exits at once)"),
     Experiment::new("esc.no-new-privs", no_new_privs)
         .asserts("with no_new_privs, exec of a suite setuid-root copy of cat keeps euid 100000 and its status shows NoNewPrivs: 1")
@@ -72,7 +72,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.cgroup-migrate-open-creds", cgroup_migrate_open_creds)
         .asserts("a suite child in group A opens B/cgroup.procs as euid 65534 (owner of A's and B's cgroup.procs, not of their parent's), then writes itself through it as euid 0: EACCES (the open-time credentials decide) and it stays in A (v2 where mounted, else v1 pids)")
         .anchor("LTP cgroup_core01").anchor("kselftest test_cgcore_lesser_euid_open").cve("CVE-2021-4197")
-        .needs(needs![ROOT])
+        .needs(needs![ROOT, crate::needs::kc::CGROUPS])
         .control("the same fd opened as euid 0: the write moves it to B"),
     Experiment::new("esc.mount-flags-locked", mount_flags_locked)
         .asserts("real root mounts a suite tmpfs ro,nosuid,nodev,noexec; as uid 0 of a new user+mnt ns a bind remount clearing any of them fails EPERM (mount(2) and unshare -Urm mount alike) and mountinfo keeps all four; a remount keeping them succeeds (CVE-2014-5206/5207)")
@@ -82,12 +82,12 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.overlay-copyup-unmapped", overlay_copyup_unmapped)
         .asserts("in a user+mnt ns (0 → 100000) an overlay over a suite lower dir holding a 0666 file owned by an unmapped uid: opening it for write (copy-up) fails EOVERFLOW (helper and unshare -Urm alike) and the upper dirs stay empty, seen from the host; never a setuid bit (CVE-2023-0386)")
         .cve("CVE-2023-0386")
-        .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT])
+        .needs(needs![ROOT, USERNS, &[Need::Kernel(5, 11)], cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, crate::needs::kc::OVERLAY_FS])
         .control("the lower file owned by the mapped uid 100000: the copy-up succeeds and the upper file is 100000's on the host"),
     Experiment::new("esc.userns-mount-gate", userns_mount_gate)
         .asserts("uid 0 of a new user+mnt(+pid, net, ipc, cgroup) ns mapped to 100000 mounts tmpfs (the allowed set of tmpfs, ramfs, proc, sysfs, mqueue, devpts, cgroup2, overlay recorded per kernel) but not ext4 from a suite loop image: mount(2), mount(8) and fsopen+FSCONFIG_CMD_CREATE give EPERM (CVE-2022-0185's surface)")
         .anchor("LTP fsconfig03")
-        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::MKFS_EXT4])
+        .needs(needs![ROOT, USERNS, cmd::SETPRIV, cmd::UNSHARE, cmd::NSENTER, cmd::MOUNT, cmd::MKFS_EXT4, crate::needs::kc::BLK_DEV_LOOP, crate::needs::kc::EXT4_FS])
         .control("real root: the ext4 mount of the same image succeeds"),
     Experiment::new("esc.docker-no-leaked-fds", docker_no_leaked_fds)
         .asserts("a default container's init and a docker exec process hold no fd (classified by fdinfo mnt_id, never opened) nor cwd on a mount outside their mount ns; docker run -w /proc/self/fd/N (N 3..9) is refused with the engine's message or gets a cwd inside (CVE-2024-21626)")
@@ -97,7 +97,7 @@ pub static EXPERIMENTS: &[Experiment] = &[
     Experiment::new("esc.docker-device-cgroup", docker_device_cgroup)
         .asserts("in a default container (CAP_MKNOD) mknod of a suite loop device's node succeeds but opening it fails EPERM (device cgroup / eBPF filter) and nothing of the image is read")
         .anchor("runtime-tools linux_cgroups_devices").anchor("youki devices")
-        .needs(ENGINE)
+        .needs(needs![ENGINE, crate::needs::kc::BLK_DEV_LOOP])
         .control("--device-cgroup-rule 'b 7:N r' for that device: the open succeeds and reads the suite image's first bytes"),
 ];
 
