@@ -99,7 +99,9 @@ fn column_meta(c: &Column) -> Value {
     let docker = if host["docker_stack"].is_object() {
         crate::enginestack::label(&host["docker_stack"])
     } else {
-        host["docker"].as_str().unwrap_or("no engine").to_string()
+        host["docker"]
+            .as_str()
+            .map_or_else(|| "no engine".to_string(), |v| format!("docker {v}"))
     };
     json!({
         "label": c.label,
@@ -187,7 +189,7 @@ fn header(out: &mut String, cols: &[Column]) {
         let _ = write!(
             out,
             "<th class=\"col\" data-col=\"{i}\"><div class=\"label\">{}</div>\
-             <div class=\"meta\">kernel {}<br>cgroup {}<br>docker {}</div>\
+             <div class=\"meta\">kernel {}<br>cgroup {}<br>{}</div>\
              <div class=\"counts\">{}</div></th>",
             escape(&c.label),
             escape(&text(&m["kernel"])),
