@@ -248,6 +248,17 @@ pub(super) fn freezer(ctx: &mut Ctx, v: Variant) -> Outcome {
     Ok(())
 }
 
+/// Setup: the joining child shows in the group's procs (bounded).
+fn wait_joined(g: &Group, jpid: i32) -> Outcome {
+    if !wait_until(bound(5), || g.procs().is_ok_and(|p| p.contains(&jpid))) {
+        broken!(
+            "the joining child {jpid} never showed in {}",
+            g.path.display()
+        );
+    }
+    Ok(())
+}
+
 /// One form's run; false when this kernel's groups lack its file.
 fn freeze_form(ctx: &mut Ctx, v: Variant, form: Form) -> Result<bool, Problem> {
     let Some(h) = form.hierarchy() else {
@@ -276,13 +287,7 @@ fn freeze_form(ctx: &mut Ctx, v: Variant, form: Form) -> Result<bool, Problem> {
     // A child that joins the group now (the frozen one: it stops at once).
     let mut j = start_counter(ctx, &g, &c[2])?;
     let _thaw_j = ThawOnDrop(form, &g);
-    let jpid = j.pid();
-    if !wait_until(bound(5), || g.procs().is_ok_and(|p| p.contains(&jpid))) {
-        broken!(
-            "the joining child {jpid} never showed in {}",
-            g.path.display()
-        );
-    }
+    wait_joined(&g, j.pid())?;
     let adv = advance(&[&c[0], &c[1], &c[2]], 1)?;
     ctx.measure(&format!("{k}.advance_frozen_sibling_joined"), &adv);
     ctx.observe(&format!("{k}.frozen_counter_moved"), adv[0] != 0);
