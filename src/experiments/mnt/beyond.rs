@@ -283,15 +283,17 @@ pub(super) fn idmapped_mount(ctx: &mut Ctx, v: Variant) -> Outcome {
     );
     let holder = hold_mount_ns(ctx, &setup)?;
     let k: Idmap = op_in_holder(ctx, &holder, None, &["mnt-idmap", &s, &d])?;
+    ctx.observe("kernel", &k);
+    // Before looking through DST: where the kernel cannot idmap tmpfs
+    // (6.1 self-built: EINVAL) nothing is mounted there to look at.
+    if let Some(why) = idmap_unmet(&k) {
+        return Err(Problem::Unmet(why));
+    }
     // The control looks through the original mount, where nothing changed.
     let look = if v.isolated() { &d } else { &s };
     let seen = idmap_seen(ctx, &holder, look, &s, &d)?;
     drop(holder);
-    ctx.observe("kernel", &k);
     ctx.observe("seen", &seen);
-    if let Some(why) = idmap_unmet(&k) {
-        return Err(Problem::Unmet(why));
-    }
     judge_idmap(&k, &seen, v)
 }
 
