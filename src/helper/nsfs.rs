@@ -125,11 +125,17 @@ fn pid_ns_init() {
 /// setresgid/setresuid to `uid` with no supplementary groups.
 pub fn drop_to(uid: Option<u32>) -> Result<(), Errno> {
     let Some(uid) = uid else { return Ok(()) };
+    nix::unistd::setgroups(&[])?;
+    set_ids(uid)
+}
+
+/// setresgid/setresuid to `uid` (gid the same), keeping the process's
+/// /proc files its own and its parent-death signal armed.
+pub fn set_ids(uid: u32) -> Result<(), Errno> {
     let (u, g) = (
         nix::unistd::Uid::from_raw(uid),
         nix::unistd::Gid::from_raw(uid),
     );
-    nix::unistd::setgroups(&[])?;
     nix::unistd::setresgid(g, g, g)?;
     nix::unistd::setresuid(u, u, u)?;
     // The uid change made the process non-dumpable, which leaves its

@@ -159,18 +159,8 @@ fn wait_byte(r: &std::os::fd::OwnedFd) {
 }
 
 fn be_root_here() -> Result<(), Errno> {
-    let (u, g) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-    nix::unistd::setresgid(g, g, g)?;
-    nix::unistd::setresuid(u, u, u)?;
-    // The uid change made it non-dumpable: its /proc files (and its
-    // children's) would stay host root's, which the outer root cannot write;
-    // it also cleared the parent-death signal.
-    // SAFETY: plain prctls.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 1);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    Ok(())
+    // Its children's /proc files must stay writable to the outer root too.
+    super::nsfs::set_ids(0)
 }
 
 fn pdeathsig() {
