@@ -32,6 +32,24 @@ pub fn all() -> Vec<&'static Experiment> {
     sections().into_iter().flat_map(|(_, e)| e).collect()
 }
 
+/// Runs `isocheck helper ARGS…` and parses its JSON reply; a helper that
+/// failed breaks the row with its status and message.
+pub(crate) fn helper_reply<T: serde::de::DeserializeOwned>(
+    ctx: &crate::experiment::Ctx,
+    args: &[&str],
+) -> Result<T, crate::experiment::Problem> {
+    let r = crate::process::run(ctx.helper().args(args))?;
+    if !r.success() {
+        crate::broken!(
+            "helper {}: status {}: {}",
+            args[0],
+            r.shell_status(),
+            r.stderr.trim()
+        );
+    }
+    Ok(serde_json::from_str(r.stdout.trim())?)
+}
+
 /// Non-comment lines of a fixture list.
 fn id_lines(text: &'static str) -> Vec<&'static str> {
     text.lines()

@@ -1,6 +1,7 @@
 //! Catalogue section 1: the PID namespace.
 
 use crate::experiment::{Ctx, Experiment, Outcome, Variant};
+use crate::experiments::helper_reply;
 use crate::helper::whoami::Whoami;
 use crate::helper::{
     self,
@@ -341,18 +342,8 @@ fn nsenter_joins(ctx: &mut Ctx, _v: Variant) -> Outcome {
     Ok(())
 }
 
-/// Runs a pid-namespace helper op and parses its JSON.
-fn helper_json<T: serde::de::DeserializeOwned>(
-    ctx: &Ctx,
-    op: &str,
-    args: &[&str],
-) -> anyhow::Result<T> {
-    let out = run_ok(ctx.helper().arg(op).args(args))?;
-    Ok(serde_json::from_str(out.trim())?)
-}
-
 fn init_death_kills_namespace(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let r: InitDeath = helper_json(ctx, "pidns-init-death", &[])?;
+    let r: InitDeath = helper_reply(ctx, &["pidns-init-death"])?;
     ctx.observe("result", &r);
     check_eq!(r.members_before, 3, "processes in the ns before the kill");
     check_eq!(
@@ -375,7 +366,7 @@ fn init_death_kills_namespace(ctx: &mut Ctx, _v: Variant) -> Outcome {
 
 fn init_ignores_unhandled_signals(ctx: &mut Ctx, v: Variant) -> Outcome {
     let target = if v.isolated() { "init" } else { "child" };
-    let r: Signals = helper_json(ctx, "pidns-signals", &[target])?;
+    let r: Signals = helper_reply(ctx, &["pidns-signals", target])?;
     ctx.observe("result", &r);
     check_eq!(
         r.survived_term_kill_from_inside,
@@ -396,7 +387,7 @@ fn init_ignores_unhandled_signals(ctx: &mut Ctx, v: Variant) -> Outcome {
 }
 
 fn orphans_reparent(ctx: &mut Ctx, _v: Variant) -> Outcome {
-    let r: Orphan = helper_json(ctx, "pidns-orphan", &[])?;
+    let r: Orphan = helper_reply(ctx, &["pidns-orphan"])?;
     // Host pids name this run; their relations are the facts.
     ctx.measure("result", &r);
     ctx.observe("orphan_ppid_inside", r.orphan_ppid_inside);

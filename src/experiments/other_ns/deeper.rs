@@ -4,23 +4,11 @@
 //! and CLOCK_BOOTTIME through procfs (kselftest timens, LTP timens01).
 
 use crate::experiment::{Ctx, Outcome, Problem, Variant};
+use crate::experiments::helper_reply;
 use crate::helper::uts_ipc_time::{IpcReport, TimensReport, UtsReport};
 use crate::namespaces;
 use crate::process::run;
 use crate::{broken, check, check_eq};
-
-fn helper_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, args: &[&str]) -> Result<T, Problem> {
-    let r = run(ctx.helper().args(args))?;
-    if !r.success() {
-        broken!(
-            "helper {}: status {}: {}",
-            args[0],
-            r.shell_status(),
-            r.stderr.trim()
-        );
-    }
-    Ok(serde_json::from_str(r.stdout.trim())?)
-}
 
 fn host_names() -> (String, String) {
     let read = |f: &str| {
@@ -42,7 +30,7 @@ fn host_names() -> (String, String) {
 pub(super) fn domainname_and_setns(ctx: &mut Ctx, v: Variant) -> Outcome {
     let host = host_names();
     let inner = if v.isolated() { "yes" } else { "no" };
-    let r: UtsReport = helper_json(ctx, &["uts-domainname", "--inner", inner])?;
+    let r: UtsReport = helper_reply(ctx, &["uts-domainname", "--inner", inner])?;
     ctx.observe("outer", &r.outer);
     ctx.observe("inner", &r.inner);
     ctx.observe("after_setns", &r.after_setns);
@@ -119,7 +107,7 @@ pub(super) fn sem_msg_mqueuefs(ctx: &mut Ctx, v: Variant) -> Outcome {
         "--share",
         share,
     ];
-    let r: IpcReport = helper_json(ctx, &args)?;
+    let r: IpcReport = helper_reply(ctx, &args)?;
     let own = queue.trim_start_matches('/').to_string();
     ctx.observe("sem_lookup_from_b", &r.sem_lookup);
     ctx.observe("msg_lookup_from_b", &r.msg_lookup);
@@ -179,7 +167,7 @@ pub(super) fn boottime_procfs(ctx: &mut Ctx, v: Variant) -> Outcome {
     if v.isolated() {
         args.extend(["--offset", &off]);
     }
-    let r: TimensReport = helper_json(ctx, &args)?;
+    let r: TimensReport = helper_reply(ctx, &args)?;
     let (child_up, before, after) = r.uptime;
     ctx.measure("uptime_child_host_before_after", r.uptime);
     let btime_shift = r.btime.1 - r.btime.0;

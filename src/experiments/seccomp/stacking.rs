@@ -3,27 +3,11 @@
 //! notification listener is told about the calling task.
 
 use crate::experiment::{Ctx, Outcome, Variant};
+use crate::experiments::helper_reply;
 use crate::helper::sc_notif::NotifReport;
 use crate::helper::sc_stack::{InstallRules, Stacked, ERRNO_PAIR, PRECEDENCE};
-use crate::process::run;
 use crate::{broken, check, check_eq};
 use std::collections::BTreeMap;
-
-fn helper_json<T: serde::de::DeserializeOwned>(
-    ctx: &Ctx,
-    args: &[&str],
-) -> Result<T, crate::experiment::Problem> {
-    let r = run(ctx.helper().args(args))?;
-    if !r.success() {
-        broken!(
-            "helper {}: status {}: {}",
-            args[0],
-            r.shell_status(),
-            r.stderr.trim()
-        );
-    }
-    Ok(serde_json::from_str(r.stdout.trim())?)
-}
 
 // ---------------------------------------------------------------------------
 // sc.install-rules
@@ -34,7 +18,7 @@ pub(super) fn install_rules(ctx: &mut Ctx, v: Variant) -> Outcome {
     if !v.isolated() {
         args.push("--keep-caps");
     }
-    let r: InstallRules = helper_json(ctx, &args)?;
+    let r: InstallRules = helper_reply(ctx, &args)?;
     ctx.observe("without_nnp", &r.without_nnp);
     ctx.observe("without_nnp_cap_eff", &r.without_nnp_cap_eff);
     ctx.observe("with_nnp", &r.with_nnp);
@@ -95,7 +79,7 @@ pub(super) fn filter_precedence(ctx: &mut Ctx, v: Variant) -> Outcome {
         sets.push(o.iter().map(|s| s.to_string()).collect());
     }
     let sets_json = serde_json::to_string(&sets)?;
-    let got: Vec<Stacked> = helper_json(ctx, &["sc-precedence", "--sets", &sets_json])?;
+    let got: Vec<Stacked> = helper_reply(ctx, &["sc-precedence", "--sets", &sets_json])?;
     if got.len() != sets.len() {
         broken!(
             "sc-precedence answered {} of {} sets",
@@ -130,8 +114,8 @@ pub(super) fn filter_precedence(ctx: &mut Ctx, v: Variant) -> Outcome {
 /// The body of `sc.user-notif-pid-translation`; its entry in `EXPERIMENTS` says what it asserts.
 pub(super) fn user_notif(ctx: &mut Ctx, v: Variant) -> Outcome {
     let other = if v.isolated() { "yes" } else { "no" };
-    let sib: NotifReport = helper_json(ctx, &["sc-notif", "--sibling", other])?;
-    let same: NotifReport = helper_json(ctx, &["sc-notif", "--sibling", "no"])?;
+    let sib: NotifReport = helper_reply(ctx, &["sc-notif", "--sibling", other])?;
+    let same: NotifReport = helper_reply(ctx, &["sc-notif", "--sibling", "no"])?;
     ctx.observe("sibling_ns_req_pid", sib.req_pid);
     let same_pid_matches = same.req_pid as i32 == same.task_pid && same.req_pid != 0;
     ctx.observe("same_ns_req_pid_is_task_pid", same_pid_matches);
