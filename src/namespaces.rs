@@ -155,7 +155,17 @@ pub fn host_ns_env() -> &'static str {
 /// every command it starts), else this process's own (it is the harness).
 pub fn host_inode(kind: &str) -> Option<u64> {
     let recorded = std::env::var(ENV_HOST_NS).ok();
-    let text = recorded.as_deref().unwrap_or_else(|| host_ns_env());
+    ns_env_inode(recorded.as_deref().unwrap_or_else(|| host_ns_env()), kind)
+}
+
+/// The inode of `kind` in what the harness recorded in `ENV_HOST_NS`; None
+/// when this process was not given a record.
+pub fn recorded_host_inode(kind: &str) -> Option<u64> {
+    ns_env_inode(&std::env::var(ENV_HOST_NS).ok()?, kind)
+}
+
+/// The inode of `kind` in an `ENV_HOST_NS` value (`mnt:4026531841,net:…`).
+fn ns_env_inode(text: &str, kind: &str) -> Option<u64> {
     text.split(',')
         .filter_map(|kv| kv.split_once(':'))
         .find(|(k, _)| *k == kind)

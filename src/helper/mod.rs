@@ -53,13 +53,7 @@ pub fn refuse_in_host_ns(kind: &str) -> Result<(), String> {
     };
     let mine = crate::namespaces::inode("self", kind)
         .map_err(|e| format!("refusing: cannot read my {word} namespace: {e}"))?;
-    let recorded = std::env::var(ENV_HOST_NS).ok().and_then(|v| {
-        v.split(',')
-            .filter_map(|kv| kv.split_once(':'))
-            .find(|(k, _)| *k == kind)
-            .and_then(|(_, i)| i.parse::<u64>().ok())
-    });
-    let host = match recorded {
+    let host = match crate::namespaces::recorded_host_inode(kind) {
         Some(i) => i,
         None => {
             let ppid = nix::unistd::getppid().to_string();
@@ -164,6 +158,17 @@ pub fn main(args: &[String]) -> i32 {
             2
         }
     }
+}
+
+/// The entry names of a directory, sorted (a mount's view, as a reply field).
+pub fn sorted_names(dir: &str) -> Result<Vec<String>, String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    Ok(v)
 }
 
 /// The one way an op fails before doing its work: the message on stderr

@@ -155,11 +155,5 @@ fn sysfs_list(dir: &str) -> Result<Vec<String>, String> {
         None::<&str>,
     )
     .map_err(|e| format!("mount sysfs on {dir}: {e}"))?;
-    let mut v: Vec<String> = std::fs::read_dir(format!("{dir}/class/net"))
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    Ok(v)
+    super::sorted_names(&format!("{dir}/class/net"))
 }

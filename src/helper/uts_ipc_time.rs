@@ -213,13 +213,7 @@ fn mqueue_names(dir: &str, mount: bool) -> Result<Vec<String>, String> {
         )
         .map_err(|e| format!("mount mqueue on {dir}: {e}"))?;
     }
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    Ok(v)
+    super::sorted_names(dir)
 }
 
 fn private_mounts() -> Result<(), String> {
