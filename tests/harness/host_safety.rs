@@ -266,12 +266,15 @@ fn every_namespace_changing_step_goes_through_a_guard() {
             let shell_unshare = ["exec unshare -", "; unshare -", "&& unshare -"]
                 .iter()
                 .any(|p| code.contains(p));
-            let near = |what: &str| {
-                lines[i.saturating_sub(8)..(i + 9).min(lines.len())]
+            let near = |what: &str, r: usize| {
+                lines[i.saturating_sub(r)..(i + r + 1).min(lines.len())]
                     .iter()
                     .any(|l| l.contains(what))
             };
-            if shell_unshare && !near("private_mounts(") && !rel.starts_with("experiments/docker") {
+            if shell_unshare
+                && !near("private_mounts(", 8)
+                && !rel.starts_with("experiments/docker")
+            {
                 bad.push(format!(
                     "{rel}:{}: a shell script runs unshare(1) outside private_mounts",
                     i + 1
@@ -280,9 +283,7 @@ fn every_namespace_changing_step_goes_through_a_guard() {
             let names_host = ["hostname {", "domainname {", "sysctl -w {"]
                 .iter()
                 .any(|p| code.contains(p));
-            let guarded = lines[i.saturating_sub(6)..(i + 7).min(lines.len())]
-                .iter()
-                .any(|l| l.contains("sh_guard("));
+            let guarded = near("sh_guard(", 6);
             if names_host && !guarded && !rel.starts_with("helper") {
                 bad.push(format!(
                     "{rel}:{}: a seed script that renames without sh_guard",
