@@ -217,9 +217,15 @@ impl HostFacts {
     /// None when an engine answered, else the reason the Docker rows are ignored.
     pub fn docker_unmet(&self) -> Option<String> {
         if self.docker.is_some() {
-            let param = std::fs::read_to_string(crate::apparmor::ENABLED_PARAM).ok();
-            let parser = which("apparmor_parser").is_some();
-            crate::apparmor::engine_unmet(param.as_deref(), parser)
+            // Asked by every Docker row: the answer cannot change within a run.
+            static APPARMOR: OnceLock<Option<String>> = OnceLock::new();
+            APPARMOR
+                .get_or_init(|| {
+                    let param = std::fs::read_to_string(crate::apparmor::ENABLED_PARAM).ok();
+                    let parser = which("apparmor_parser").is_some();
+                    crate::apparmor::engine_unmet(param.as_deref(), parser)
+                })
+                .clone()
         } else {
             Some(
                 self.docker_reason
